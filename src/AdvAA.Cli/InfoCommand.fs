@@ -1,0 +1,31 @@
+/// `advaa info`: versions, the libtorch backend, devices, CPU threads.
+module AdvAA.Cli.InfoCommand
+
+open System
+open Argu
+open TorchSharp
+open AdvAA.Core.Backend
+open AdvAA.Cli.Common
+
+type InfoArgs =
+    | Device of string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Device _ -> "auto|cpu|cuda (default: auto, or ADVAA_DEVICE)."
+
+let run (args: ParseResults<InfoArgs>) =
+    let request = deviceRequest (args.TryGetResult InfoArgs.Device)
+    let device = TorchBackend.ResolveDevice request
+    let b = TorchBackend.Initialize request
+    printfn "AdvAA        %s" (versionOf typeof<NativeBackend>)
+    printfn "TorchSharp   %s" (versionOf typeof<torch>)
+    printfn "libtorch     %s" b.LibTorchVersion
+    printfn "backend      %s (%s)" b.Kind b.Source
+    printfn "  libtorch   %s" b.LibTorchFolder
+    printfn "  wrapper    %s" b.WrapperPath
+    printfn "device       %O (requested: %s)" device ((string request).ToLowerInvariant())
+    let cuda = torch.cuda.is_available()
+    printfn "CUDA         %s" (if cuda then sprintf "available, %d device(s)" (torch.cuda.device_count()) else "not available")
+    printfn "CPU threads  %d (of %d cores)" (torch.get_num_threads()) Environment.ProcessorCount
+    ExitCode.ok
