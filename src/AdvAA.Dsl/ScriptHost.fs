@@ -87,7 +87,8 @@ module ScriptHost =
         [ typeof<AdvAA.Core.Backend.TorchBackend>.Assembly
           typeof<Schedule>.Assembly
           typeof<TorchSharp.torch>.Assembly
-          typeof<unit>.Assembly ]
+          typeof<unit>.Assembly
+          typeof<FsiEvaluationSession>.Assembly ] // for the `fsi` object, see `evaluateScript`
         |> List.map (fun a -> "-r:" + a.Location)
 
     let private problem (file: string) (message: string) =
@@ -184,6 +185,13 @@ module ScriptHost =
                "--define:" + Define
                yield! references () |]
         let evaluateIn (session: FsiEvaluationSession) (text: string) =
+            // `dotnet fsi` gives scripts an `fsi` object (fsi.CommandLineArgs, fsi.AddPrinter) from an
+            // SDK library that FCS does not ship; bind FCS's own settings object to that name, so
+            // such scripts compile here too. Its arguments are the script alone, as under `dotnet fsi`.
+            Settings.fsi.CommandLineArgs <- [| fullPath |]
+            match session.EvalInteractionNonThrowing("let fsi = FSharp.Compiler.Interactive.Shell.Settings.fsi") with
+            | Choice2Of2 e, _ -> failwithf "the script host could not define the fsi object: %s" e.Message
+            | Choice1Of2 _, _ -> ()
             let wasHosted = ScriptHost.Hosting.Value
             ScriptHost.Hosting.Value <- true
             let result, diagnostics =

@@ -45,9 +45,10 @@ let tests =
             Expect.isFalse ScriptHost.IsHosted "false again after the evaluation"
         }
 
-        test "the script runs against the host's assemblies, in its own folder" {
+        test "the script runs against the host's assemblies, in its own folder, with an fsi object" {
             Expect.equal (probeValue<int64> "tensorSum") 15L "a TorchSharp op on the host's libtorch"
             Expect.equal (probeValue<string> "sourceDirectory") (Path.GetDirectoryName(script "probe.fsx")) "__SOURCE_DIRECTORY__"
+            Expect.equal (probeValue<string[]> "commandLineArgs") [| script "probe.fsx" |] "fsi.CommandLineArgs: the script, as under dotnet fsi"
         }
 
         test "a missing value is an error naming it" {
@@ -115,6 +116,7 @@ let tests =
                 [ "hostDefined", "false"
                   "hostedAtTopLevel", "false"
                   "hostedInTask", "false"
+                  "commandLineArgs", script "probe.fsx"
                   "tensorSum", "15"
                   "libtorch", cli
                   "lr", "warmup 5 (step 0.1 ×0.2 at 60,120,160)"

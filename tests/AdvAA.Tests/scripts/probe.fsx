@@ -26,6 +26,7 @@ let hostDefined =
 let hostedAtTopLevel = ScriptHost.IsHosted
 let hostedInTask = System.Threading.Tasks.Task.Run(fun () -> ScriptHost.IsHosted).Result
 let sourceDirectory = __SOURCE_DIRECTORY__
+let commandLineArgs = fsi.CommandLineArgs
 
 // A tensor operation after touching an AdvAA type: libtorch must be AdvAA's, loaded by full path.
 let backendDevice = AdvAA.Core.Backend.TorchBackend.ResolveDevice AdvAA.Core.Backend.DeviceRequest.Cpu
@@ -39,6 +40,7 @@ if not ScriptHost.IsHosted then
     printfn "hostDefined=%b" hostDefined
     printfn "hostedAtTopLevel=%b" hostedAtTopLevel
     printfn "hostedInTask=%b" hostedInTask
+    printfn "commandLineArgs=%s" (String.concat " " commandLineArgs)
     printfn "tensorSum=%d" tensorSum
     printfn "libtorch=%s" (AdvAA.Core.Backend.TorchBackend.Current.LibTorchFolder)
     printfn "lr=%s" (Schedule.describe lr)
