@@ -33,10 +33,15 @@ public sealed class BatchLoader
     /// </summary>
     public IEnumerable<(Tensor Images, Tensor Labels)> Epoch(int epoch)
     {
+        Tensor order;
+        if (shuffle)
+        {
+            using var generator = new Generator(unchecked((ulong)(seed * 1_000_003 + epoch)));
+            order = randperm(data.Count, generator: generator);
+        }
+        else order = arange(data.Count);
         // The order is owned here, not by whatever dispose scope is open when iteration starts.
-        Tensor order = (shuffle
-            ? randperm(data.Count, generator: new Generator(unchecked((ulong)(seed * 1_000_003 + epoch))))
-            : arange(data.Count)).DetachFromDisposeScope();
+        order.DetachFromDisposeScope();
         try
         {
             for (int b = 0; b < BatchesPerEpoch; b++)

@@ -84,12 +84,12 @@ public static class DataSources
     /// <summary>The folder itself when it holds a data set, else the one sub-folder that does.</summary>
     static (string Folder, Layout Layout) Locate(string folder)
     {
-        if (Detect(folder) is { } own) return (folder, own);
-        var found = DataFormatException.Reading(folder, () => Directory.GetDirectories(folder))
+        if (DataFormatException.Reading(folder, () => Detect(folder)) is { } own) return (folder, own);
+        var found = DataFormatException.Reading(folder, () => Directory.GetDirectories(folder)
             .Order(StringComparer.Ordinal)
             .Select(d => (Folder: d, Layout: Detect(d)))
             .Where(c => c.Layout != null)
-            .ToArray();
+            .ToArray());
         return found.Length switch
         {
             1 => (found[0].Folder, found[0].Layout!.Value),

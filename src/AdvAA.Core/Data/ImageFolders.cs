@@ -72,8 +72,8 @@ internal static class ImageFolders
     {
         List<ArchiveEntry> entries = ReadEntries(compressed, archive);
         string prefix = SplitParent(entries, archive);
-        // split -> class -> (file name, entry name, content); null content marks a class seen only as a folder entry.
-        var splits = Splits.ToDictionary(s => s, _ => new SortedDictionary<string, List<(string File, string Entry, byte[]? Content)>>(StringComparer.Ordinal));
+        // split -> class -> its images; a class folder entry with no images stays an empty list.
+        var splits = Splits.ToDictionary(s => s, _ => new SortedDictionary<string, List<ArchiveImage>>(StringComparer.Ordinal));
         foreach (ArchiveEntry e in entries)
         {
             bool underPrefix = e.Path.StartsWith(prefix, StringComparison.Ordinal);
@@ -87,19 +87,21 @@ internal static class ImageFolders
             if (!IsImage(e.Path)) continue;
             if (!inClass || parts.Length != 3)
                 throw new DataFormatException($"{archive}: entry '{e.Name}': an image outside {prefix}train|test/<class>/; expected {prefix}train|test/{Expected}");
-            ClassOf(splits[parts[0]], parts[1]).Add((parts[2], e.Name, e.Content));
+            ClassOf(splits[parts[0]], parts[1]).Add(new ArchiveImage(parts[2], e.Name, e.Content));
         }
         return (Listed(splits["train"], archive, prefix + "train"), Listed(splits["test"], archive, prefix + "test"));
     }
 
-    static List<(string File, string Entry, byte[]? Content)> ClassOf(
-        SortedDictionary<string, List<(string File, string Entry, byte[]? Content)>> split, string name)
+    /// <summary>An image inside an archive: its file name (the sort key), its entry name and its bytes.</summary>
+    sealed record ArchiveImage(string File, string Entry, byte[] Content);
+
+    static List<ArchiveImage> ClassOf(SortedDictionary<string, List<ArchiveImage>> split, string name)
     {
         if (!split.TryGetValue(name, out var files)) split[name] = files = [];
         return files;
     }
 
-    static Listing Listed(SortedDictionary<string, List<(string File, string Entry, byte[]? Content)>> split, string archive, string folder)
+    static Listing Listed(SortedDictionary<string, List<ArchiveImage>> split, string archive, string folder)
     {
         if (split.Count == 0)
             throw new DataFormatException($"{archive}: no class folders under '{folder}/'; expected {folder}/{Expected}");
@@ -122,14 +124,14 @@ internal static class ImageFolders
     static List<ArchiveEntry> ReadEntries(Stream compressed, string archive)
     {
         var entries = new List<ArchiveEntry>();
-        string after = "";
+        string where = "before its first entry";
         try
         {
             using var gzip = new GZipStream(compressed, CompressionMode.Decompress);
             using var tar = new TarReader(gzip);
             while (tar.GetNextEntry() is { } entry)
             {
-                after = $" after entry '{entry.Name}'";
+                where = $"at or after entry '{entry.Name}'";
                 string path = string.Join('/', entry.Name.Split('/', StringSplitOptions.RemoveEmptyEntries).Where(p => p != "."));
                 switch (entry.EntryType)
                 {
@@ -152,7 +154,7 @@ internal static class ImageFolders
         }
         catch (Exception e) when (e is IOException or InvalidDataException or FormatException)
         {
-            throw new DataFormatException($"{archive}: not a readable .tar.gz{after}: {e.Message}", e);
+            throw new DataFormatException($"{archive}: not a readable .tar.gz (it fails {where}): {e.Message}", e);
         }
         return entries;
     }
