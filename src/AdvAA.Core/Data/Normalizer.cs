@@ -23,25 +23,35 @@ public sealed class Normalizer
     /// <summary>The CIFAR-10 training set's statistics.</summary>
     public static Normalizer Cifar10 { get; } = new([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]);
 
-    /// <summary>The per-channel mean and (population) standard deviation of a data set's pixels, scaled to [0,1].</summary>
+    /// <summary>
+    /// The per-channel mean and (population) standard deviation of a data set's pixels, scaled to
+    /// [0,1]. Sums are exact integers, so a channel with one value everywhere has std exactly 0.
+    /// </summary>
     public static Normalizer FromDataset(ImageDataset data)
     {
-        const long chunk = 4096; // bounds the float64 copy to a few hundred MB at CIFAR size
+        // Images per step, so that the int64 copy stays near 128 MB whatever the image size.
+        long chunk = Math.Max(1, (1L << 24) / ((long)data.Channels * data.Height * data.Width));
         int channels = data.Channels;
-        var sum = new double[channels];
-        var squares = new double[channels];
+        var sums = new long[channels];
+        var squares = new long[channels];
         for (long start = 0; start < data.Count; start += chunk)
         {
             using var scope = NewDisposeScope();
-            Tensor x = data.Images.narrow(0, start, Math.Min(chunk, data.Count - start)).to_type(ScalarType.Float64).div_(255.0);
-            double[] s = x.sum([0, 2, 3]).data<double>().ToArray();
-            double[] q = x.square().sum([0, 2, 3]).data<double>().ToArray();
-            for (int c = 0; c < channels; c++) (sum[c], squares[c]) = (sum[c] + s[c], squares[c] + q[c]);
+            Tensor x = data.Images.narrow(0, start, Math.Min(chunk, data.Count - start)).to_type(ScalarType.Int64);
+            long[] s = x.sum([0, 2, 3]).data<long>().ToArray();
+            long[] q = x.square().sum([0, 2, 3]).data<long>().ToArray();
+            for (int c = 0; c < channels; c++) (sums[c], squares[c]) = (sums[c] + s[c], squares[c] + q[c]);
         }
-        double n = (double)data.Count * data.Height * data.Width;
-        double[] mean = sum.Select(s => s / n).ToArray();
-        double[] std = squares.Select((q, c) => Math.Sqrt(Math.Max(q / n - mean[c] * mean[c], 0))).ToArray();
-        int flat = Array.FindIndex(std, s => !(s > 0));
+        Int128 n = (Int128)data.Count * data.Height * data.Width;
+        var mean = new double[channels];
+        var std = new double[channels];
+        for (int c = 0; c < channels; c++)
+        {
+            Int128 spread = n * squares[c] - (Int128)sums[c] * sums[c]; // n² · variance, in pixel units²
+            mean[c] = (double)sums[c] / (double)n / 255;
+            std[c] = Math.Sqrt((double)spread) / (double)n / 255;
+        }
+        int flat = Array.IndexOf(std, 0.0);
         if (flat >= 0)
             throw new ArgumentException($"{data.Source}: channel {flat} has one value in every pixel (std 0), so it cannot be normalised", nameof(data));
         return new Normalizer(mean, std);
