@@ -3,7 +3,6 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using Microsoft.Win32.SafeHandles;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace AdvAA.Core.Data;

@@ -8,7 +8,6 @@ using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 using SkiaSharp;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace AdvAA.Core.Data;
