@@ -2,15 +2,18 @@ module AdvAA.Cli.Program
 
 open Argu
 open AdvAA.Core.Backend
+open AdvAA.Core.Data
 open AdvAA.Cli.Common
 
 [<HelpFlags("--help", "-h")>]
 type CliArgs =
     | [<CliPrefix(CliPrefix.None)>] Info of ParseResults<InfoCommand.InfoArgs>
+    | [<CliPrefix(CliPrefix.None)>] Data of ParseResults<DataCommand.DataArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Info _ -> "print versions, the libtorch backend, devices and CPU threads."
+            | Data _ -> "load a data set (default: the embedded sample) and print its format, sizes, classes, statistics and load speed."
 
 [<EntryPoint>]
 let main argv =
@@ -19,6 +22,7 @@ let main argv =
         let results = parser.ParseCommandLine(argv, raiseOnUsage = true)
         match results.GetSubCommand() with
         | Info a -> InfoCommand.run a
+        | Data a -> DataCommand.run a
     with
     | :? ArguParseException as e ->
         if e.ErrorCode = ErrorCode.HelpText then
@@ -28,3 +32,4 @@ let main argv =
             eprintfn "%s" e.Message
             ExitCode.usage
     | :? BackendException as e -> fail e.Message
+    | :? DataFormatException as e -> fail e.Message
