@@ -47,11 +47,11 @@ for name in (match Environment.GetEnvironmentVariable "ADVAA_BENCH_MODELS" with 
     printfn "  %-10s %8.1f images/s (median step %.3f s)" name (float batch / seconds) seconds
 
 printfn "\ncontroller (16 ops, 10 levels, Q=5, K=2), M=8:"
-use controller = new PolicyController(16, 10)
+let controller = new PolicyController(16, 10)
 let trainer = ControllerTrainer(controller)
-use gen = new torch.Generator(1UL)
+let gen = new torch.Generator(1UL)
 let sampleSeconds = time 3 20 (fun () -> (controller.Sample(8, gen)).Dispose())
-use s = controller.Sample(8, gen)
+let s = controller.Sample(8, gen)
 let losses = Array.init 8 (fun i -> 2.0 + 0.1 * float i)
 let updateSeconds = time 3 20 (fun () -> trainer.Update(s.Ops, s.Levels, losses) |> ignore)
 printfn "  sample %.1f ms, update %.1f ms (medians)" (1000.0 * sampleSeconds) (1000.0 * updateSeconds)

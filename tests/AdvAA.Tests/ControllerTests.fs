@@ -180,6 +180,7 @@ let tests =
         test "a controller rewarded for op 3 learns to pick it" {
             torch.manual_seed 5L |> ignore
             use controller = new PolicyController(16, 10)
+            // The default lr (0.00035) gets there too, but slowly: about 60% after 300-350 updates.
             let trainer = ControllerTrainer(controller, learningRate = 0.005)
             use gen = new torch.Generator(17UL)
             let shareOfOp3 () =
@@ -189,9 +190,9 @@ let tests =
                 let rewards = Array.init 8 (fun m -> ops[m * perPolicy .. (m + 1) * perPolicy - 1] |> Array.averageBy (fun o -> if o = 3L then 1.0 else 0.0))
                 trainer.Update(s.Ops, s.Levels, rewards) |> ignore
                 Array.average rewards
-            let shares = Array.init 300 (fun _ -> shareOfOp3 ())
+            let shares = Array.init 150 (fun _ -> shareOfOp3 ())
             Expect.isLessThan shares[0] 0.25 "starts near 1/16"
-            let last = shares[280..] |> Array.average
-            Expect.isGreaterThan last 0.6 (sprintf "picks op 3 in most choices after 300 updates (last 20: %.2f)" last)
+            let last = shares[130..] |> Array.average
+            Expect.isGreaterThan last 0.6 (sprintf "picks op 3 in most choices after 150 updates (last 20: %.2f)" last)
         }
     ]
