@@ -78,33 +78,61 @@ public static class BatchAugment
             throw new AugmentException($"images must be uint8 [N,C,H,W] with C = 1 or 3; got {Describe(images)}");
     }
 
+    /// <summary>Pixels a CPU stage works on at once: intermediates then stay in cache and their memory is reused.</summary>
+    const long CpuChunkBytes = 1 << 20;
+
+    /// <summary>
+    /// One stage. On the CPU it runs over chunks of rows (about 1 MB of pixels each); on a GPU over the
+    /// whole batch. Either way every sample reads the whole stage input (SamplePairing's partner).
+    /// </summary>
     static Tensor Stage(Tensor x, SearchSpace space, SpaceTables tables, Tensor ids, Tensor values, torch.Generator? generator, bool checkValues)
     {
-        int opCount = space.Ops.Count;
-        var ranks = tables.RankOfId.index_select(0, ids.add(1).clamp_(0, opCount));
-        var (_, order) = ranks.sort(0, descending: false, stable: true);
-        var counts = torch.bincount(ranks, minlength: opCount + 1);
-        Tensor? bad = null;
-        if (checkValues)
+        if (checkValues) CheckValues(space, tables, ids, values);
+        long n = x.shape[0];
+        long rows = x.device.type == DeviceType.CPU ? Math.Max(1, CpuChunkBytes / (x.shape[1] * x.shape[2] * x.shape[3])) : n;
+        if (rows >= n) return StageRows(x, 0, space, tables, ids, values, generator);
+        var output = torch.empty_like(x);
+        for (long first = 0; first < n; first += rows)
         {
-            var safe = ids.clamp(0, opCount - 1);
-            var valid = values.isfinite()
-                .logical_and_(values.ge(tables.Min.index_select(0, safe)))
-                .logical_and_(values.le(tables.Max.index_select(0, safe)));
-            var badId = ids.lt(-1).logical_or_(ids.ge(opCount));
-            var badValue = ids.ge(0).logical_and_(tables.HasMagnitude.index_select(0, safe)).logical_and_(valid.logical_not_());
-            bad = badId.logical_or(badValue);
-            counts = torch.cat(new[] { counts, bad.sum().view(1) });
+            long count = Math.Min(rows, n - first);
+            using var chunk = torch.NewDisposeScope();
+            output.narrow(0, first, count).copy_(
+                StageRows(x, first, space, tables, ids.narrow(0, first, count), values.narrow(0, first, count), generator));
         }
-        // The one host synchronisation of a stage: how many samples chose each op (and whether any input is bad).
-        long[] host = counts.cpu().data<long>().ToArray();
-        if (checkValues && host[opCount + 1] > 0)
-            throw BadValues(space, ids, values, bad!);
+        return output;
+    }
+
+    static void CheckValues(SearchSpace space, SpaceTables tables, Tensor ids, Tensor values)
+    {
+        int opCount = space.Ops.Count;
+        var safe = ids.clamp(0, opCount - 1);
+        var valid = values.isfinite()
+            .logical_and_(values.ge(tables.Min.index_select(0, safe)))
+            .logical_and_(values.le(tables.Max.index_select(0, safe)));
+        var badId = ids.lt(-1).logical_or_(ids.ge(opCount));
+        var badValue = ids.ge(0).logical_and_(tables.HasMagnitude.index_select(0, safe)).logical_and_(valid.logical_not_());
+        var bad = badId.logical_or_(badValue);
+        if (bad.any().item<bool>())
+            throw BadValues(space, ids, values, bad);
+    }
+
+    /// <summary>
+    /// Rows first..first+len−1 of a stage (len = ids.shape[0]): sorts them by op, computes each pass on its
+    /// samples and scatters the results back. Returns those rows.
+    /// </summary>
+    static Tensor StageRows(Tensor x, long first, SearchSpace space, SpaceTables tables, Tensor ids, Tensor values, torch.Generator? generator)
+    {
+        int opCount = space.Ops.Count;
+        var rowsIn = x.narrow(0, first, ids.shape[0]);
+        var ranks = tables.RankOfId.index_select(0, ids.add(1));
+        var (_, order) = ranks.sort(0, descending: false, stable: true);
+        // The one host synchronisation: how many samples chose each op.
+        long[] host = torch.bincount(ranks, minlength: opCount + 1).cpu().data<long>().ToArray();
 
         long active = host.Take(tables.ActiveRanks).Sum();
-        if (active == 0) return x.clone();
+        if (active == 0) return rowsIn.clone();
         var activeOrder = order.narrow(0, 0, active);
-        var xs = x.index_select(0, activeOrder);
+        var xs = rowsIn.index_select(0, activeOrder);
         var vs = values.index_select(0, activeOrder);
         long h = x.shape[2], w = x.shape[3];
 
@@ -141,7 +169,7 @@ public static class BatchAugment
                 long c = host[rank];
                 if (c > 0)
                 {
-                    var slice = new StageSlice(xs.narrow(0, start, c), vs.narrow(0, start, c), x, activeOrder.narrow(0, start, c), generator);
+                    var slice = new StageSlice(xs.narrow(0, start, c), vs.narrow(0, start, c), x, activeOrder.narrow(0, start, c).add(first), generator);
                     parts.Add(((DirectCompute)compute).Apply(slice));
                     start += c;
                 }
@@ -149,7 +177,7 @@ public static class BatchAugment
             }
         }
         var result = parts.Count == 1 ? parts[0] : torch.cat(parts);
-        return x.index_copy(0, activeOrder, result);
+        return rowsIn.index_copy(0, activeOrder, result);
     }
 
     static AugmentException BadStageInput(SearchSpace space, Tensor ids, Tensor levels, Tensor badId, Tensor badLevel)

@@ -21,36 +21,36 @@ internal static class ImageKernels
     public static Tensor AffineNearest(Tensor images, Tensor matrices, int fill)
     {
         long n = images.shape[0], h = images.shape[2], w = images.shape[3];
-        var device = images.device;
         var m = matrices.to(ScalarType.Float64);
-        Tensor At(int row, int col) => m.select(1, row).select(1, col).view(n, 1, 1);
+        Tensor At(int row, int col) => m.select(1, row).select(1, col).view(n, 1);
         var exact = At(0, 1).eq(0).logical_and_(At(1, 0).eq(0));   // PIL's scaling path: no rounding
-        // Coefficients in units of 1/65536: rounded (fixed point) unless on the scaling path.
+        // Coefficients in units of 1/65536: rounded to whole units (fixed point) unless on the scaling path.
         Tensor Units(Tensor v) { var u = v.mul(65536); return torch.where(exact, u, u.add(0.5).floor_()); }
-        var xs = torch.arange(w, ScalarType.Float64, device).view(1, 1, w);
-        var ys = torch.arange(h, ScalarType.Float64, device).view(1, h, 1);
-        Tensor Coordinate(int row)
-        {
-            Tensor a = At(row, 0), b = At(row, 1), c = At(row, 2);
-            var origin = Units(c.add(a.mul(0.5)).add_(b.mul(0.5)));                // at the centre of pixel (0, 0)
-            var units = origin.add(ys.mul(Units(b))).add(xs.mul(Units(a)));       // [n, H, W]
-            long bound = System.Math.Max(h, w) + 1;                                 // keep far points representable
-            return units.div_(65536).floor_().clamp_(-bound, bound).to(ScalarType.Int64).view(n, h * w);
-        }
-        return GatherPixels(images, Coordinate(1), Coordinate(0), fill);
+        var xs = torch.arange(w, ScalarType.Float64, images.device).view(1, w);
+        var ys = torch.arange(h, ScalarType.Float64, images.device).view(1, h);
+        Tensor a = At(0, 0), b = At(0, 1), c = At(0, 2), d = At(1, 0), e = At(1, 1), f = At(1, 2);
+        // x_in = a·(x+½) + b·(y+½) + c: a part along x holding the origin, plus a part along y (and likewise y_in).
+        // On the fixed-point path both parts are whole units; on the scaling path the other part is 0 and the
+        // own part may be fractional, where floor(floor(u) / 65536) = floor(u / 65536). So: floor, add as integers, shift.
+        var xOwn = xs.mul(Units(a)).add_(Units(c.add(a.mul(0.5)).add_(b.mul(0.5)))).floor_().to(ScalarType.Int64).view(n, 1, w);
+        var xOther = ys.mul(Units(b)).to(ScalarType.Int64).view(n, h, 1);
+        var yOwn = ys.mul(Units(e)).add_(Units(f.add(d.mul(0.5)).add_(e.mul(0.5)))).floor_().to(ScalarType.Int64).view(n, h, 1);
+        var yOther = xs.mul(Units(d)).to(ScalarType.Int64).view(n, 1, w);
+        return GatherPixels(images, yOwn.add(yOther).bitwise_right_shift_(16), xOwn.add(xOther).bitwise_right_shift_(16), fill);
     }
 
     /// <summary>
-    /// out[n,c,y,x] = images[n,c,srcY,srcX] for the integer source positions srcY, srcX (int64 [n, H·W]),
+    /// out[n,c,y,x] = images[n,c,srcY,srcX] for integer source positions srcY, srcX (int64, broadcastable to [n,H,W]),
     /// or <paramref name="fill"/> where a position is outside the image.
     /// </summary>
     public static Tensor GatherPixels(Tensor images, Tensor srcY, Tensor srcX, int fill)
     {
         long n = images.shape[0], c = images.shape[1], h = images.shape[2], w = images.shape[3];
-        var outside = srcX.lt(0).logical_or_(srcX.ge(w)).logical_or_(srcY.lt(0)).logical_or_(srcY.ge(h));
-        var index = srcY.clamp(0, h - 1).mul_(w).add_(srcX.clamp(0, w - 1)).unsqueeze(1).expand(n, c, h * w);
-        return images.reshape(n, c, h * w).gather(2, index)
-            .masked_fill_(outside.unsqueeze(1), fill)
+        // A one-pixel frame of fill: every outside position clamps onto it, so no mask is needed.
+        var framed = torch.nn.functional.pad(images, new long[] { 1, 1, 1, 1 }, PaddingModes.Constant, fill);
+        var index = srcY.clamp(-1, h).add_(1).mul_(w + 2).add(srcX.clamp(-1, w).add_(1)).expand(n, h, w);
+        return framed.reshape(n, c, (h + 2) * (w + 2))
+            .gather(2, index.reshape(n, 1, h * w).expand(n, c, h * w))
             .view(n, c, h, w);
     }
 
@@ -58,7 +58,10 @@ internal static class ImageKernels
     public static Tensor ApplyLut(Tensor images, Tensor lut)
     {
         long n = images.shape[0], c = images.shape[1], h = images.shape[2], w = images.shape[3];
-        return lut.gather(2, images.reshape(n, c, h * w).to(ScalarType.Int64)).view(n, c, h, w);
+        // int32 positions into the flattened tables: half the memory of gather's int64 index.
+        var offsets = torch.arange(n * c, ScalarType.Int32, images.device).mul_(256).view(n, c, 1);
+        var positions = images.reshape(n, c, h * w).to(ScalarType.Int32).add_(offsets).view(-1);
+        return lut.contiguous().view(-1).index_select(0, positions).view(n, c, h, w);
     }
 
     /// <summary>The 256 intensities as float32 [1,1,256]: the argument of every lookup table.</summary>
@@ -119,9 +122,9 @@ internal static class ImageKernels
     {
         long n = images.shape[0], c = images.shape[1], pixels = images.shape[2] * images.shape[3];
         var device = images.device;
-        var flat = images.reshape(n * c, pixels).to(ScalarType.Int64);
-        var histogram = torch.zeros(new[] { n * c, 256L }, ScalarType.Int64, device)
-            .scatter_add_(1, flat, torch.ones(1, 1, ScalarType.Int64, device).expand(n * c, pixels));
+        var histogram = torch.zeros(new[] { n * c, 256L }, ScalarType.Int32, device).scatter_add_(1,
+            images.reshape(n * c, pixels).to(ScalarType.Int64), torch.ones(new[] { n * c, pixels }, ScalarType.Int32, device))
+            .to(ScalarType.Int64);
         var bins = torch.arange(256, ScalarType.Int64, device).view(1, 256);
         var highest = histogram.gt(0).to(ScalarType.Int64).mul_(bins).amax(new long[] { 1 }, keepdim: true);
         var step = histogram.gather(1, highest).neg_().add_(pixels).div_(255, RoundingMode.floor);

@@ -22,11 +22,9 @@ public static class StandardAugment
         var dx = Draw.Integers(2 * padding + 1, new[] { n, 1L }, generator, device).sub_(padding);
         var flip = Draw.Uniform(new[] { n, 1L }, generator, device).lt(0.5);
         var columns = torch.arange(w, ScalarType.Int64, device).view(1, w);
-        var srcX = torch.where(flip, columns.neg().add_(w - 1), columns).add(dx);          // [n, W]
-        var srcY = torch.arange(h, ScalarType.Int64, device).view(1, h).add(dy);           // [n, H]
-        var y = srcY.unsqueeze(2).expand(n, h, w).reshape(n, h * w);
-        var x = srcX.unsqueeze(1).expand(n, h, w).reshape(n, h * w);
-        return ImageKernels.GatherPixels(images, y, x, fill: 0).MoveToOuterDisposeScope();
+        var srcX = torch.where(flip, columns.neg().add_(w - 1), columns).add(dx).view(n, 1, w);
+        var srcY = torch.arange(h, ScalarType.Int64, device).view(1, h).add(dy).view(n, h, 1);
+        return ImageKernels.GatherPixels(images, srcY, srcX, fill: 0).MoveToOuterDisposeScope();
     }
 
     /// <summary>
