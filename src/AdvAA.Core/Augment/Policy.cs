@@ -1,0 +1,210 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AdvAA.Core.Augment;
+
+/// <summary>One stage of a sub-policy: an op (by name) at a level, applied with a probability.</summary>
+public sealed record PolicyStage(string Op, int Level, double Probability = 1.0);
+
+/// <summary>Stages applied in order to an image.</summary>
+public sealed record SubPolicy(IReadOnlyList<PolicyStage> Stages)
+{
+    public bool Equals(SubPolicy? other) => other is not null && Stages.SequenceEqual(other.Stages);
+    public override int GetHashCode() => Stages.Aggregate(0, HashCode.Combine);
+}
+
+/// <summary>Sub-policies; each image gets one of them, chosen uniformly at random.</summary>
+public sealed record Policy(IReadOnlyList<SubPolicy> SubPolicies)
+{
+    public bool Equals(Policy? other) => other is not null && SubPolicies.SequenceEqual(other.SubPolicies);
+    public override int GetHashCode() => SubPolicies.Aggregate(0, HashCode.Combine);
+}
+
+/// <summary>What the trainer calls for every batch: each sample draws its own ops.</summary>
+public interface IPolicySource
+{
+    string Name { get; }
+
+    /// <summary>uint8 [N,C,H,W] → uint8 [N,C,H,W] on the same device.</summary>
+    Tensor Augment(Tensor images, torch.Generator generator);
+}
+
+/// <summary>A fixed policy: per sample a uniformly chosen sub-policy, each stage applied with its probability.</summary>
+public sealed class PolicyAugment : IPolicySource
+{
+    readonly long[] opTable, levelTable;
+    readonly float[] probabilityTable;
+    readonly long subPolicies, stages;
+
+    /// <summary>Binds a policy to a space: every op must be in it and every level below its level count.</summary>
+    public PolicyAugment(Policy policy, SearchSpace space, string name = "policy")
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        if (policy.SubPolicies.Count == 0)
+            throw new AugmentException($"{name}: a policy needs at least one sub-policy");
+        subPolicies = policy.SubPolicies.Count;
+        stages = policy.SubPolicies.Max(s => s.Stages.Count);
+        opTable = new long[subPolicies * stages];
+        levelTable = new long[subPolicies * stages];
+        probabilityTable = new float[subPolicies * stages];
+        Array.Fill(opTable, -1L);
+        for (int q = 0; q < subPolicies; q++)
+        {
+            var sub = policy.SubPolicies[q];
+            if (sub.Stages.Count == 0)
+                throw new AugmentException($"{name}: sub-policy {q} has no stages");
+            for (int k = 0; k < sub.Stages.Count; k++)
+            {
+                var stage = sub.Stages[k];
+                string at = $"{name}: sub-policy {q}, stage {k}";
+                int op;
+                try { op = space.IndexOf(stage.Op); }
+                catch (AugmentException e) { throw new AugmentException($"{at}: {e.Message}"); }
+                if (stage.Level < 0 || stage.Level >= space.Levels)
+                    throw new AugmentException($"{at}: level {stage.Level} of {stage.Op} is outside 0..{space.Levels - 1}");
+                if (!(stage.Probability >= 0 && stage.Probability <= 1))
+                    throw new AugmentException($"{at}: probability {stage.Probability} of {stage.Op} is outside 0..1");
+                opTable[q * stages + k] = op;
+                levelTable[q * stages + k] = stage.Level;
+                probabilityTable[q * stages + k] = (float)stage.Probability;
+            }
+        }
+        Policy = policy;
+        Space = space;
+        Name = name;
+    }
+
+    public string Name { get; }
+    public Policy Policy { get; }
+    public SearchSpace Space { get; }
+
+    public Tensor Augment(Tensor images, torch.Generator generator)
+    {
+        BatchAugment.CheckImages(images);
+        using var scope = torch.NewDisposeScope();
+        long n = images.shape[0];
+        var device = images.device;
+        var choice = Draw.Integers(subPolicies, new[] { n }, generator, device);
+        var fires = Draw.Uniform(new[] { n, stages }, generator, device);
+        Tensor Rows(Tensor table) => table.view(subPolicies, stages).index_select(0, choice);
+        var ops = Rows(torch.tensor(opTable, device: device));
+        var levels = Rows(torch.tensor(levelTable, device: device));
+        var probabilities = Rows(torch.tensor(probabilityTable, device: device));
+        ops = torch.where(fires.lt(probabilities), ops, torch.full_like(ops, -1));
+        return BatchAugment.Apply(images, Space, ops, levels, generator).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>RandAugment (Cubuk et al. 2019): per sample, n ops drawn uniformly from the space, all at level m.</summary>
+public sealed class RandAugment : IPolicySource
+{
+    public RandAugment(int n = 2, int m = 9, SearchSpace? space = null)
+    {
+        Space = space ?? DefaultSpace;
+        if (n < 1)
+            throw new AugmentException($"RandAugment: n (ops per image) must be at least 1, got {n}");
+        if (m < 0 || m >= Space.Levels)
+            throw new AugmentException($"RandAugment: m (the level) {m} is outside 0..{Space.Levels - 1}");
+        N = n;
+        M = m;
+        Name = $"randaugment(n={n},m={m})";
+    }
+
+    /// <summary>
+    /// RandAugment's 14 ops with torchvision's ranges and 31 levels (m in 0..30): factors 1 ± 0.9 (signed about 1),
+    /// shear ±0.3, translate ±0.45·32 px, rotate ±30°, Posterize 8 → 4 bits, Solarize 256 → 0.
+    /// </summary>
+    public static SearchSpace DefaultSpace { get; } = new(new[]
+    {
+        OpTable.Get("Identity"), OpTable.Get("AutoContrast"), OpTable.Get("Equalize"), OpTable.Get("Rotate"),
+        OpTable.Get("Solarize"), Factor("Color", 0.9), OpTable.Get("Posterize"), Factor("Contrast", 0.9),
+        Factor("Brightness", 0.9), Factor("Sharpness", 0.9), OpTable.Get("ShearX"), OpTable.Get("ShearY"),
+        OpTable.Get("TranslateX"), OpTable.Get("TranslateY"),
+    }, levels: 31);
+
+    /// <summary>An enhancement op whose factor is 1 ± up to <paramref name="spread"/>.</summary>
+    internal static OpDefinition Factor(string name, double spread) => OpTable.Get(name).WithRange(1, 1 + spread).WithSigned(true);
+
+    public string Name { get; }
+    public int N { get; }
+    public int M { get; }
+    public SearchSpace Space { get; }
+
+    public Tensor Augment(Tensor images, torch.Generator generator)
+    {
+        BatchAugment.CheckImages(images);
+        using var scope = torch.NewDisposeScope();
+        long n = images.shape[0];
+        var ops = Draw.Integers(Space.Ops.Count, new[] { n, N }, generator, images.device);
+        var levels = torch.full_like(ops, M);
+        return BatchAugment.Apply(images, Space, ops, levels, generator).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>TrivialAugment (Müller &amp; Hutter 2021): per sample one op and one level, both uniform.</summary>
+public sealed class TrivialAugment : IPolicySource
+{
+    /// <param name="wide">The wide space (the paper's default, torchvision's TrivialAugmentWide), else RandAugment's space.</param>
+    public TrivialAugment(bool wide = true)
+        : this(wide ? WideSpace : RandAugment.DefaultSpace, wide ? "trivialaugment-wide" : "trivialaugment") { }
+
+    public TrivialAugment(SearchSpace space, string name)
+    {
+        Space = space;
+        Name = name;
+    }
+
+    /// <summary>
+    /// The wide space, 31 levels: shear ±0.99, translate ±32 px, rotate ±135°, factors 1 ± 0.99,
+    /// Posterize 8 → 2 bits, Solarize 256 → 0, AutoContrast, Equalize, Identity.
+    /// </summary>
+    public static SearchSpace WideSpace { get; } = new(new[]
+    {
+        OpTable.Get("Identity"), OpTable.Get("ShearX").WithRange(0, 0.99), OpTable.Get("ShearY").WithRange(0, 0.99),
+        OpTable.Get("TranslateX").WithRange(0, 32), OpTable.Get("TranslateY").WithRange(0, 32),
+        OpTable.Get("Rotate").WithRange(0, 135), RandAugment.Factor("Brightness", 0.99), RandAugment.Factor("Color", 0.99),
+        RandAugment.Factor("Contrast", 0.99), RandAugment.Factor("Sharpness", 0.99), OpTable.Get("Posterize").WithRange(8, 2),
+        OpTable.Get("Solarize"), OpTable.Get("AutoContrast"), OpTable.Get("Equalize"),
+    }, levels: 31);
+
+    public string Name { get; }
+    public SearchSpace Space { get; }
+
+    public Tensor Augment(Tensor images, torch.Generator generator)
+    {
+        BatchAugment.CheckImages(images);
+        using var scope = torch.NewDisposeScope();
+        long n = images.shape[0];
+        var ops = Draw.Integers(Space.Ops.Count, new[] { n, 1L }, generator, images.device);
+        var levels = Draw.Integers(Space.Levels, new[] { n, 1L }, generator, images.device);
+        return BatchAugment.Apply(images, Space, ops, levels, generator).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>AutoAugment's published CIFAR-10 policy (Cubuk et al. 2018), on the paper's space.</summary>
+public static class AutoAugmentPolicy
+{
+    /// <summary>The 25 sub-policies of 2 stages (op, probability, level 0..9); level 0 for ops without magnitude.</summary>
+    public static Policy Cifar10 { get; } = new(new (string, double, int, string, double, int)[]
+    {
+        ("Invert", 0.1, 0, "Contrast", 0.2, 6), ("Rotate", 0.7, 2, "TranslateX", 0.3, 9),
+        ("Sharpness", 0.8, 1, "Sharpness", 0.9, 3), ("ShearY", 0.5, 8, "TranslateY", 0.7, 9),
+        ("AutoContrast", 0.5, 0, "Equalize", 0.9, 0), ("ShearY", 0.2, 7, "Posterize", 0.3, 7),
+        ("Color", 0.4, 3, "Brightness", 0.6, 7), ("Sharpness", 0.3, 9, "Brightness", 0.7, 9),
+        ("Equalize", 0.6, 0, "Equalize", 0.5, 0), ("Contrast", 0.6, 7, "Sharpness", 0.6, 5),
+        ("Color", 0.7, 7, "TranslateX", 0.5, 8), ("Equalize", 0.3, 0, "AutoContrast", 0.4, 0),
+        ("TranslateY", 0.4, 3, "Sharpness", 0.2, 6), ("Brightness", 0.9, 6, "Color", 0.2, 8),
+        ("Solarize", 0.5, 2, "Invert", 0.0, 0), ("Equalize", 0.2, 0, "AutoContrast", 0.6, 0),
+        ("Equalize", 0.2, 0, "Equalize", 0.6, 0), ("Color", 0.9, 9, "Equalize", 0.6, 0),
+        ("AutoContrast", 0.8, 0, "Solarize", 0.2, 8), ("Brightness", 0.1, 3, "Color", 0.7, 0),
+        ("Solarize", 0.4, 5, "AutoContrast", 0.9, 0), ("TranslateY", 0.9, 9, "TranslateY", 0.7, 9),
+        ("AutoContrast", 0.9, 0, "Solarize", 0.8, 3), ("Equalize", 0.8, 0, "Invert", 0.1, 0),
+        ("TranslateY", 0.7, 9, "AutoContrast", 0.9, 0),
+    }.Select(s => new SubPolicy(new[] { new PolicyStage(s.Item1, s.Item3, s.Item2), new PolicyStage(s.Item4, s.Item6, s.Item5) })).ToArray());
+
+    /// <summary>The policy as a source over <see cref="SearchSpace.Default"/>.</summary>
+    public static PolicyAugment Cifar10Source() => new(Cifar10, SearchSpace.Default, "autoaugment-cifar10");
+}

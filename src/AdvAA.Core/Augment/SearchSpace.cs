@@ -1,0 +1,141 @@
+using System;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Linq;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AdvAA.Core.Augment;
+
+/// <summary>
+/// An ordered list of ops with their (possibly overridden) ranges and a number of magnitude levels.
+/// An op's index here is the op id the controller samples and <see cref="BatchAugment"/> takes.
+/// </summary>
+public sealed class SearchSpace
+{
+    readonly OpCompute[] computes;
+    readonly ConcurrentDictionary<string, SpaceTables> tables = new();
+
+    /// <param name="ops">The ops, in op-id order; names unique (case-insensitive).</param>
+    /// <param name="levels">Magnitude levels 0..levels−1, at least 2.</param>
+    /// <param name="customOps">The code of every <see cref="OpKind.Custom"/> op in <paramref name="ops"/>, matched by name.</param>
+    public SearchSpace(IReadOnlyList<OpDefinition> ops, int levels = 10, IReadOnlyList<ICustomOp>? customOps = null)
+    {
+        ArgumentNullException.ThrowIfNull(ops);
+        if (ops.Count == 0)
+            throw new AugmentException("a search space needs at least one op");
+        if (levels < 2)
+            throw new AugmentException($"a search space needs at least 2 levels, got {levels}");
+        var duplicate = ops.GroupBy(o => o.Name, StringComparer.OrdinalIgnoreCase).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate != null)
+            throw new AugmentException($"op '{duplicate.Key}' appears {duplicate.Count()} times in the search space; names must be unique");
+
+        var custom = customOps ?? Array.Empty<ICustomOp>();
+        var byName = new Dictionary<string, ICustomOp>(StringComparer.OrdinalIgnoreCase);
+        foreach (var c in custom)
+        {
+            var match = ops.FirstOrDefault(o => string.Equals(o.Name, c.Name, StringComparison.OrdinalIgnoreCase));
+            if (match == null || match.Kind != OpKind.Custom)
+                throw new AugmentException($"custom op '{c.Name}' has no OpDefinition.Custom of that name among the ops ({string.Join(", ", ops.Select(o => o.Name))})");
+            if (!byName.TryAdd(c.Name, c))
+                throw new AugmentException($"custom op '{c.Name}' is given twice");
+        }
+        computes = ops.Select(o => o.Compute ?? (byName.TryGetValue(o.Name, out var c)
+                ? CustomCompute(c)
+                : throw new AugmentException($"op '{o.Name}' is custom but no ICustomOp named '{o.Name}' was given"))).ToArray();
+        Ops = ops.ToArray();
+        Levels = levels;
+        CustomOps = custom.ToArray();
+    }
+
+    /// <summary>The AutoAugment paper's 16 ops (the table without Identity) with their default ranges, 10 levels.</summary>
+    public static SearchSpace Default { get; } = new(OpTable.Defaults.Where(o => o.Kind != OpKind.Identity).ToArray());
+
+    public IReadOnlyList<OpDefinition> Ops { get; }
+    public int Levels { get; }
+    public IReadOnlyList<ICustomOp> CustomOps { get; }
+
+    /// <summary>The op id of the op with this name (case-insensitive).</summary>
+    public int IndexOf(string name)
+    {
+        for (int i = 0; i < Ops.Count; i++)
+            if (string.Equals(Ops[i].Name, name, StringComparison.OrdinalIgnoreCase)) return i;
+        throw new AugmentException($"unknown op '{name}'; this search space has: {string.Join(", ", Ops.Select(o => o.Name))}");
+    }
+
+    /// <summary>A copy with another number of levels.</summary>
+    public SearchSpace WithLevels(int levels) => new(Ops, levels, CustomOps);
+
+    internal OpCompute ComputeOf(int op) => computes[op];
+
+    /// <summary>The space's per-op tables on a device, made once per device.</summary>
+    internal SpaceTables TablesOn(Device device) =>
+        tables.GetOrAdd(device.ToString(), _ => new SpaceTables(this, computes, device));
+
+    static DirectCompute CustomCompute(ICustomOp op) => new(slice =>
+    {
+        var result = op.Apply(slice.Images, slice.Values);
+        if (result.dtype != ScalarType.Byte || !result.shape.SequenceEqual(slice.Images.shape) || result.device != slice.Images.device)
+            throw new AugmentException(
+                $"custom op '{op.Name}' returned {result.dtype} [{string.Join(",", result.shape)}] on {result.device}; " +
+                $"expected Byte [{string.Join(",", slice.Images.shape)}] on {slice.Images.device}");
+        return result;
+    });
+}
+
+/// <summary>
+/// A search space's per-op numbers as tensors on one device: the value of every (op, level), the
+/// sign flags and neutral values, the valid ranges and the order in which a stage groups ops.
+/// </summary>
+internal sealed class SpaceTables
+{
+    public SpaceTables(SearchSpace space, IReadOnlyList<OpCompute> computes, Device device)
+    {
+        int count = space.Ops.Count;
+        var values = new float[count * space.Levels];
+        for (int op = 0; op < count; op++)
+            for (int level = 0; level < space.Levels; level++)
+                values[op * space.Levels + level] = (float)space.Ops[op].ValueAt(level, space.Levels);
+
+        // Group order of a stage: affine ops, table ops, direct ops, then the ones that change nothing
+        // (Identity and −1, "this stage did not fire"). Each op keeps its own rank so its samples are contiguous.
+        int PassOf(int op) => op < 0 ? 4 : computes[op] switch
+        {
+            AffineCompute => 0,
+            LutCompute => 1,
+            DirectCompute => 2,
+            _ => 3,
+        };
+        RankOrder = Enumerable.Range(-1, count + 1).OrderBy(PassOf).ThenBy(op => op).ToArray();
+        var rankOfId = new long[count + 1];
+        for (int rank = 0; rank < RankOrder.Length; rank++) rankOfId[RankOrder[rank] + 1] = rank;
+        ActiveRanks = RankOrder.Count(op => op >= 0 && computes[op] is not SkipCompute);
+
+        using var scope = torch.NewDisposeScope();
+        Values = torch.tensor(values, device: device).DetachFromDisposeScope();
+        Signed = torch.tensor(space.Ops.Select(o => o.Signed).ToArray(), device: device).DetachFromDisposeScope();
+        Neutral = torch.tensor(space.Ops.Select(o => (float)o.Neutral).ToArray(), device: device).DetachFromDisposeScope();
+        HasMagnitude = torch.tensor(space.Ops.Select(o => o.HasMagnitude).ToArray(), device: device).DetachFromDisposeScope();
+        Min = torch.tensor(space.Ops.Select(o => (float)o.Min).ToArray(), device: device).DetachFromDisposeScope();
+        Max = torch.tensor(space.Ops.Select(o => (float)o.Max).ToArray(), device: device).DetachFromDisposeScope();
+        RankOfId = torch.tensor(rankOfId, device: device).DetachFromDisposeScope();
+    }
+
+    /// <summary>float32 [ops·levels]: raw value (before the sign) of op o at level l at o·levels + l.</summary>
+    public Tensor Values { get; }
+    /// <summary>bool [ops].</summary>
+    public Tensor Signed { get; }
+    /// <summary>float32 [ops].</summary>
+    public Tensor Neutral { get; }
+    /// <summary>bool [ops]: ops whose value is used (and checked).</summary>
+    public Tensor HasMagnitude { get; }
+    /// <summary>float32 [ops]: valid raw values.</summary>
+    public Tensor Min { get; }
+    public Tensor Max { get; }
+    /// <summary>int64 [ops + 1]: the rank of op id o at o + 1 (id −1 first).</summary>
+    public Tensor RankOfId { get; }
+    /// <summary>The op id (−1 for "none") at each rank.</summary>
+    public int[] RankOrder { get; }
+    /// <summary>Ranks 0..ActiveRanks−1 change images; the rest leave them as they are.</summary>
+    public int ActiveRanks { get; }
+}
