@@ -32,10 +32,9 @@ public static class Checkpoints
         {
             string file = Path.Combine(temp, name + ".bin");
             using (var stream = new FileStream(file, FileMode.CreateNew, FileAccess.Write))
-            {
-                write(stream);
-                stream.Flush(flushToDisk: true);
-            }
+                write(stream);  // writers may close the stream (TorchSharp's do), so sync it afterwards
+            using (var written = new FileStream(file, FileMode.Open, FileAccess.ReadWrite))
+                written.Flush(flushToDisk: true);
             hashes[name] = Sha256(file);
         }
         var state = new JsonObject { ["epoch"] = epoch, ["identity"] = identity.DeepClone(), ["parts"] = hashes };
