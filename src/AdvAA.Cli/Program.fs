@@ -1,17 +1,22 @@
 module AdvAA.Cli.Program
 
 open Argu
-open AdvAA.Core.Backend
-open AdvAA.Core.Data
+open AdvAA.Dsl
 open AdvAA.Cli.Common
 
 [<HelpFlags("--help", "-h")>]
 type CliArgs =
+    | [<CliPrefix(CliPrefix.None)>] Run of ParseResults<RunArgs>
+    | [<CliPrefix(CliPrefix.None)>] Check of ParseResults<RunArgs>
+    | [<CliPrefix(CliPrefix.None)>] Train of ParseResults<TrainCommand.TrainArgs>
     | [<CliPrefix(CliPrefix.None)>] Info of ParseResults<InfoCommand.InfoArgs>
     | [<CliPrefix(CliPrefix.None)>] Data of ParseResults<DataCommand.DataArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Run _ -> "run an experiment script (.fsx): compile it, apply the flags, train; Ctrl+C stops after a checkpoint."
+            | Check _ -> "compile and validate an experiment script and print the experiment that `run` would train."
+            | Train _ -> "train without a script: method, model, data and the paper's settings from flags."
             | Info _ -> "print versions, the libtorch backend, devices and CPU threads."
             | Data _ -> "load a data set (default: the embedded sample) and print its format, sizes, classes, statistics and load speed."
 
@@ -21,6 +26,9 @@ let main argv =
     try
         let results = parser.ParseCommandLine(argv, raiseOnUsage = true)
         match results.GetSubCommand() with
+        | Run a -> RunCommand.run a
+        | Check a -> CheckCommand.run a
+        | Train a -> TrainCommand.run a
         | Info a -> InfoCommand.run a
         | Data a -> DataCommand.run a
     with
@@ -31,5 +39,7 @@ let main argv =
         else
             eprintfn "%s" e.Message
             ExitCode.usage
-    | :? BackendException as e -> fail e.Message
-    | :? DataFormatException as e -> fail e.Message
+    | e ->
+        match Runner.errorMessage e with
+        | Some message -> fail message
+        | None -> reraise ()
