@@ -17,8 +17,6 @@
 
 open AdvAA.Dsl
 
-let epochs = 10
-
 let experiment =
     { Experiment.defaults with
         Name = "quickstart"
@@ -28,8 +26,8 @@ let experiment =
         // The paper's M = 8 and N = 128 cost 1,024 images per step; a quarter keeps a CPU run short.
         Instances = Schedule.constant 4.0
         BatchSize = 64
-        Epochs = epochs
-        LearningRate = Some(Schedule.warmup 1.0 (Schedule.cosine 0.1 0.0 (float epochs)))
+        Epochs = 15
+        // LearningRate = None: the paper's for this model, a cosine from 0.1 to 0 over the epochs.
         Device = "cpu" }
 
 Experiment.main experiment
