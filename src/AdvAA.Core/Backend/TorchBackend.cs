@@ -136,9 +136,37 @@ public static class TorchBackend
         return cuda ? torch.CUDA : torch.CPU;
     }
 
+    /// <summary>Environment variable: set to 0 to keep glibc's default allocator settings.</summary>
+    public const string MallocTuningVariable = "ADVAA_MALLOC_TUNING";
+
+    [DllImport("libc", EntryPoint = "mallopt")]
+    static extern int Mallopt(int parameter, int value);
+
+    /// <summary>
+    /// glibc serves every allocation above 32 MB with a fresh mmap and unmaps it on free, so each
+    /// training step at a large batch (N·M images) pays page faults on all its activations again:
+    /// 5-8x slower steps at batch 1024 on a CPU. Keeping large blocks in the heap (no mmap, no trim)
+    /// lets libtorch reuse them, as jemalloc or tcmalloc would.
+    /// </summary>
+    static void TuneAllocator()
+    {
+        if (Environment.GetEnvironmentVariable(MallocTuningVariable) == "0") return;
+        const int TrimThreshold = -1, MmapMax = -4;
+        try
+        {
+            Mallopt(MmapMax, 0);
+            Mallopt(TrimThreshold, int.MaxValue);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            // not glibc: nothing to tune
+        }
+    }
+
     static void Load(NativeBackend backend)
     {
         if (!OperatingSystem.IsLinux()) return; // elsewhere TorchSharp's own loader is right
+        TuneAllocator();
         FixWrapperIfNeeded(backend.WrapperPath);
         string[] torchLibs = backend.Kind == "cuda"
             ? ["libc10.so", "libtorch_cpu.so", "libc10_cuda.so", "libtorch_cuda.so", "libtorch.so"]
