@@ -24,7 +24,7 @@ let private fail (path: string) (message: string) = raise (RunFolderException(sp
 
 /// Null-safe reading of the run files' JSON: a missing or mistyped field is an error naming
 /// where it was looked for.
-module private Json =
+module Json =
     let node (where: string) (n: JsonNode | null) : JsonNode =
         match n with
         | null -> fail where "missing value"

@@ -177,7 +177,7 @@ public sealed record TrainConfig
         ["method"] = Method,
         ["model"] = Model,
         ["dropout"] = Dropout,
-        ["data"] = Data ?? "(embedded sample)",
+        ["data"] = Data,  // null: the embedded sample
         ["train_limit"] = TrainLimit,
         ["test_limit"] = TestLimit,
         ["epochs"] = Epochs,
