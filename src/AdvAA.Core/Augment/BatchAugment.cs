@@ -42,9 +42,9 @@ public static class BatchAugment
 
         long stages = ids.shape[1];
         var safeIds = ids.clamp_min(0);
-        var values = tables.Values.take(safeIds.mul(space.Levels).add_(lv.to(ScalarType.Int64)));
-        var negate = Draw.Uniform(new[] { n, stages }, generator, device).lt(0.5).logical_and_(tables.Signed.take(safeIds));
-        values = torch.where(negate, tables.Neutral.take(safeIds).mul(2).sub_(values), values);
+        var cells = safeIds.mul(space.Levels).add_(lv.to(ScalarType.Int64));
+        var negate = Draw.Uniform(new[] { n, stages }, generator, device).lt(0.5);
+        var values = torch.where(negate, tables.Reflected.take(cells), tables.Values.take(cells));
 
         var x = images;
         for (long k = 0; k < stages; k++)
