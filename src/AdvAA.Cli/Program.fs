@@ -2,15 +2,20 @@ module AdvAA.Cli.Program
 
 open Argu
 open AdvAA.Core.Backend
+open AdvAA.Core.Augment
 open AdvAA.Cli.Common
 
 [<HelpFlags("--help", "-h")>]
 type CliArgs =
     | [<CliPrefix(CliPrefix.None)>] Info of ParseResults<InfoCommand.InfoArgs>
+    | [<CliPrefix(CliPrefix.None)>] Ops of ParseResults<OpsCommand.OpsArgs>
+    | [<CliPrefix(CliPrefix.None)>] Preview of ParseResults<PreviewCommand.PreviewArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Info _ -> "print versions, the libtorch backend, devices and CPU threads."
+            | Ops _ -> "print the augmentation ops: names, ranges, signs, kinds."
+            | Preview _ -> "write a PNG grid of augmented images (ops at levels, or policy draws)."
 
 [<EntryPoint>]
 let main argv =
@@ -19,6 +24,8 @@ let main argv =
         let results = parser.ParseCommandLine(argv, raiseOnUsage = true)
         match results.GetSubCommand() with
         | Info a -> InfoCommand.run a
+        | Ops a -> OpsCommand.run a
+        | Preview a -> PreviewCommand.run a
     with
     | :? ArguParseException as e ->
         if e.ErrorCode = ErrorCode.HelpText then
@@ -28,3 +35,4 @@ let main argv =
             eprintfn "%s" e.Message
             ExitCode.usage
     | :? BackendException as e -> fail e.Message
+    | :? AugmentException as e -> fail e.Message

@@ -5,6 +5,7 @@ open System
 open TorchSharp
 open AdvAA.Core.Augment
 
+
 let longs (xs: int64 seq) = torch.tensor(Seq.toArray xs)
 let floats (xs: float32 seq) = torch.tensor(Seq.toArray xs)
 let bytesOf (t: torch.Tensor) : byte[] = t.contiguous().data<byte>().ToArray()

@@ -349,3 +349,45 @@ let customTests =
                 [ "custom op 'Bad'"; "Float32"; "expected Byte [2,3,4,4]" ]
         }
     ]
+
+[<Tests>]
+let cliTests =
+    testList "augment.cli" [
+        test "advaa ops lists every op of the table with its range, sign and kind" {
+            let lines = AdvAA.Cli.OpsCommand.render OpTable.Defaults
+            for name in opNames do
+                Expect.exists lines (fun l -> l.StartsWith(name + " ")) (sprintf "a row for %s" name)
+            let shear = lines |> List.find (fun l -> l.StartsWith "ShearX ")
+            containsAll shear [ "0 → 0.3"; "±"; "Geometric" ]
+            containsAll (lines |> List.find (fun l -> l.StartsWith "Posterize ")) [ "8 → 4"; "Color"; "bits" ]
+        }
+
+        test "ImageGrid writes the images as a PNG grid, enlarged, with labels beside the rows" {
+            use dir = new TempDir()
+            let path = dir.File "grid.png"
+            use images = torch.zeros([| 6L; 3L; 4L; 5L |], dtype = torch.uint8)
+            images[3L].fill_((200).ToScalar()) |> ignore             // row 1, column 0
+            ImageGrid.WritePng(path, images, 3, [| "a"; "b" |], scale = 2)
+            use bitmap = SkiaSharp.SKBitmap.Decode path
+            let plain = dir.File "plain.png"
+            ImageGrid.WritePng(plain, images, 3, scale = 2)
+            use unlabeled = SkiaSharp.SKBitmap.Decode plain
+            Expect.equal (unlabeled.Width, unlabeled.Height) (3 * (5 * 2 + 2) + 2, 2 * (4 * 2 + 2) + 2) "3 × 2 cells of 10 × 8 with 2-pixel gaps"
+            Expect.isGreaterThan bitmap.Width unlabeled.Width "labels take a column"
+            let left = bitmap.Width - unlabeled.Width
+            Expect.equal (bitmap.GetPixel(left + 2, 2)).Red 0uy "row 0, column 0 is black"
+            Expect.equal (bitmap.GetPixel(left + 2, 2 + 10)).Red 200uy "row 1, column 0 is 200"
+            containsAll (throwsMessage<AugmentException> (fun () -> ImageGrid.WritePng(path, images, 4))) [ "6 images"; "4 columns" ]
+        }
+
+        test "preview rows: the originals, each op at its level, then policy draws" {
+            use images = testImages 41 4 3 32 32
+            use g = new torch.Generator(1UL)
+            let made = AdvAA.Cli.PreviewCommand.rows images [ "Rotate", 9; "Invert", 0 ] (Some(AutoAugmentPolicy.Cifar10Source() :> IPolicySource)) 2 g
+            Expect.sequenceEqual [ for label, _ in made -> label ]
+                [ "original"; "Rotate 9 = ±30"; "Invert 0"; "autoaugment-cifar10 #1"; "autoaugment-cifar10 #2" ] "labels"
+            let _, inverted = made[2]
+            Expect.sequenceEqual (bytesOf inverted) (bytesOf images |> Array.map (fun b -> 255uy - b)) "the Invert row"
+            for _, t in made do t.Dispose()
+        }
+    ]
