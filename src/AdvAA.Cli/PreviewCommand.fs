@@ -72,21 +72,15 @@ let run (args: ParseResults<PreviewArgs>) =
     elif count < 1 || draws < 1 then
         fail (sprintf "--images and --rows must be at least 1, got %d and %d" count draws)
     else
-        let dataPath = args.TryGetResult Data
-        let loaded =
-            try Ok(DataSources.Load(Option.toObj dataPath))
-            with e -> Error(sprintf "cannot load images from %s: %s" (defaultArg dataPath "the embedded sample") e.Message)
-        match loaded with
-        | Error message -> fail message
-        | Ok splits ->
-            use scope = torch.NewDisposeScope()
-            use g = new torch.Generator(uint64 (args.GetResult(Seed, defaultValue = 0)))
-            let pool = splits.Train.Images
-            let take = min (int64 count) pool.shape[0]
-            let images = pool.index_select(0L, torch.randperm(pool.shape[0], generator = g).narrow(0L, 0L, take))
-            let policy = args.TryGetResult Policy |> Option.map policySource
-            let made = rows images (List.zip ops levels) policy draws g
-            let out = args.GetResult(Out, defaultValue = "preview.png")
-            ImageGrid.WritePng(out, torch.cat([| for _, t in made -> t |], 0L), int take, [| for label, _ in made -> label |], args.GetResult(Scale, defaultValue = 3))
-            printfn "wrote %s: %d rows × %d images (%s)" out made.Length take (String.Join(", ", [ for label, _ in made -> label ]))
-            ExitCode.ok
+        let splits = DataSources.Load(Option.toObj (args.TryGetResult Data))
+        use scope = torch.NewDisposeScope()
+        use g = new torch.Generator(uint64 (args.GetResult(Seed, defaultValue = 0)))
+        let pool = splits.Train.Images
+        let take = min (int64 count) pool.shape[0]
+        let images = pool.index_select(0L, torch.randperm(pool.shape[0], generator = g).narrow(0L, 0L, take))
+        let policy = args.TryGetResult Policy |> Option.map policySource
+        let made = rows images (List.zip ops levels) policy draws g
+        let out = args.GetResult(Out, defaultValue = "preview.png")
+        ImageGrid.WritePng(out, torch.cat([| for _, t in made -> t |], 0L), int take, [| for label, _ in made -> label |], args.GetResult(Scale, defaultValue = 3))
+        printfn "wrote %s: %d rows × %d images (%s)" out made.Length take (String.Join(", ", [ for label, _ in made -> label ]))
+        ExitCode.ok

@@ -3,6 +3,7 @@ module AdvAA.Cli.Program
 open Argu
 open AdvAA.Core.Backend
 open AdvAA.Core.Augment
+open AdvAA.Core.Data
 open AdvAA.Cli.Common
 
 [<HelpFlags("--help", "-h")>]
@@ -10,12 +11,14 @@ type CliArgs =
     | [<CliPrefix(CliPrefix.None)>] Info of ParseResults<InfoCommand.InfoArgs>
     | [<CliPrefix(CliPrefix.None)>] Ops of ParseResults<OpsCommand.OpsArgs>
     | [<CliPrefix(CliPrefix.None)>] Preview of ParseResults<PreviewCommand.PreviewArgs>
+    | [<CliPrefix(CliPrefix.None)>] Data of ParseResults<DataCommand.DataArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Info _ -> "print versions, the libtorch backend, devices and CPU threads."
             | Ops _ -> "print the augmentation ops: names, ranges, signs, kinds."
             | Preview _ -> "write a PNG grid of augmented images (ops at levels, or policy draws)."
+            | Data _ -> "load a data set (default: the embedded sample) and print its format, sizes, classes, statistics and load speed."
 
 [<EntryPoint>]
 let main argv =
@@ -26,6 +29,7 @@ let main argv =
         | Info a -> InfoCommand.run a
         | Ops a -> OpsCommand.run a
         | Preview a -> PreviewCommand.run a
+        | Data a -> DataCommand.run a
     with
     | :? ArguParseException as e ->
         if e.ErrorCode = ErrorCode.HelpText then
@@ -36,3 +40,4 @@ let main argv =
             ExitCode.usage
     | :? BackendException as e -> fail e.Message
     | :? AugmentException as e -> fail e.Message
+    | :? DataFormatException as e -> fail e.Message

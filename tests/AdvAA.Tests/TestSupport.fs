@@ -35,3 +35,31 @@ let throwsMessage<'E when 'E :> exn> (f: unit -> unit) : string =
 let containsAll (text: string) (parts: string list) =
     for p in parts do
         Expect.stringContains text p (sprintf "message should name '%s'" p)
+
+/// The repository checkout these tests were built from.
+let repoRoot = Path.GetFullPath(Path.Combine(__SOURCE_DIRECTORY__, "..", ".."))
+
+/// Runs a program to completion (killed after `timeoutSeconds`); returns exit code, stdout, stderr.
+let runProcess (workingDirectory: string) (timeoutSeconds: int) (program: string) (args: string list) =
+    let info = Diagnostics.ProcessStartInfo(program, args)
+    info.WorkingDirectory <- workingDirectory
+    info.RedirectStandardOutput <- true
+    info.RedirectStandardError <- true
+    info.UseShellExecute <- false
+    use p = Diagnostics.Process.Start info
+    let stdout = p.StandardOutput.ReadToEndAsync()
+    let stderr = p.StandardError.ReadToEndAsync()
+    if not (p.WaitForExit(timeoutSeconds * 1000)) then
+        p.Kill true
+        failtestf "%s %s did not finish in %d s" program (String.concat " " args) timeoutSeconds
+    p.ExitCode, stdout.Result, stderr.Result
+
+/// The Release build of the CLI that scripts run by `dotnet fsi` reference (`#I` in their prelude),
+/// brought up to date once per test run: an incremental build is quick when nothing changed, and
+/// a stale or missing folder would test old assemblies or nothing.
+let releaseCli =
+    lazy
+        (let code, out, err =
+            runProcess repoRoot 900 "dotnet" [ "build"; "-c"; "Release"; "-nologo"; "-v"; "q"; "-nodeReuse:false"; "src/AdvAA.Cli" ]
+         if code <> 0 then failtestf "dotnet build -c Release src/AdvAA.Cli failed (%d):\n%s%s" code out err
+         Path.Combine(repoRoot, "src", "AdvAA.Cli", "bin", "Release", "net10.0"))

@@ -1,0 +1,38 @@
+/// `advaa data`: load a data set (or the embedded sample) and describe it.
+module AdvAA.Cli.DataCommand
+
+open System
+open System.Diagnostics
+open Argu
+open AdvAA.Core.Backend
+open AdvAA.Core.Data
+
+type DataArgs =
+    | Data of path: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Data _ ->
+                "a CIFAR-10 or CIFAR-100 binary folder, a folder with train/ and test/ image folders, or a .tar.gz of one (default: the embedded sample)."
+
+let private perChannel (values: double[]) =
+    values |> Array.map (sprintf "%.4f") |> String.concat ", " |> sprintf "(%s)"
+
+let run (args: ParseResults<DataArgs>) =
+    // libtorch starts before the clock does: the time is the loading alone.
+    TorchBackend.EnsureInitialized() |> ignore
+    let watch = Stopwatch.StartNew()
+    let splits = DataSources.Load(args.TryGetResult DataArgs.Data |> Option.toObj)
+    let seconds = watch.Elapsed.TotalSeconds
+    use train = splits.Train
+    use test = splits.Test
+    let stats = Normalizer.FromDataset train
+    printfn "format     %s" splits.Format
+    printfn "train      %d images  %s" train.Count train.Source
+    printfn "test       %d images  %s" test.Count test.Source
+    printfn "image      %d x %d x %d (channels x height x width), uint8" train.Channels train.Height train.Width
+    printfn "classes    %d: %s" train.Classes.Count (String.Join(", ", train.Classes))
+    printfn "mean       %s  (training set, per channel, pixels in [0,1])" (perChannel stats.Mean)
+    printfn "std        %s" (perChannel stats.Std)
+    printfn "load time  %.2f s, %.0f images/s" seconds (float (train.Count + test.Count) / seconds)
+    Common.ExitCode.ok

@@ -1,0 +1,62 @@
+using System;
+using System.Collections.Generic;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AdvAA.Core.Data;
+
+/// <summary>uint8 images in memory, NCHW, on the CPU, with int64 class labels.</summary>
+public sealed class ImageDataset : IDisposable
+{
+    /// <summary>
+    /// Takes ownership of both tensors: they are detached from any dispose scope and disposed with
+    /// the data set, so a data set made inside a scope outlives it.
+    /// </summary>
+    public ImageDataset(Tensor images, Tensor labels, IReadOnlyList<string> classes, string source)
+    {
+        if (images.dtype != ScalarType.Byte || images.Dimensions != 4)
+            throw new ArgumentException($"images must be uint8 [N,C,H,W], not {images.dtype} [{string.Join(",", images.shape)}]", nameof(images));
+        if (labels.dtype != ScalarType.Int64 || labels.Dimensions != 1 || labels.shape[0] != images.shape[0])
+            throw new ArgumentException($"labels must be int64 [{images.shape[0]}], not {labels.dtype} [{string.Join(",", labels.shape)}]", nameof(labels));
+        if (images.device_type != DeviceType.CPU || labels.device_type != DeviceType.CPU)
+            throw new ArgumentException("an ImageDataset lives on the CPU; BatchLoader moves batches to the device");
+        if (images.shape[0] < 1)
+            throw new ArgumentException("an ImageDataset needs at least one image", nameof(images));
+        if (classes.Count < 1)
+            throw new ArgumentException("an ImageDataset needs at least one class", nameof(classes));
+        long low, high;
+        using (Tensor min = labels.min(), max = labels.max()) (low, high) = (min.item<long>(), max.item<long>());
+        if (low < 0 || high >= classes.Count)
+            throw new ArgumentException($"labels span {low}..{high}, outside 0..{classes.Count - 1} for {classes.Count} classes", nameof(labels));
+        Images = images.DetachFromDisposeScope();
+        Labels = labels.DetachFromDisposeScope();
+        Classes = classes;
+        Source = source;
+    }
+
+    /// <summary>uint8 [N,C,H,W].</summary>
+    public Tensor Images { get; }
+    /// <summary>int64 [N], indices into <see cref="Classes"/>.</summary>
+    public Tensor Labels { get; }
+    public IReadOnlyList<string> Classes { get; }
+    /// <summary>The file or folder the images came from.</summary>
+    public string Source { get; }
+    public long Count => Images.shape[0];
+    public int Channels => (int)Images.shape[1];
+    public int Height => (int)Images.shape[2];
+    public int Width => (int)Images.shape[3];
+
+    /// <summary>The first <paramref name="count"/> images (all of them when there are fewer), sharing memory with this set.</summary>
+    public ImageDataset Take(long count)
+    {
+        if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, "Take needs a count of at least 1");
+        long n = Math.Min(count, Count);
+        return new ImageDataset(Images.narrow(0, 0, n), Labels.narrow(0, 0, n), Classes, Source);
+    }
+
+    public void Dispose()
+    {
+        Images.Dispose();
+        Labels.Dispose();
+    }
+}

@@ -1,0 +1,259 @@
+using System;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Formats.Tar;
+using System.IO;
+using System.IO.Compression;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
+using SkiaSharp;
+using static TorchSharp.torch;
+
+namespace AdvAA.Core.Data;
+
+/// <summary>
+/// Image folders as torchvision's ImageFolder reads them: <c>&lt;root&gt;/&lt;class&gt;/*.{jpg,jpeg,png}</c>,
+/// classes sorted ordinally, images sorted by class and then file name; on disk or inside a .tar.gz
+/// holding <c>[&lt;top&gt;/]{train,test}/&lt;class&gt;/…</c>.
+/// </summary>
+internal static class ImageFolders
+{
+    internal const string Expected = "<class>/<image>.jpg|jpeg|png";
+    static readonly string[] Extensions = [".jpg", ".jpeg", ".png"];
+    static readonly string[] Splits = ["train", "test"];
+
+    /// <summary>An encoded image to decode.</summary>
+    /// <param name="Label">Index of its class.</param>
+    /// <param name="Origin">Where it came from, for messages: a full path, or an archive path and entry name.</param>
+    /// <param name="Content">The encoded bytes when they came from an archive; null for a file on disk, read at decode time.</param>
+    internal sealed record EncodedImage(int Label, string Origin, byte[]? Content);
+
+    /// <summary>The classes and images of one split, before decoding.</summary>
+    internal sealed record Listing(IReadOnlyList<string> Classes, IReadOnlyList<EncodedImage> Images, string Source);
+
+    static bool IsImage(string name) => Extensions.Any(e => name.EndsWith(e, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>Lists <c>&lt;root&gt;/&lt;class&gt;/*.{jpg,jpeg,png}</c>; an image anywhere else under root is an error.</summary>
+    internal static Listing ListFolder(string root)
+    {
+        root = Path.GetFullPath(root);
+        if (!Directory.Exists(root)) throw new DataFormatException($"{root}: no such folder");
+        return DataFormatException.Reading(root, () =>
+        {
+            string? stray = Directory.EnumerateFiles(root).Where(IsImage).Order(StringComparer.Ordinal).FirstOrDefault();
+            if (stray != null)
+                throw new DataFormatException($"{stray}: an image outside a class folder; expected {root}/{Expected}");
+            string[] classes = Directory.GetDirectories(root).Select(d => Path.GetFileName(d)).Order(StringComparer.Ordinal).ToArray();
+            if (classes.Length == 0)
+                throw new DataFormatException($"{root}: no class folders; expected {root}/{Expected}");
+            var images = new List<EncodedImage>();
+            for (int label = 0; label < classes.Length; label++)
+            {
+                string folder = Path.Combine(root, classes[label]);
+                string[] files = Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories).Where(IsImage).ToArray();
+                string? nested = files.Where(f => Path.GetDirectoryName(f) != folder).Order(StringComparer.Ordinal).FirstOrDefault();
+                if (nested != null)
+                    throw new DataFormatException($"{nested}: an image in a sub-folder of the class folder {folder}; expected {root}/{Expected}");
+                if (files.Length == 0)
+                    throw new DataFormatException($"{folder}: empty class folder (no .jpg, .jpeg or .png files)");
+                images.AddRange(files.Order(StringComparer.Ordinal).Select(f => new EncodedImage(label, f, null)));
+            }
+            return new Listing(classes, images, root);
+        });
+    }
+
+    /// <summary>
+    /// Lists the train and test splits of a .tar.gz, streaming it once: entries are read into memory
+    /// (no extraction to disk), then ordered by class and file name.
+    /// </summary>
+    internal static (Listing Train, Listing Test) ListArchive(Stream compressed, string archive)
+    {
+        List<ArchiveEntry> entries = ReadEntries(compressed, archive);
+        string prefix = SplitParent(entries, archive);
+        // split -> class -> its images; a class folder entry with no images stays an empty list.
+        var splits = Splits.ToDictionary(s => s, _ => new SortedDictionary<string, List<ArchiveImage>>(StringComparer.Ordinal));
+        foreach (ArchiveEntry e in entries)
+        {
+            bool underPrefix = e.Path.StartsWith(prefix, StringComparison.Ordinal);
+            string[] parts = underPrefix ? e.Path[prefix.Length..].Split('/') : [];
+            bool inClass = parts.Length >= 2 && splits.ContainsKey(parts[0]);
+            if (e.Content == null)
+            {
+                if (inClass && parts.Length == 2) ClassOf(splits[parts[0]], parts[1]);
+                continue;
+            }
+            if (!IsImage(e.Path)) continue;
+            if (!inClass || parts.Length != 3)
+                throw new DataFormatException($"{archive}: entry '{e.Name}': an image outside {prefix}train|test/<class>/; expected {prefix}train|test/{Expected}");
+            ClassOf(splits[parts[0]], parts[1]).Add(new ArchiveImage(parts[2], e.Name, e.Content));
+        }
+        return (Listed(splits["train"], archive, prefix + "train"), Listed(splits["test"], archive, prefix + "test"));
+    }
+
+    /// <summary>An image inside an archive: its file name (the sort key), its entry name and its bytes.</summary>
+    sealed record ArchiveImage(string File, string Entry, byte[] Content);
+
+    static List<ArchiveImage> ClassOf(SortedDictionary<string, List<ArchiveImage>> split, string name)
+    {
+        if (!split.TryGetValue(name, out var files)) split[name] = files = [];
+        return files;
+    }
+
+    static Listing Listed(SortedDictionary<string, List<ArchiveImage>> split, string archive, string folder)
+    {
+        if (split.Count == 0)
+            throw new DataFormatException($"{archive}: no class folders under '{folder}/'; expected {folder}/{Expected}");
+        var images = new List<EncodedImage>();
+        int label = 0;
+        foreach ((string name, var files) in split)
+        {
+            if (files.Count == 0)
+                throw new DataFormatException($"{archive}: entry '{folder}/{name}/': empty class folder (no .jpg, .jpeg or .png files)");
+            images.AddRange(files.OrderBy(f => f.File, StringComparer.Ordinal)
+                .Select(f => new EncodedImage(label, $"{archive}: entry '{f.Entry}'", f.Content)));
+            label++;
+        }
+        return new Listing(split.Keys.ToArray(), images, $"{archive}:{folder}");
+    }
+
+    /// <summary>One archive member: its normalised path ("a/b/c"), its name as stored, and its bytes (null for a folder).</summary>
+    sealed record ArchiveEntry(string Path, string Name, byte[]? Content);
+
+    static List<ArchiveEntry> ReadEntries(Stream compressed, string archive)
+    {
+        var entries = new List<ArchiveEntry>();
+        string where = "before its first entry";
+        try
+        {
+            using var gzip = new GZipStream(compressed, CompressionMode.Decompress);
+            using var tar = new TarReader(gzip);
+            while (tar.GetNextEntry() is { } entry)
+            {
+                where = $"at or after entry '{entry.Name}'";
+                string path = string.Join('/', entry.Name.Split('/', StringSplitOptions.RemoveEmptyEntries).Where(p => p != "."));
+                switch (entry.EntryType)
+                {
+                    case TarEntryType.Directory:
+                        entries.Add(new ArchiveEntry(path, entry.Name, null));
+                        break;
+                    case TarEntryType.RegularFile or TarEntryType.V7RegularFile or TarEntryType.ContiguousFile:
+                        if (entry.Length > Array.MaxLength)
+                            throw new DataFormatException($"{archive}: entry '{entry.Name}' is {entry.Length} bytes, too large for an image");
+                        var content = new byte[entry.Length];
+                        entry.DataStream?.ReadExactly(content);
+                        entries.Add(new ArchiveEntry(path, entry.Name, content));
+                        break;
+                    default:
+                        if (IsImage(path))
+                            throw new DataFormatException($"{archive}: entry '{entry.Name}' is a {entry.EntryType}, not a regular file (links are not followed)");
+                        break;
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or FormatException)
+        {
+            throw new DataFormatException($"{archive}: not a readable .tar.gz (it fails {where}): {e.Message}", e);
+        }
+        return entries;
+    }
+
+    /// <summary>"" when train/ and test/ sit at the archive's root, else "top/" for its single top-level folder.</summary>
+    static string SplitParent(List<ArchiveEntry> entries, string archive)
+    {
+        static bool HasSplitAt(ArchiveEntry e, int depth)
+        {
+            string[] parts = e.Path.Split('/');
+            return parts.Length > depth && Splits.Contains(parts[depth]) && (parts.Length > depth + 1 || e.Content == null);
+        }
+        if (entries.Any(e => HasSplitAt(e, 0))) return "";
+        string[] tops = entries.Where(e => e.Content == null || e.Path.Contains('/')).Select(e => e.Path.Split('/')[0]).Distinct().ToArray();
+        if (tops.Length == 1 && entries.Any(e => HasSplitAt(e, 1))) return tops[0] + "/";
+        throw new DataFormatException(
+            $"{archive}: no train/ and test/ folders at the archive's root or under one top-level folder; expected [<top>/]train|test/{Expected}");
+    }
+
+    /// <summary>
+    /// Decodes to RGB in parallel; the result is in listing order whatever the scheduling. All images
+    /// must have the size of the first; the first that does not (in listing order) is the error.
+    /// </summary>
+    internal static ImageDataset Decode(Listing listing)
+    {
+        IReadOnlyList<EncodedImage> images = listing.Images;
+        (int width, int height) = SizeOf(images[0]);
+        int planeBytes = width * height;
+        using var scope = NewDisposeScope();
+        Tensor pixels = empty(images.Count, 3, height, width, ScalarType.Byte);
+        int firstFailure = int.MaxValue;
+        string? failure = null;
+        var gate = new object();
+        int chunk = Math.Max(16, Math.Min(256, images.Count / (4 * Environment.ProcessorCount)));
+        Parallel.ForEach(Partitioner.Create(0, images.Count, chunk), range =>
+        {
+            if (range.Item1 > Volatile.Read(ref firstFailure)) return;
+            var rgba = new byte[planeBytes * 4];
+            using Tensor slice = pixels.narrow(0, range.Item1, range.Item2 - range.Item1);
+            Span<byte> planes = slice.bytes;
+            for (int i = range.Item1; i < range.Item2; i++)
+            {
+                string? problem = DecodeOne(images[i], images[0], width, height, rgba, planes.Slice((i - range.Item1) * 3 * planeBytes, 3 * planeBytes));
+                if (problem == null) continue;
+                lock (gate)
+                    if (i < firstFailure) (firstFailure, failure) = (i, problem);
+                return;
+            }
+        });
+        if (failure != null) throw new DataFormatException($"{images[firstFailure].Origin}: {failure}");
+        Tensor labels = tensor(images.Select(e => (long)e.Label).ToArray());
+        return new ImageDataset(pixels, labels, listing.Classes, listing.Source);
+    }
+
+    static (int Width, int Height) SizeOf(EncodedImage image)
+    {
+        using SKData data = SKData.CreateCopy(DataFormatException.Reading(image.Origin, () => Bytes(image)));
+        using SKCodec? codec = SKCodec.Create(data);
+        if (codec == null) throw new DataFormatException($"{image.Origin}: {Undecodable}");
+        return (codec.Info.Width, codec.Info.Height);
+    }
+
+    const string Undecodable = "corrupt image: not decodable as JPEG or PNG";
+
+    static byte[] Bytes(EncodedImage image) => image.Content ?? File.ReadAllBytes(image.Origin);
+
+    /// <summary>Decodes one image into its three planes; returns what is wrong with it, or null.</summary>
+    static unsafe string? DecodeOne(EncodedImage image, EncodedImage first, int width, int height, byte[] rgba, Span<byte> planes)
+    {
+        byte[] encoded;
+        try { encoded = Bytes(image); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return e.Message; }
+        using SKData data = SKData.CreateCopy(encoded);
+        using SKCodec? codec = SKCodec.Create(data);
+        if (codec == null) return Undecodable;
+        if (codec.Info.Width != width || codec.Info.Height != height)
+            return $"the image is {codec.Info.Width}x{codec.Info.Height}, but {first.Origin} (the first) is {width}x{height}; all images of a data set must have one size";
+        // No colour space on the target: pixel values are taken as stored, as PIL's convert("RGB") does.
+        var target = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        SKCodecResult result;
+        fixed (byte* p = rgba) result = codec.GetPixels(target, (IntPtr)p);
+        if (result != SKCodecResult.Success) return $"corrupt image: decoding stopped with {result}";
+        int plane = width * height;
+        Span<byte> r = planes[..plane], g = planes.Slice(plane, plane), b = planes.Slice(2 * plane, plane);
+        for (int i = 0, at = 0; i < plane; i++, at += 4)
+        {
+            r[i] = rgba[at];
+            g[i] = rgba[at + 1];
+            b[i] = rgba[at + 2];
+        }
+        return null;
+    }
+
+    /// <summary>Train and test must name the same classes, or labels would mean different things.</summary>
+    internal static void CheckSameClasses(Listing train, Listing test)
+    {
+        if (train.Classes.SequenceEqual(test.Classes, StringComparer.Ordinal)) return;
+        string onlyTrain = string.Join(", ", train.Classes.Except(test.Classes, StringComparer.Ordinal));
+        string onlyTest = string.Join(", ", test.Classes.Except(train.Classes, StringComparer.Ordinal));
+        throw new DataFormatException(
+            $"the class folders of {train.Source} and {test.Source} differ: only in train: [{onlyTrain}]; only in test: [{onlyTest}]");
+    }
+}

@@ -1,0 +1,131 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Security.Cryptography;
+using System.Text.Json.Nodes;
+
+namespace AdvAA.Core.Training;
+
+/// <summary>
+/// Checkpoints in <c>run/checkpoint/epoch-NNNN/</c>: one file per part (model, optimizer,
+/// controller, ...) plus <c>state.json</c>, which records the epoch, the run's identity and each
+/// part's SHA-256. A checkpoint is written in a temporary folder and renamed into place when
+/// complete, so the newest <c>epoch-*</c> folder is always whole; older ones are then removed.
+/// </summary>
+public static class Checkpoints
+{
+    public const string StateFile = "state.json";
+    const string Prefix = "epoch-";
+
+    /// <summary>Writes a complete checkpoint for <paramref name="epoch"/>; returns its folder.</summary>
+    public static string Save(RunFolder run, int epoch, JsonObject identity, IReadOnlyDictionary<string, Action<Stream>> parts)
+    {
+        string root = run.File(RunFolder.CheckpointFolder);
+        Directory.CreateDirectory(root);
+        string final = Path.Combine(root, $"{Prefix}{epoch:D4}");
+        string temp = Path.Combine(root, $".{Prefix}{epoch:D4}.tmp-{Environment.ProcessId}");
+        if (Directory.Exists(temp)) Directory.Delete(temp, true);
+        Directory.CreateDirectory(temp);
+        var hashes = new JsonObject();
+        foreach ((string name, Action<Stream> write) in parts)
+        {
+            string file = Path.Combine(temp, name + ".bin");
+            using (var stream = new FileStream(file, FileMode.CreateNew, FileAccess.Write))
+                write(stream);  // writers may close the stream (TorchSharp's do), so sync it afterwards
+            using (var written = new FileStream(file, FileMode.Open, FileAccess.ReadWrite))
+                written.Flush(flushToDisk: true);
+            hashes[name] = Sha256(file);
+        }
+        var state = new JsonObject { ["epoch"] = epoch, ["identity"] = identity.DeepClone(), ["parts"] = hashes };
+        File.WriteAllText(Path.Combine(temp, StateFile), state.ToJsonString(JsonOptions.Indented) + "\n");
+        if (Directory.Exists(final)) Directory.Delete(final, true);
+        Directory.Move(temp, final);
+        foreach (string old in Directory.EnumerateDirectories(root))
+        {
+            string name = Path.GetFileName(old);
+            if (name != Path.GetFileName(final) && (name.StartsWith(Prefix, StringComparison.Ordinal) || name.StartsWith("." + Prefix, StringComparison.Ordinal)))
+                Directory.Delete(old, true);
+        }
+        return final;
+    }
+
+    /// <summary>The newest complete checkpoint of a run, or null when it has none.</summary>
+    public static Checkpoint? Latest(RunFolder run)
+    {
+        string root = run.File(RunFolder.CheckpointFolder);
+        if (!Directory.Exists(root)) return null;
+        string? newest = Directory.EnumerateDirectories(root, Prefix + "*")
+            .Where(d => int.TryParse(Path.GetFileName(d)[Prefix.Length..], out _))
+            .OrderByDescending(d => int.Parse(Path.GetFileName(d)[Prefix.Length..]))
+            .FirstOrDefault();
+        return newest == null ? null : Checkpoint.Open(newest);
+    }
+
+    internal static string Sha256(string file)
+    {
+        using var stream = File.OpenRead(file);
+        return Convert.ToHexStringLower(SHA256.HashData(stream));
+    }
+}
+
+/// <summary>A complete checkpoint on disk: its state and verified access to its parts.</summary>
+public sealed class Checkpoint
+{
+    public string Folder { get; }
+    public int Epoch { get; }
+    public JsonObject Identity { get; }
+    readonly JsonObject parts;
+
+    Checkpoint(string folder, int epoch, JsonObject identity, JsonObject parts)
+    {
+        Folder = folder;
+        Epoch = epoch;
+        Identity = identity;
+        this.parts = parts;
+    }
+
+    public static Checkpoint Open(string folder)
+    {
+        string statePath = Path.Combine(folder, Checkpoints.StateFile);
+        if (!File.Exists(statePath))
+            throw new RunFolderException($"checkpoint {folder} is incomplete: {Checkpoints.StateFile} is missing");
+        try
+        {
+            var state = JsonNode.Parse(File.ReadAllText(statePath)) as JsonObject
+                ?? throw new RunFolderException($"{statePath}: expected a JSON object");
+            int epoch = state["epoch"]?.GetValue<int>() ?? throw new RunFolderException($"{statePath}: no \"epoch\"");
+            var identity = state["identity"] as JsonObject ?? throw new RunFolderException($"{statePath}: no \"identity\"");
+            var parts = state["parts"] as JsonObject ?? throw new RunFolderException($"{statePath}: no \"parts\"");
+            return new Checkpoint(folder, epoch, identity, parts);
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or FormatException)
+        {
+            throw new RunFolderException($"{statePath}: corrupt checkpoint state: {e.Message}", e);
+        }
+    }
+
+    public bool Has(string part) => parts.ContainsKey(part);
+
+    /// <summary>Reads a part after checking its SHA-256, so a damaged file is named, not misread.</summary>
+    public void Read(string part, Action<Stream> read)
+    {
+        string file = Path.Combine(Folder, part + ".bin");
+        if (!parts.TryGetPropertyValue(part, out JsonNode? expected) || expected == null)
+            throw new RunFolderException($"checkpoint {Folder} has no part '{part}'");
+        if (!File.Exists(file))
+            throw new RunFolderException($"checkpoint file {file} is missing");
+        string actual = Checkpoints.Sha256(file);
+        if (actual != expected.GetValue<string>())
+            throw new RunFolderException($"checkpoint file {file} is corrupt (SHA-256 {actual[..12]}…, expected {expected.GetValue<string>()[..12]}…)");
+        using var stream = File.OpenRead(file);
+        try
+        {
+            read(stream);
+        }
+        catch (Exception e) when (e is not RunFolderException)
+        {
+            throw new RunFolderException($"checkpoint file {file} cannot be loaded: {e.Message}", e);
+        }
+    }
+}

@@ -1,0 +1,46 @@
+using System.Linq;
+using System.Text.Json.Nodes;
+
+namespace AdvAA.Core.Training;
+
+/// <summary>One epoch's results: a line of metrics.jsonl.</summary>
+public sealed record EpochMetrics(
+    int Epoch,
+    double TrainLoss,
+    double TrainAccuracy,
+    double TestLoss,
+    double TestAccuracy,
+    double LearningRate,
+    int Instances,
+    double[] InstanceLosses,
+    double? ControllerEntropy,
+    double? ControllerLoss,
+    double Seconds,
+    double ImagesPerSecond,
+    double AugmentSeconds,
+    double ControllerSeconds)
+{
+    /// <summary>Fields that measure time, which differ between otherwise identical runs.</summary>
+    public static readonly string[] TimingFields = ["seconds", "images_per_second", "augment_seconds", "controller_seconds"];
+
+    public JsonObject ToJson() => new()
+    {
+        ["epoch"] = Epoch,
+        ["train_loss"] = JsonOptions.Number(TrainLoss),
+        ["train_accuracy"] = TrainAccuracy,
+        ["test_loss"] = JsonOptions.Number(TestLoss),
+        ["test_accuracy"] = TestAccuracy,
+        ["lr"] = LearningRate,
+        ["instances"] = Instances,
+        ["instance_losses"] = new JsonArray(InstanceLosses.Select(JsonOptions.Number).ToArray()),
+        ["controller_entropy"] = ControllerEntropy,
+        ["controller_loss"] = ControllerLoss,
+        ["seconds"] = Seconds,
+        ["images_per_second"] = ImagesPerSecond,
+        ["augment_seconds"] = AugmentSeconds,
+        ["controller_seconds"] = ControllerSeconds,
+    };
+}
+
+/// <summary>Progress within an epoch, for progress displays.</summary>
+public readonly record struct StepProgress(int Epoch, int Epochs, int Step, int Steps, double Loss);

@@ -1,0 +1,167 @@
+module AdvAA.Tests.TrainingTests
+
+open System
+open System.IO
+open System.Threading
+open System.Text.Json.Nodes
+open Expecto
+open AdvAA.Core.Augment
+open AdvAA.Core.Data
+open AdvAA.Core.Training
+open AdvAA.Tests.TestSupport
+
+/// The embedded sample, loaded once (every test takes its own limited view through the config).
+let private sample = lazy (DataSources.EmbeddedSample())
+
+/// Tiny but complete configurations: 128 training images, 100 test images, batch 32, M = 2.
+type Tiny =
+    static member Config(method: string, ?epochs: int, ?model: string, ?learningRate: float -> float, ?policy: Policy,
+                         ?batchSize: int, ?instances: float) =
+        TrainConfig(
+            Method = method,
+            Model = defaultArg model "wrn-10-1",
+            TrainLimit = Nullable 128L,
+            TestLimit = Nullable 100L,
+            Epochs = defaultArg epochs 2,
+            BatchSize = defaultArg batchSize 32,
+            Instances = Func<float, float>(fun _ -> defaultArg instances 2.0),
+            InstancesDescription = "2",
+            LearningRate = (match learningRate with Some f -> Func<float, float> f | None -> Func<float, float>(fun e -> 0.05 * (1.0 - e / 3.0))),
+            LearningRateDescription = "linear 0.05→0 over 3",
+            Policy = (match policy with Some p -> p | None -> null),
+            Seed = 7L,
+            Device = "cpu",
+            EvalBatchSize = 50)
+
+/// Trains `config` into `folder`; `stopAfter` cancels after that epoch, as a kill would.
+let train (config: TrainConfig) (folder: RunFolder) (stopAfter: int option) =
+    use trainer = new Trainer(config, sample.Force())
+    use cancel = new CancellationTokenSource()
+    stopAfter |> Option.iter (fun k -> trainer.EpochCompleted.Add(fun m -> if m.Epoch = k then cancel.Cancel()))
+    trainer.Run(folder, cancel.Token) |> List.ofSeq
+
+/// metrics.jsonl without the fields that measure time.
+let private metricsWithoutTiming (folder: RunFolder) =
+    folder.ReadLines RunFolder.MetricsFile
+    |> Seq.map (fun line ->
+        let copy = line.DeepClone() :?> JsonObject
+        for f in EpochMetrics.TimingFields do copy.Remove f |> ignore
+        copy.ToJsonString())
+    |> List.ofSeq
+
+let private fileText (folder: RunFolder) name = File.ReadAllText(folder.File name)
+
+[<Tests>]
+let tests =
+    testSequenced <| testList "training" [
+        test "an adversarial run writes config, metrics, policies and a checkpoint per epoch" {
+            use dir = new TempDir()
+            let folder = RunFolder.Create(dir.File "run")
+            let metrics = train (Tiny.Config Methods.Adversarial) folder None
+            Expect.equal metrics.Length 2 "two epochs"
+            for m in metrics do
+                Expect.equal m.Instances 2 "M = 2 instance losses"
+                Expect.isTrue (m.InstanceLosses |> Array.forall Double.IsFinite) "finite losses"
+                Expect.isTrue (m.TestAccuracy >= 0.0 && m.TestAccuracy <= 1.0) "an accuracy"
+                Expect.isSome (Option.ofNullable m.ControllerEntropy) "controller entropy recorded"
+                Expect.isGreaterThan m.ImagesPerSecond 0.0 "throughput"
+            let config = JsonNode.Parse(fileText folder RunFolder.ConfigFile) |> nonNull
+            Expect.equal (config["experiment"]["method"] |> nonNull |> fun n -> n.GetValue<string>()) "adversarial" "config names the method"
+            Expect.equal (config["data"]["train_images"] |> nonNull |> fun n -> n.GetValue<int>()) 128 "config records the data"
+            let policies = folder.ReadLines RunFolder.PoliciesFile
+            Expect.equal policies.Count 2 "a policies line per epoch"
+            let first = policies[0]["policies"] |> nonNull
+            Expect.equal (first.AsArray().Count) 2 "M policies"
+            Expect.equal ((first[0] |> nonNull).AsArray().Count) 5 "Q = 5 sub-policies"
+            Expect.equal ((first[0] |> nonNull)[0] |> nonNull |> fun n -> n.AsArray().Count) 2 "K = 2 ops each"
+            let normalized = policies[1]["normalized_losses"] |> nonNull
+            let values = [ for v in normalized.AsArray() -> (nonNull v).GetValue<double>() ]
+            Expect.floatClose Accuracy.medium (List.sum values) 0.0 "normalised losses have mean 0"
+            let checkpoint = Checkpoints.Latest folder |> nonNull
+            Expect.equal checkpoint.Epoch 2 "the last checkpoint is epoch 2"
+            Expect.isTrue (checkpoint.Has "controller") "the controller is checkpointed"
+            let entries = Directory.GetDirectories(folder.File RunFolder.CheckpointFolder)
+            Expect.equal entries.Length 1 "older checkpoints are removed"
+        }
+
+        test "a run stopped after epoch 1 and resumed ends with the metrics of an uninterrupted run" {
+            use dir = new TempDir()
+            let config = Tiny.Config(Methods.Adversarial, epochs = 3)
+            let whole = RunFolder.Create(dir.File "whole")
+            train config whole None |> ignore
+            let parted = RunFolder.Create(dir.File "parted")
+            let first = train config parted (Some 1)
+            Expect.equal first.Length 1 "stopped after epoch 1"
+            // a kill between the metrics line and the checkpoint leaves an extra line: it is dropped on resume
+            parted.AppendLine(RunFolder.MetricsFile, JsonObject(dict [ "epoch", JsonValue.Create 2 :> JsonNode ]))
+            let rest = train config (RunFolder.Open parted.Path) None
+            Expect.equal (rest |> List.map (fun m -> m.Epoch)) [ 2; 3 ] "resumed at epoch 2"
+            Expect.sequenceEqual (metricsWithoutTiming parted) (metricsWithoutTiming whole) "identical metrics.jsonl"
+            Expect.equal (fileText parted RunFolder.PoliciesFile) (fileText whole RunFolder.PoliciesFile) "identical policies.jsonl"
+        }
+
+        test "every method trains through the same trainer" {
+            for method in Methods.All.Keys do
+                use dir = new TempDir()
+                let config =
+                    if method = Methods.Policy then Tiny.Config(method, epochs = 1, policy = AutoAugmentPolicy.Cifar10)
+                    else Tiny.Config(method, epochs = 1)
+                let metrics = train config (RunFolder.Create(dir.File method)) None
+                let m = List.exactlyOne metrics
+                Expect.equal m.Instances (if Methods.UsesInstances method then 2 else 1) (method + ": instances")
+                Expect.isTrue (Double.IsFinite m.TrainLoss && m.TrainLoss > 0.0) (method + ": a finite training loss")
+                Expect.equal (Option.ofNullable m.ControllerEntropy |> Option.isSome) (method = Methods.Adversarial) (method + ": a controller only for adversarial")
+        }
+
+        test "a diverging loss stops the run and keeps the last good checkpoint" {
+            use dir = new TempDir()
+            let config = Tiny.Config(Methods.Baseline, epochs = 3, learningRate = (fun e -> if e < 1.0 then 0.05 else 1e12))
+            let folder = RunFolder.Create(dir.File "run")
+            let msg = throwsMessage<TrainingDivergedException> (fun () -> train config folder None |> ignore)
+            containsAll msg [ "epoch 2"; "epoch-0001" ]
+            Expect.equal (Checkpoints.Latest folder |> nonNull).Epoch 1 "epoch 1's checkpoint is kept"
+            Expect.equal (folder.ReadLines RunFolder.MetricsFile).Count 1 "only the good epoch is recorded"
+        }
+
+        test "a corrupt checkpoint or one from another model is a clear error" {
+            use dir = new TempDir()
+            let config = Tiny.Config(Methods.Baseline, epochs = 1)
+            let folder = RunFolder.Create(dir.File "run")
+            train config folder None |> ignore
+            let other = Tiny.Config(Methods.Baseline, epochs = 2, model = "wrn-10-2")
+            let msg = throwsMessage<RunFolderException> (fun () -> train other (RunFolder.Open folder.Path) None |> ignore)
+            containsAll msg [ "different run"; "model"; "wrn-10-2" ]
+            let checkpoint = Checkpoints.Latest folder |> nonNull
+            let modelFile = Path.Combine(checkpoint.Folder, "model.bin")
+            let bytes = File.ReadAllBytes modelFile
+            File.WriteAllBytes(modelFile, bytes[.. bytes.Length / 2])
+            let resumed = Tiny.Config(Methods.Baseline, epochs = 2)
+            let msg = throwsMessage<RunFolderException> (fun () -> train resumed (RunFolder.Open folder.Path) None |> ignore)
+            containsAll msg [ modelFile; "corrupt" ]
+            Expect.equal (folder.ReadLines RunFolder.MetricsFile).Count 1 "nothing already written was changed"
+        }
+
+        test "bad settings are errors naming the value" {
+            let bad (config: TrainConfig) parts =
+                let msg = throwsMessage<ConfigException> (fun () -> config.Validate() |> ignore)
+                containsAll msg parts
+            bad (Tiny.Config "magic") [ "'magic'"; "adversarial" ]
+            bad (Tiny.Config(Methods.Adversarial, model = "vgg")) [ "vgg" ]
+            bad (Tiny.Config(Methods.Adversarial, epochs = 0)) [ "epochs = 0" ]
+            bad (Tiny.Config(Methods.Adversarial, batchSize = 0)) [ "batch size = 0" ]
+            bad (Tiny.Config(Methods.Adversarial, instances = 0.0)) [ "instances M"; "at least 1" ]
+            bad (Tiny.Config Methods.Policy) [ "policy" ]
+        }
+
+        test "an existing run folder is never overwritten" {
+            use dir = new TempDir()
+            let path = dir.File "taken"
+            Directory.CreateDirectory path |> ignore
+            File.WriteAllText(Path.Combine(path, "notes.txt"), "mine")
+            let msg = throwsMessage<RunFolderException> (fun () -> RunFolder.Create path |> ignore)
+            containsAll msg [ path; "already exists" ]
+            Expect.equal (File.ReadAllText(Path.Combine(path, "notes.txt"))) "mine" "untouched"
+            let unique = RunFolder.CreateUnique(dir.Path, "taken")
+            Expect.equal unique.Path (path + "-2") "a new folder beside it"
+        }
+    ]
