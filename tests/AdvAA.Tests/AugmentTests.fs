@@ -145,8 +145,7 @@ let batchTests =
             let rng = Random 5
             let usable = [ for i in 0 .. space.Ops.Count - 1 do if space.Ops[i].Name <> "Cutout" then yield i ]
             for channels in [ 3; 1 ] do
-                // 700 images: more than one CPU chunk, so partners and scatter cross chunk borders.
-                let n = if channels = 3 then 700 else 90
+                let n = if channels = 3 then 300 else 90
                 use images = testImages 11 n channels 32 32
                 let ops = [ for _ in 1 .. n -> if rng.Next 20 = 0 then -1 else usable[rng.Next usable.Length] ]
                 let values = [ for op in ops -> if op < 0 then 0.0f else randomValue rng space.Ops[op] ]
