@@ -1,7 +1,7 @@
 """The torchvision 0.14 baseline of scripts/bench-ops.sh: the same kind of policy (per image, 2 ops drawn
 uniformly from the AutoAugment paper's 16, levels uniform over 0..9, the same ranges and random signs)
 applied image by image with torchvision.transforms.functional on uint8 tensors.
-Usage: bench-ops-torchvision.py [count] [runs] [--images FILE]. Prints 'RESULT torchvision_images_per_s N'."""
+Usage: bench-ops-torchvision.py [count] [runs] [--images FILE] [--threads N]. Prints 'RESULT torchvision_images_per_s N'."""
 import math
 import os
 import random
@@ -13,10 +13,10 @@ import torch
 import torchvision.transforms.functional as F
 from torchvision.transforms import InterpolationMode
 
-positional = [a for i, a in enumerate(sys.argv[1:], 1) if not a.startswith("--") and sys.argv[i - 1] != "--images"]
+positional = [a for i, a in enumerate(sys.argv[1:], 1) if not a.startswith("--") and sys.argv[i - 1] not in ("--images", "--threads")]
 count = int(positional[0]) if positional else 2048
 runs = int(positional[1]) if len(positional) > 1 else 5
-torch.set_num_threads(os.cpu_count() or 1)
+torch.set_num_threads(int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else os.cpu_count() or 1)
 FILL = [128.0, 128.0, 128.0]
 
 
@@ -99,4 +99,4 @@ seconds = statistics.median(
 print(f"torchvision {torch.__version__.split('+')[0]}/{__import__('torchvision').__version__} image by image, "
       f"{count} images from {source}, {torch.get_num_threads()} threads: {count / seconds:.0f} images/s "
       f"(median {seconds * 1000:.0f} ms of {runs} runs)")
-print(f"RESULT torchvision_images_per_s {count / seconds:.0f}")
+print(f"RESULT torchvision_threads{torch.get_num_threads()}_images_per_s {count / seconds:.0f}")
