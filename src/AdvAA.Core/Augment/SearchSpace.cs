@@ -63,9 +63,6 @@ public sealed class SearchSpace
         throw new AugmentException($"unknown op '{name}'; this search space has: {string.Join(", ", Ops.Select(o => o.Name))}");
     }
 
-    /// <summary>A copy with another number of levels.</summary>
-    public SearchSpace WithLevels(int levels) => new(Ops, levels, CustomOps);
-
     internal OpCompute ComputeOf(int op) => computes[op];
 
     /// <summary>The space's per-op tables on a device, made once per device.</summary>
