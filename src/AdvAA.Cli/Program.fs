@@ -2,17 +2,22 @@ module AdvAA.Cli.Program
 
 open Argu
 open AdvAA.Core.Backend
+open AdvAA.Core.Augment
 open AdvAA.Core.Data
 open AdvAA.Cli.Common
 
 [<HelpFlags("--help", "-h")>]
 type CliArgs =
     | [<CliPrefix(CliPrefix.None)>] Info of ParseResults<InfoCommand.InfoArgs>
+    | [<CliPrefix(CliPrefix.None)>] Ops of ParseResults<OpsCommand.OpsArgs>
+    | [<CliPrefix(CliPrefix.None)>] Preview of ParseResults<PreviewCommand.PreviewArgs>
     | [<CliPrefix(CliPrefix.None)>] Data of ParseResults<DataCommand.DataArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Info _ -> "print versions, the libtorch backend, devices and CPU threads."
+            | Ops _ -> "print the augmentation ops: names, ranges, signs, kinds."
+            | Preview _ -> "write a PNG grid of augmented images (ops at levels, or policy draws)."
             | Data _ -> "load a data set (default: the embedded sample) and print its format, sizes, classes, statistics and load speed."
 
 [<EntryPoint>]
@@ -22,6 +27,8 @@ let main argv =
         let results = parser.ParseCommandLine(argv, raiseOnUsage = true)
         match results.GetSubCommand() with
         | Info a -> InfoCommand.run a
+        | Ops a -> OpsCommand.run a
+        | Preview a -> PreviewCommand.run a
         | Data a -> DataCommand.run a
     with
     | :? ArguParseException as e ->
@@ -32,4 +39,5 @@ let main argv =
             eprintfn "%s" e.Message
             ExitCode.usage
     | :? BackendException as e -> fail e.Message
+    | :? AugmentException as e -> fail e.Message
     | :? DataFormatException as e -> fail e.Message
