@@ -33,13 +33,14 @@ let private testImages (run: RunData) (count: int) =
     let experiment = run.Config |> Json.field where "experiment" |> Json.obj where
     let data =
         match experiment["data"] with
-        | n when not (isNull n) && n.GetValueKind() = Text.Json.JsonValueKind.String -> DataSources.Load(n.GetValue<string>())
+        | null -> DataSources.EmbeddedSample()
+        | n when n.GetValueKind() = Text.Json.JsonValueKind.String -> DataSources.Load(n.GetValue<string>())
         | _ -> DataSources.EmbeddedSample()
     use _train = data.Train
     use test = data.Test
     // evenly spread over the test set, so a class-sorted folder still shows several classes
     let n = min (int64 count) test.Count
-    use index = torch.arange(n, dtype = torch.int64).mul(test.Count / n)
+    use index = torch.arange(n, dtype = torch.int64).mul((test.Count / n).ToScalar())
     test.Images.index_select(0L, index)
 
 /// Writes the grid (first row: the originals; then one row per policy, each image drawing one of

@@ -12,6 +12,7 @@ type CliArgs =
     | [<CliPrefix(CliPrefix.None)>] Ops of ParseResults<OpsCommand.OpsArgs>
     | [<CliPrefix(CliPrefix.None)>] Preview of ParseResults<PreviewCommand.PreviewArgs>
     | [<CliPrefix(CliPrefix.None)>] Data of ParseResults<DataCommand.DataArgs>
+    | [<CliPrefix(CliPrefix.None)>] Report of ParseResults<ReportCommand.ReportArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -19,6 +20,7 @@ type CliArgs =
             | Ops _ -> "print the augmentation ops: names, ranges, signs, kinds."
             | Preview _ -> "write a PNG grid of augmented images (ops at levels, or policy draws)."
             | Data _ -> "load a data set (default: the embedded sample) and print its format, sizes, classes, statistics and load speed."
+            | Report _ -> "write plots, the final policies applied to images and an HTML page for one or more run folders."
 
 [<EntryPoint>]
 let main argv =
@@ -30,6 +32,7 @@ let main argv =
         | Ops a -> OpsCommand.run a
         | Preview a -> PreviewCommand.run a
         | Data a -> DataCommand.run a
+        | Report a -> ReportCommand.run a
     with
     | :? ArguParseException as e ->
         if e.ErrorCode = ErrorCode.HelpText then
@@ -41,3 +44,4 @@ let main argv =
     | :? BackendException as e -> fail e.Message
     | :? AugmentException as e -> fail e.Message
     | :? DataFormatException as e -> fail e.Message
+    | :? AdvAA.Core.Training.RunFolderException as e -> fail e.Message

@@ -93,6 +93,7 @@ public static class TorchBackend
     /// </summary>
     public static NativeBackend Initialize(DeviceRequest request)
     {
+        NativeBackend backend;
         lock (Gate)
         {
             if (loaded != null)
@@ -102,11 +103,13 @@ public static class TorchBackend
                 return loaded;
             }
             initializing = true;
-            try { loaded = LoadFor(request); }
+            try { loaded = backend = LoadFor(request); }
             finally { initializing = false; }
-            if (loaded.Kind == "cuda") torch.InitializeDeviceType(DeviceType.CUDA);
-            return loaded;
         }
+        // Outside the lock: TorchSharp's static constructor, running on another thread, may be
+        // waiting in the resolver for this lock.
+        if (backend.Kind == "cuda") torch.InitializeDeviceType(DeviceType.CUDA);
+        return backend;
     }
 
     static NativeBackend LoadFor(DeviceRequest request)
@@ -219,10 +222,18 @@ public static class TorchBackend
             ?? throw new BackendException("TorchSharp's native wrapper libLibTorchSharp.so was not found; looked at:\n  " + string.Join("\n  ", candidates));
     }
 
+    /// <summary>
+    /// The libtorch version the build bundles (recorded at build time: reading TorchSharp's own
+    /// would run its static constructor, which needs the very libraries being loaded).
+    /// </summary>
+    static string BundledLibTorchVersion =>
+        typeof(TorchBackend).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
+            .FirstOrDefault(a => a.Key == "LibTorchVersion")?.Value ?? "unknown";
+
     static NativeBackend BundledCpu()
     {
         string dir = ManagedFolder;
-        string version = torch.__version__.EndsWith(".0.0", StringComparison.Ordinal) ? torch.__version__[..^2] : torch.__version__;
+        string version = BundledLibTorchVersion;
         var candidates = new List<string> { dir, Path.Combine(dir, "runtimes", "linux-x64", "native") };
         // NuGet-cache layout: the CPU libtorch is a sibling package.
         string packages = Path.GetFullPath(Path.Combine(dir, "..", "..", "..", ".."));
