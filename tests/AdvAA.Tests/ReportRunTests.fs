@@ -25,5 +25,12 @@ let tests =
             Expect.isGreaterThanOrEqual grid.Height (3 * 32 * 3) "three rows"
             Expect.isGreaterThanOrEqual grid.Width (4 * 32 * 3) "four columns"
             Expect.stringContains (File.ReadAllText index) "policies.png" "the grid is on the page"
+            // Fig. 6 comes from the controller's own distribution: shares of all ops (levels) sum to 1 per epoch
+            let epochs, ops, levels, fromController = Report.distributions (Report.load folder.Path)
+            Expect.isTrue fromController "the controller's distribution is recorded"
+            Expect.equal epochs [| 1; 2 |] "per epoch"
+            for row in 0 .. 1 do
+                Expect.floatClose Accuracy.high (Array.sum ops[row, *]) 1.0 "op shares"
+                Expect.floatClose Accuracy.high (Array.sum levels[row, *]) 1.0 "level shares"
         }
     ]
