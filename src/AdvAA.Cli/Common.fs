@@ -1,18 +1,9 @@
-/// What every command shares: device flags, exit codes, error reporting.
+/// What every command shares: device flags, error reporting, the console.
 module AdvAA.Cli.Common
 
 open System
 open AdvAA.Core.Backend
-
-/// Exit codes (documented in the README).
-module ExitCode =
-    let ok = 0
-    /// Bad input: a data file, a checkpoint, a value out of range, a device that is not there.
-    let failed = 1
-    /// The command line itself is wrong (Argu usage error).
-    let usage = 2
-    /// A script did not compile or its experiment did not validate.
-    let script = 3
+open AdvAA.Dsl
 
 /// The device request from a --device flag, else ADVAA_DEVICE, else auto.
 let deviceRequest (flag: string option) =
@@ -24,6 +15,13 @@ let deviceRequest (flag: string option) =
 let fail (message: string) =
     eprintfn "advaa: %s" message
     ExitCode.failed
+
+/// A session of runs started by `advaa <command>` with these arguments (without --out and --resume).
+let session (command: string) (arguments: string list) =
+    { Display = Display.Console
+      Cancel = Threading.CancellationToken.None
+      Program = [ "advaa"; command ]
+      Arguments = arguments }
 
 /// The informational version of the assembly that defines `t`.
 let versionOf (t: Type) =

@@ -6,6 +6,7 @@ open Argu
 open TorchSharp
 open AdvAA.Core.Backend
 open AdvAA.Cli.Common
+open AdvAA.Dsl
 
 type InfoArgs =
     | Device of string

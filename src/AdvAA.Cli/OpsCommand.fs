@@ -3,6 +3,7 @@ module AdvAA.Cli.OpsCommand
 
 open Argu
 open AdvAA.Core.Augment
+open AdvAA.Dsl
 open AdvAA.Cli.Common
 
 type OpsArgs =

@@ -83,4 +83,4 @@ let run (args: ParseResults<PreviewArgs>) =
         let out = args.GetResult(Out, defaultValue = "preview.png")
         ImageGrid.WritePng(out, torch.cat([| for _, t in made -> t |], 0L), int take, [| for label, _ in made -> label |], args.GetResult(Scale, defaultValue = 3))
         printfn "wrote %s: %d rows × %d images (%s)" out made.Length take (String.Join(", ", [ for label, _ in made -> label ]))
-        ExitCode.ok
+        AdvAA.Dsl.ExitCode.ok

@@ -1,13 +1,14 @@
 module AdvAA.Cli.Program
 
 open Argu
-open AdvAA.Core.Backend
-open AdvAA.Core.Augment
-open AdvAA.Core.Data
+open AdvAA.Dsl
 open AdvAA.Cli.Common
 
 [<HelpFlags("--help", "-h")>]
 type CliArgs =
+    | [<CliPrefix(CliPrefix.None)>] Run of ParseResults<RunArgs>
+    | [<CliPrefix(CliPrefix.None)>] Check of ParseResults<RunArgs>
+    | [<CliPrefix(CliPrefix.None)>] Train of ParseResults<TrainCommand.TrainArgs>
     | [<CliPrefix(CliPrefix.None)>] Info of ParseResults<InfoCommand.InfoArgs>
     | [<CliPrefix(CliPrefix.None)>] Ops of ParseResults<OpsCommand.OpsArgs>
     | [<CliPrefix(CliPrefix.None)>] Preview of ParseResults<PreviewCommand.PreviewArgs>
@@ -16,6 +17,9 @@ type CliArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Run _ -> "run an experiment script (.fsx): compile it, apply the flags, train; Ctrl+C stops after a checkpoint."
+            | Check _ -> "compile and validate an experiment script and print the experiment that `run` would train."
+            | Train _ -> "train without a script: method, model, data and the paper's settings from flags."
             | Info _ -> "print versions, the libtorch backend, devices and CPU threads."
             | Ops _ -> "print the augmentation ops: names, ranges, signs, kinds."
             | Preview _ -> "write a PNG grid of augmented images (ops at levels, or policy draws)."
@@ -28,6 +32,9 @@ let main argv =
     try
         let results = parser.ParseCommandLine(argv, raiseOnUsage = true)
         match results.GetSubCommand() with
+        | Run a -> RunCommand.run a
+        | Check a -> CheckCommand.run a
+        | Train a -> TrainCommand.run a
         | Info a -> InfoCommand.run a
         | Ops a -> OpsCommand.run a
         | Preview a -> PreviewCommand.run a
@@ -41,7 +48,7 @@ let main argv =
         else
             eprintfn "%s" e.Message
             ExitCode.usage
-    | :? BackendException as e -> fail e.Message
-    | :? AugmentException as e -> fail e.Message
-    | :? DataFormatException as e -> fail e.Message
-    | :? AdvAA.Core.Training.RunFolderException as e -> fail e.Message
+    | e ->
+        match Runner.errorMessage e with
+        | Some message -> fail message
+        | None -> reraise ()

@@ -3,6 +3,7 @@ module AdvAA.Cli.ReportCommand
 
 open System.IO
 open Argu
+open AdvAA.Dsl
 open AdvAA.Cli.Common
 
 type ReportArgs =

@@ -165,9 +165,11 @@ module ScriptHost =
             | name -> name
 
     /// Compiles and runs the script at `path` with ADVAA_HOST defined and ScriptHost.IsHosted true
-    /// while it runs. Problems name the script, line and column; an exception the script throws is
-    /// reported at the script line that led to it, with its message and no .NET stack trace.
-    let evaluateScript (path: string) : Result<EvaluatedScript, ScriptError list> =
+    /// while it runs; `fsi.CommandLineArgs` is the script followed by `arguments`, as under
+    /// `dotnet fsi script.fsx arguments...`. Problems name the script, line and column; an exception
+    /// the script throws is reported at the script line that led to it, with its message and no
+    /// .NET stack trace.
+    let evaluateScriptWith (arguments: string list) (path: string) : Result<EvaluatedScript, ScriptError list> =
         let fullPath = Path.GetFullPath path
         let text =
             try
@@ -187,8 +189,8 @@ module ScriptHost =
         let evaluateIn (session: FsiEvaluationSession) (text: string) =
             // `dotnet fsi` gives scripts an `fsi` object (fsi.CommandLineArgs, fsi.AddPrinter) from an
             // SDK library that FCS does not ship; bind FCS's own settings object to that name, so
-            // such scripts compile here too. Its arguments are the script alone, as under `dotnet fsi`.
-            Settings.fsi.CommandLineArgs <- [| fullPath |]
+            // such scripts compile here too. Its arguments are the script and then its own, as under `dotnet fsi`.
+            Settings.fsi.CommandLineArgs <- Array.ofList (fullPath :: arguments)
             match session.EvalInteractionNonThrowing("let fsi = FSharp.Compiler.Interactive.Shell.Settings.fsi") with
             | Choice2Of2 e, _ -> failwithf "the script host could not define the fsi object: %s" e.Message
             | Choice1Of2 _, _ -> ()
@@ -230,6 +232,13 @@ module ScriptHost =
             with _ ->
                 (session :> IDisposable).Dispose()
                 reraise ())
+
+    /// `evaluateScriptWith` without arguments: `fsi.CommandLineArgs` is the script alone.
+    let evaluateScript (path: string) : Result<EvaluatedScript, ScriptError list> = evaluateScriptWith [] path
+
+    /// Whether the evaluated script defines a top-level value `valueName` (of any type).
+    let defines (script: EvaluatedScript) (valueName: string) : bool =
+        (script.Session.TryFindBoundValue valueName).IsSome
 
     /// The evaluated script's top-level value `valueName` as a 'T.
     let value<'T> (script: EvaluatedScript) (valueName: string) : Result<'T, ScriptError list> =

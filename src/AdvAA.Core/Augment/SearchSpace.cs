@@ -72,7 +72,9 @@ public sealed class SearchSpace
     static DirectCompute CustomCompute(ICustomOp op) => new(slice =>
     {
         var result = op.Apply(slice.Images, slice.Values);
-        if (result.dtype != ScalarType.Byte || !result.shape.SequenceEqual(slice.Images.shape) || result.device.type != slice.Images.device.type || result.device.index != slice.Images.device.index)
+        // Devices compare by type and index (Device is a class without value equality).
+        if (result.dtype != ScalarType.Byte || !result.shape.SequenceEqual(slice.Images.shape)
+            || result.device_type != slice.Images.device_type || result.device_index != slice.Images.device_index)
             throw new AugmentException(
                 $"custom op '{op.Name}' returned {result.dtype} [{string.Join(",", result.shape)}] on {result.device}; " +
                 $"expected Byte [{string.Join(",", slice.Images.shape)}] on {slice.Images.device}");

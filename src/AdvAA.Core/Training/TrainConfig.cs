@@ -90,7 +90,7 @@ public sealed record TrainConfig
     public int ControllerHidden { get; init; } = 100;
     public double ControllerLearningRate { get; init; } = 0.00035;
     public double EntropyWeight { get; init; } = 1e-5;
-    /// <summary>Multiplies every sampled level (then clamped to the level range): ramps the maximum magnitude over the epochs.</summary>
+    /// <summary>Multiplies every sampled level (rounded down, then clamped to the level range): ramps the maximum magnitude over the epochs.</summary>
     public Func<double, double> MagnitudeScale { get; init; } = _ => 1.0;
     public string MagnitudeScaleDescription { get; init; } = "1";
     /// <summary>Probability that a sample's policy is applied at all (standard augmentation always is).</summary>
@@ -111,6 +111,11 @@ public sealed record TrainConfig
     public int EvalBatchSize { get; init; } = 500;
     /// <summary>Synchronise the device around augmentation and the controller to time them exactly (slower on GPUs).</summary>
     public bool Profile { get; init; }
+    /// <summary>How the run was started (e.g. the command and its arguments), recorded in config.json as "origin" so that it can be resumed the same way.</summary>
+    public JsonObject? Origin { get; init; }
+
+    /// <summary>A copy with <see cref="Origin"/> set (for callers that cannot use a <c>with</c> expression).</summary>
+    public TrainConfig WithOrigin(JsonObject origin) => this with { Origin = origin };
 
     /// <summary>M at a given epoch (1 for single-copy methods).</summary>
     public int InstancesAt(int epoch) =>

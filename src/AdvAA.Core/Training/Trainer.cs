@@ -152,6 +152,7 @@ public sealed class Trainer : IDisposable
                 ["std"] = new JsonArray(normalizer.Std.Select(v => (JsonNode)v).ToArray()),
             },
             ["model_parameters"] = ParameterCount,
+            ["origin"] = config.Origin?.DeepClone(),
         };
     }
 
@@ -378,7 +379,8 @@ public sealed class Trainer : IDisposable
     Tensor ScaleLevels(Tensor levels, double progress)
     {
         double scale = config.MagnitudeScale(progress);
-        return scale == 1.0 ? levels : levels.mul(scale).clamp(0, config.Space.Levels - 1);
+        // Levels are whole numbers (BatchAugment checks): a fractional product is rounded down.
+        return scale == 1.0 ? levels : levels.mul(scale).floor_().clamp(0, config.Space.Levels - 1);
     }
 
     Tensor KeepWithProbability(Tensor original, Tensor augmented, double progress, Generator generator)

@@ -1,0 +1,46 @@
+// Several methods side by side on the embedded sample, then a comparison table: the paper's
+// ablation (Table 4: Baseline, Fixed, Random, Adversarial at M = 4 here), AutoAugment's published
+// policy, and a policy written by hand the way the papers print them.
+//
+//   advaa run examples/baselines.fsx                 (runs/comparison-<time>/<name> for each)
+//   advaa run examples/baselines.fsx --out runs/ablation --epochs 5
+//
+// A script that defines `experiments` (a list) runs them in turn, each in a subfolder of the
+// --out folder named after it, and prints a table; --resume <folder> continues such a group.
+#if !ADVAA_HOST
+// Plain F# Interactive takes AdvAA from the built CLI (dotnet build -c Release src/AdvAA.Cli),
+// whose folder also holds TorchSharp and its native libtorch. The host binds its own assemblies.
+#I "../src/AdvAA.Cli/bin/Release/net10.0"
+#r "AdvAA.Core.dll"
+#r "AdvAA.Dsl.dll"
+#r "TorchSharp.dll"
+#endif
+
+open AdvAA.Dsl
+
+let common =
+    { Experiment.defaults with
+        Model = "small"
+        Instances = Schedule.constant 4.0
+        BatchSize = 64
+        Epochs = 10
+        Seed = 1L
+        Device = "cpu" }
+
+/// (op, level) pairs: every op of the sub-policy an image draws is applied.
+let handWritten =
+    Policy.ofPairs
+        [ [ "Rotate", 4; "Color", 6 ]
+          [ "ShearX", 3; "Equalize", 0 ]
+          [ "TranslateY", 5; "Brightness", 7 ]
+          [ "Posterize", 6; "Contrast", 5 ] ]
+
+let experiments =
+    [ { common with Name = "baseline"; Method = Baseline }
+      { common with Name = "fixed"; Method = Fixed }
+      { common with Name = "random"; Method = Random }
+      { common with Name = "adversarial"; Method = Adversarial }
+      { common with Name = "autoaugment"; Method = AutoAugment }
+      { common with Name = "hand-written"; Method = FixedPolicy handWritten } ]
+
+Experiment.mainAll experiments

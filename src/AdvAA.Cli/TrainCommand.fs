@@ -1,0 +1,111 @@
+/// `advaa train`: one training run from flags alone, the paper's settings for anything not given.
+module AdvAA.Cli.TrainCommand
+
+open System.Text.Json.Nodes
+open Argu
+open AdvAA.Core.Augment
+open AdvAA.Core.Training
+open AdvAA.Dsl
+
+[<RequireQualifiedAccess>]
+type TrainArgs =
+    | Method of name: string
+    | Model of name: string
+    | Data of path: string
+    | Epochs of count: int
+    | Instances of m: int
+    | Batch of n: int
+    | Lr of rate: float
+    | Seed of seed: int64
+    | Device of device: string
+    | Out of folder: string
+    | Resume of folder: string
+    | Train_Limit of images: int
+    | Test_Limit of images: int
+    | Dropout of rate: float
+    | Cutout of pixels: int
+    | Policy of file: string
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Method _ -> sprintf "%s (default: adversarial)." (Methods.All.Keys |> String.concat ", ")
+            | Model _ -> "small, resnet18, wrn-28-10, wrn-40-2 or wrn-<depth>-<widen> (default: small)."
+            | Data _ -> "a CIFAR-10/100 binary folder, an image folder with train/ and test/, or a .tar.gz of one (default: the embedded sample)."
+            | Epochs _ -> "epochs (default: 200)."
+            | Instances _ -> "M, augmented copies of each batch for fixed, random and adversarial (default: 8)."
+            | Batch _ -> "N, images per instance per step (default: 128)."
+            | Lr _ -> "initial learning rate of the paper's schedule: step x0.2 at 30/60/80% of the epochs for wrn-28-10, cosine otherwise (default: 0.1)."
+            | Seed _ -> "random seed (default: 0)."
+            | Device _ -> "auto|cpu|cuda (default: auto)."
+            | Out _ -> "the run folder (must not exist or be empty; default runs/<method>-<model>-<yyyyMMdd-HHmmss>)."
+            | Resume _ -> "continue the run in this folder with the options recorded in its config.json (flags given here override them)."
+            | Train_Limit _ -> "train on a seeded subset of this many images."
+            | Test_Limit _ -> "evaluate on a seeded subset of this many test images."
+            | Dropout _ -> "in-block dropout of wrn-* models (default: 0)."
+            | Cutout _ -> "side of the Cutout square in pixels, 0 for none (default: 16)."
+            | Policy _ -> "a policy JSON file (sub-policies of [op, level, probability]): trains with method 'policy'."
+
+let private parser = lazy (ArgumentParser.Create<TrainArgs>(programName = "advaa train"))
+
+/// The experiment the flags describe; a flag given twice counts once, the last one.
+let experiment (results: ParseResults<TrainArgs>) : Experiment =
+    let d = Experiment.defaults
+    let method =
+        match results.TryGetResult(TrainArgs.Method), results.TryGetResult(TrainArgs.Policy) with
+        | Some m, Some _ when m.Trim().ToLowerInvariant() <> Methods.Policy ->
+            raise (DslException(sprintf "--policy trains with method 'policy', but --method %s was given" m))
+        | _, Some file -> FixedPolicy(PolicyJson.Read file)
+        | Some m, None -> Method.ofName m
+        | None, None -> d.Method
+    let model = defaultArg (results.TryGetResult(TrainArgs.Model)) d.Model
+    let e =
+        { d with
+            Name = sprintf "%s-%s" (Method.name method) (model.Trim().ToLowerInvariant())
+            Method = method
+            Model = model
+            Data = results.TryGetResult(TrainArgs.Data) |> Option.map DataPath |> Option.defaultValue d.Data
+            Epochs = defaultArg (results.TryGetResult(TrainArgs.Epochs)) d.Epochs
+            Instances = results.TryGetResult(TrainArgs.Instances) |> Option.map (float >> Schedule.constant) |> Option.defaultValue d.Instances
+            BatchSize = defaultArg (results.TryGetResult(TrainArgs.Batch)) d.BatchSize
+            Seed = defaultArg (results.TryGetResult(TrainArgs.Seed)) d.Seed
+            Device = defaultArg (results.TryGetResult(TrainArgs.Device)) d.Device
+            Out = results.TryGetResult(TrainArgs.Out)
+            TrainLimit = results.TryGetResult(TrainArgs.Train_Limit)
+            TestLimit = results.TryGetResult(TrainArgs.Test_Limit)
+            Dropout = defaultArg (results.TryGetResult(TrainArgs.Dropout)) d.Dropout
+            CutoutSize = defaultArg (results.TryGetResult(TrainArgs.Cutout)) d.CutoutSize }
+    // The schedule's shape depends on the model and the epochs: set it last.
+    match results.TryGetResult(TrainArgs.Lr) with
+    | Some lr -> { e with LearningRate = Some(Experiment.defaultLearningRate lr e) }
+    | None -> e
+
+/// The arguments an `advaa train` run recorded in its config.json.
+let private recorded (folder: string) : string list =
+    let run = RunFolder.Open folder
+    let config = run.ReadConfig()
+    let path = run.File RunFolder.ConfigFile
+    match config["origin"] with
+    | :? JsonObject as origin ->
+        let program = origin["program"] |> Option.ofObj |> Option.map (fun p -> p.GetValue<string>())
+        match program, origin["arguments"] with
+        | Some "advaa train", (:? JsonArray as arguments) -> [ for a in arguments -> (nonNull a).GetValue<string>() ]
+        | Some program, _ ->
+            raise (RunFolderException(sprintf "%s was made by `%s`, not `advaa train`: continue it the way it was started, with --resume %s" run.Path program run.Path))
+        | None, _ -> raise (RunFolderException(sprintf "%s: \"origin\" names no program" path))
+    | _ -> raise (RunFolderException(sprintf "%s records no \"origin\" (the options of the run), so `advaa train --resume` cannot continue it" path))
+
+let run (args: ParseResults<TrainArgs>) =
+    let given = args.GetAllResults() |> List.filter (function TrainArgs.Out _ | TrainArgs.Resume _ -> false | _ -> true)
+    let arguments = List.ofArray (parser.Value.PrintCommandLineArguments given)
+    match args.TryGetResult TrainArgs.Resume, args.TryGetResult TrainArgs.Out with
+    | Some _, Some _ ->
+        args.Raise("--out and --resume exclude each other: --resume continues the run in its own folder", ErrorCode.CommandLine, true)
+    | Some folder, None ->
+        // The recorded options first, then the flags given now: the last of each flag counts.
+        let merged = parser.Value.ParseCommandLine(Array.ofList (recorded folder @ arguments), raiseOnUsage = true)
+        let e = experiment merged |> Experiment.validate
+        Experiment.execute (Common.session "train" arguments) None (Some folder) (ScriptExperiments.Single e)
+    | None, _ ->
+        let e = experiment args |> Experiment.validate
+        Experiment.execute (Common.session "train" arguments) None None (ScriptExperiments.Single e)

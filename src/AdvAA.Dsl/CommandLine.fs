@@ -1,0 +1,124 @@
+namespace AdvAA.Dsl
+
+open System
+open Argu
+
+/// Exit codes of `advaa` and of experiment scripts run by `dotnet fsi`.
+[<RequireQualifiedAccess>]
+module ExitCode =
+    let ok = 0
+    /// Bad input at run time: a data file, a run folder, a checkpoint, a device, a diverged run.
+    let failed = 1
+    /// The command line itself is wrong.
+    let usage = 2
+    /// A script did not compile, threw while building its experiment, or its experiment did not validate.
+    let script = 3
+    /// Stopped by Ctrl+C after a complete checkpoint (128 + SIGINT, as shells report it).
+    let interrupted = 130
+
+/// Command-line overrides of an experiment (`advaa run script.fsx --epochs 3 ...`).
+type Overrides =
+    { Epochs: int option
+      Device: string option
+      Out: string option
+      Seed: int64 option
+      Data: string option
+      TrainLimit: int option
+      TestLimit: int option }
+
+    static member None =
+        { Epochs = None
+          Device = None
+          Out = None
+          Seed = None
+          Data = None
+          TrainLimit = None
+          TestLimit = None }
+
+/// The flags of a script run, the same for `advaa run script.fsx ...` and `dotnet fsi script.fsx ...`.
+[<RequireQualifiedAccess>]
+type RunArgs =
+    | [<MainCommand; ExactlyOnce; First>] Script of script_and_arguments: string list
+    | Epochs of count: int
+    | Device of device: string
+    | Out of folder: string
+    | Resume of folder: string
+    | Seed of seed: int64
+    | Data of path: string
+    | Train_Limit of images: int
+    | Test_Limit of images: int
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Script _ -> "the experiment script (.fsx), then arguments for the script itself (fsi.CommandLineArgs)."
+            | Epochs _ -> "train this many epochs instead of the script's."
+            | Device _ -> "auto|cpu|cuda instead of the script's device."
+            | Out _ -> "the run folder (must not exist or be empty; default runs/<name>-<yyyyMMdd-HHmmss>)."
+            | Resume _ -> "continue the run in this folder from its last complete checkpoint."
+            | Seed _ -> "the random seed instead of the script's."
+            | Data _ -> "a data folder or .tar.gz instead of the script's data."
+            | Train_Limit _ -> "train on a seeded subset of this many images (quick trials)."
+            | Test_Limit _ -> "evaluate on a seeded subset of this many test images."
+
+/// A parsed script-run command line.
+type RunCommandLine =
+    { Script: string
+      /// The script's own arguments (after the script path, before the flags).
+      Arguments: string list
+      Overrides: Overrides
+      Resume: string option
+      /// The command line without --out and --resume: recorded in config.json, and what continues
+      /// the run with `--resume <folder>` added.
+      Replay: string list }
+
+[<RequireQualifiedAccess>]
+module CommandLine =
+    /// The parser of the run flags; `programName` heads its usage text.
+    let runParser (programName: string) = ArgumentParser.Create<RunArgs>(programName = programName)
+
+    /// The run command line of parsed flags; a script argument that looks like a flag is a usage
+    /// error (Argu hands unknown flags to the script otherwise).
+    let ofRunArgs (results: ParseResults<RunArgs>) : RunCommandLine =
+        let script, arguments =
+            match results.GetResult RunArgs.Script with
+            | script :: arguments -> script, arguments
+            | [] -> results.Raise("give the experiment script (.fsx) to run", ErrorCode.CommandLine, true)
+        match arguments |> List.tryFind (fun a -> a.StartsWith("--", StringComparison.Ordinal)) with
+        | Some flag ->
+            results.Raise(
+                sprintf "unrecognized argument: '%s' (script arguments must not start with --; the flags are listed below)" flag,
+                ErrorCode.CommandLine,
+                true
+            )
+        | None -> ()
+        let out = results.TryGetResult RunArgs.Out
+        let resume = results.TryGetResult RunArgs.Resume
+        if out.IsSome && resume.IsSome then
+            results.Raise("--out and --resume exclude each other: --resume continues the run in its own folder", ErrorCode.CommandLine, true)
+        let kept =
+            results.GetAllResults()
+            |> List.filter (function
+                | RunArgs.Out _
+                | RunArgs.Resume _ -> false
+                | _ -> true)
+        { Script = script
+          Arguments = arguments
+          Overrides =
+            { Epochs = results.TryGetResult RunArgs.Epochs
+              Device = results.TryGetResult RunArgs.Device
+              Out = out
+              Seed = results.TryGetResult RunArgs.Seed
+              Data = results.TryGetResult RunArgs.Data
+              TrainLimit = results.TryGetResult RunArgs.Train_Limit
+              TestLimit = results.TryGetResult RunArgs.Test_Limit }
+          Resume = resume
+          Replay = List.ofArray (results.Parser.PrintCommandLineArguments kept) }
+
+    /// Quotes an argument for a POSIX shell when it needs it.
+    let quote (argument: string) =
+        if argument <> "" && argument |> Seq.forall (fun c -> Char.IsLetterOrDigit c || "-_./=:,+@%".Contains c) then argument
+        else "'" + argument.Replace("'", "'\\''") + "'"
+
+    /// A command line as one shell-ready string.
+    let join (arguments: string list) = arguments |> List.map quote |> String.concat " "

@@ -1,0 +1,289 @@
+namespace AdvAA.Dsl
+
+open System
+open System.Collections.Generic
+open System.Diagnostics
+open System.IO
+open System.Text.Json.Nodes
+open System.Threading
+open AdvAA.Core.Augment
+open AdvAA.Core.Backend
+open AdvAA.Core.Data
+open AdvAA.Core.Training
+
+/// Where progress goes. `Live`: the output is a terminal, so a step line is rewritten in place.
+type Display =
+    { Out: TextWriter
+      Live: bool }
+
+    /// The console; live when standard output is a terminal.
+    static member Console = { Out = Console.Out; Live = not Console.IsOutputRedirected }
+
+/// How runs were started: shown to continue an interrupted run, and recorded in config.json.
+type Session =
+    { Display: Display
+      /// Stops the run after the current epoch's checkpoint.
+      Cancel: CancellationToken
+      /// The program, e.g. ["advaa"; "run"] or ["dotnet"; "fsi"].
+      Program: string list
+      /// Its arguments without --out and --resume.
+      Arguments: string list }
+
+/// One finished (or interrupted) run.
+type Outcome =
+    { Name: string
+      Method: string
+      Folder: string
+      /// Epochs in the run folder's metrics.
+      EpochsDone: int
+      Epochs: int
+      FinalAccuracy: float option
+      /// The best test accuracy and its epoch.
+      BestAccuracy: (float * int) option
+      /// Wall-clock seconds of this session's training.
+      Seconds: float }
+
+    member o.Completed = o.EpochsDone >= o.Epochs
+
+/// Loaded data that frees its tensors when disposed (DataSplits itself is a plain record).
+type internal DisposableData(splits: DataSplits) =
+    member _.Splits = splits
+
+    interface IDisposable with
+        member _.Dispose() =
+            splits.Train.Dispose()
+            splits.Test.Dispose()
+
+/// Runs resolved training configurations into run folders, with a console progress display and
+/// Ctrl+C handling: what `advaa run`, `advaa train` and `Experiment.main` share.
+[<RequireQualifiedAccess>]
+module Runner =
+    /// The message of an error that bad input or a failed run raises (no stack trace wanted);
+    /// None for anything else, which is a bug to report with its trace.
+    let errorMessage (e: exn) : string option =
+        match e with
+        | :? DslException
+        | :? ConfigException
+        | :? AugmentException
+        | :? DataFormatException
+        | :? RunFolderException
+        | :? TrainingDivergedException
+        | :? BackendException
+        | :? IOException
+        | :? UnauthorizedAccessException -> Some e.Message
+        | _ -> None
+
+    /// h:mm:ss
+    let duration (seconds: float) =
+        let t = TimeSpan.FromSeconds(Math.Round(max seconds 0.0))
+        sprintf "%d:%02d:%02d" (int t.TotalHours) t.Minutes t.Seconds
+
+    let private percent (accuracy: float) = sprintf "%.2f%%" (100.0 * accuracy)
+
+    let private epochs (n: int) = if n = 1 then "1 epoch" else sprintf "%d epochs" n
+
+    /// The command that continues a run in `folder`.
+    let resumeCommand (session: Session) (folder: string) =
+        CommandLine.join (session.Program @ session.Arguments @ [ "--resume"; folder ])
+
+    let private origin (session: Session) =
+        let o = JsonObject()
+        o["program"] <- JsonValue.Create(String.concat " " session.Program)
+        o["arguments"] <- JsonArray(session.Arguments |> List.map (fun a -> JsonValue.Create a :> JsonNode | null) |> Array.ofList)
+        o
+
+    /// Runs `work` with a token that Ctrl+C cancels: the first Ctrl+C lets the current epoch finish
+    /// and write its checkpoint; a second one ends the process at once (the last checkpoint stays whole).
+    let interruptible (display: Display) (work: CancellationToken -> 'T) : 'T =
+        use cancel = new CancellationTokenSource()
+        let handler =
+            ConsoleCancelEventHandler(fun _ e ->
+                if not cancel.IsCancellationRequested then
+                    e.Cancel <- true
+                    display.Out.WriteLine()
+                    display.Out.WriteLine "Ctrl+C: stopping after this epoch's checkpoint (Ctrl+C again stops at once)."
+                    cancel.Cancel())
+        Console.CancelKeyPress.AddHandler handler
+        try work cancel.Token
+        finally Console.CancelKeyPress.RemoveHandler handler
+
+    /// Loads libtorch for the config's device before any tensor exists (CUDA cannot be chosen later).
+    let private device (config: TrainConfig) =
+        TorchBackend.ResolveDevice(TorchBackend.ParseDevice config.Device)
+
+    let private load (display: Display) (path: string | null) =
+        let watch = Stopwatch.StartNew()
+        let data = DataSources.Load path
+        display.Out.WriteLine(
+            sprintf "data     %s: %d training and %d test images (%s), %.1f s" data.Format data.Train.Count data.Test.Count data.Train.Source watch.Elapsed.TotalSeconds
+        )
+        data
+
+    /// Every epoch drops the last incomplete batch: a training set smaller than one batch would train nothing.
+    let private checkFits (config: TrainConfig) (data: DataSplits) =
+        let images = if config.TrainLimit.HasValue then min config.TrainLimit.Value data.Train.Count else data.Train.Count
+        if images < int64 config.BatchSize then
+            raise (ConfigException(sprintf "batch size %d is larger than the %d training images: no step could run; lower the batch size or train on more images" config.BatchSize images))
+
+    /// Test accuracies per epoch from the run folder (the metrics of earlier sessions included).
+    let private accuracies (folder: RunFolder) =
+        if File.Exists(folder.File RunFolder.MetricsFile) then
+            folder.ReadLines RunFolder.MetricsFile
+            |> Seq.map (fun (line: JsonObject) ->
+                let value (name: string) = line[name] |> Option.ofObj
+                match value "epoch", value "test_accuracy" with
+                | Some e, Some a -> e.GetValue<int>(), a.GetValue<float>()
+                | _ -> raise (RunFolderException(sprintf "%s: a line lacks epoch or test_accuracy: %s" (folder.File RunFolder.MetricsFile) (line.ToJsonString()))))
+            |> List.ofSeq
+        else
+            []
+
+    /// Trains one configuration into an opened or created run folder, printing one line per epoch
+    /// (and, on a terminal, a step line rewritten in place).
+    let private train (session: Session) (data: DataSplits) (folder: RunFolder) (name: string) (config: TrainConfig) : Outcome =
+        let out = session.Display.Out
+        use trainer = new Trainer(config.WithOrigin(origin session), data)
+        out.WriteLine(sprintf "run      %s: %s, model %s (%.2fM parameters), %s of %d steps, device %O" name config.Method config.Model (float trainer.ParameterCount / 1e6) (epochs config.Epochs) trainer.BatchesPerEpoch trainer.Device)
+        out.WriteLine(sprintf "folder   %s" folder.Path)
+        let clock = Stopwatch.StartNew()
+        let mutable epochsHere = 0
+        let mutable stepShown = false
+        let clearStep () =
+            if stepShown then
+                out.Write("\r" + String(' ', 72) + "\r")
+                stepShown <- false
+        use _steps =
+            trainer.StepCompleted.Subscribe(fun p ->
+                if session.Display.Live then
+                    out.Write(sprintf "\r  epoch %d/%d  step %d/%d  loss %.4f   " p.Epoch p.Epochs p.Step p.Steps p.Loss)
+                    out.Flush()
+                    stepShown <- true)
+        use _epochs =
+            trainer.EpochCompleted.Subscribe(fun m ->
+                clearStep ()
+                epochsHere <- epochsHere + 1
+                let elapsed = clock.Elapsed.TotalSeconds
+                let eta = elapsed / float epochsHere * float (config.Epochs - m.Epoch)
+                let width = string config.Epochs |> String.length
+                out.WriteLine(
+                    sprintf "epoch %*d/%d  train loss %.4f  test acc %6.2f%%  %6.0f img/s  elapsed %s  ETA %s"
+                        width m.Epoch config.Epochs m.TrainLoss (100.0 * m.TestAccuracy) m.ImagesPerSecond (duration elapsed) (duration eta)
+                )
+                out.Flush())
+        try
+            trainer.Run(folder, session.Cancel) |> ignore
+        finally
+            clearStep ()
+        let history = accuracies folder
+        let outcome =
+            { Name = name
+              Method = config.Method
+              Folder = folder.Path
+              EpochsDone = history.Length
+              Epochs = config.Epochs
+              FinalAccuracy = history |> List.tryLast |> Option.map snd
+              BestAccuracy = if history.IsEmpty then None else history |> List.maxBy snd |> fun (e, a) -> Some(a, e)
+              Seconds = clock.Elapsed.TotalSeconds }
+        if outcome.Completed then
+            let best =
+                match outcome.BestAccuracy with
+                | Some(a, e) -> sprintf " (best %s at epoch %d)" (percent a) e
+                | None -> ""
+            let accuracy = outcome.FinalAccuracy |> Option.map percent |> Option.defaultValue "–"
+            if epochsHere = 0 then out.WriteLine(sprintf "the run was already complete: %s" (epochs outcome.EpochsDone))
+            out.WriteLine(sprintf "done     %s: %s, final test accuracy %s%s, %s" name (epochs outcome.EpochsDone) accuracy best (duration outcome.Seconds))
+        outcome
+
+    let private stopped (session: Session) (folder: string) (outcome: Outcome) =
+        let out = session.Display.Out
+        out.WriteLine(sprintf "stopped  after epoch %d of %d; every finished epoch is in %s. Continue with:" outcome.EpochsDone outcome.Epochs folder)
+        out.WriteLine("  " + resumeCommand session folder)
+
+    /// The run folder of a new run: `out`, which must not exist or be empty, or
+    /// runs/<name>-<yyyyMMdd-HHmmss> (with -2, -3, ... if taken).
+    let private create (out: string option) (name: string) =
+        match out with
+        | Some path -> RunFolder.Create path
+        | None -> RunFolder.CreateUnique("runs", sprintf "%s-%s" name (DateTime.Now.ToString "yyyyMMdd-HHmmss"))
+
+    /// Trains one configuration: device first, then the data, then the run folder (`resume`: the
+    /// folder to continue; else a new one, see `create`). Returns the outcome; an interrupted run
+    /// prints how to continue it.
+    let run (session: Session) (out: string option) (resume: string option) (name: string) (config: TrainConfig) : Outcome =
+        device config |> ignore
+        use data = new DisposableData(load session.Display config.Data)
+        checkFits config data.Splits
+        let folder =
+            match resume with
+            | Some path -> RunFolder.Open path
+            | None -> create out name
+        let outcome = train session data.Splits folder name config
+        session.Display.Out.WriteLine(sprintf "folder   %s" folder.Path)
+        if not outcome.Completed then stopped session folder.Path outcome
+        outcome
+
+    /// A comparison of finished runs, one row each.
+    let table (outcomes: Outcome list) : string list =
+        let rows =
+            [ yield [ "experiment"; "method"; "epochs"; "final acc"; "best acc"; "time"; "folder" ]
+              for o in outcomes ->
+                  [ o.Name
+                    o.Method
+                    sprintf "%d/%d" o.EpochsDone o.Epochs
+                    o.FinalAccuracy |> Option.map percent |> Option.defaultValue "–"
+                    o.BestAccuracy |> Option.map (fst >> percent) |> Option.defaultValue "–"
+                    duration o.Seconds
+                    o.Folder ] ]
+        let widths = List.init 7 (fun c -> rows |> List.map (fun r -> r[c].Length) |> List.max)
+        rows
+        |> List.map (fun r ->
+            List.zip r widths
+            |> List.mapi (fun c (cell, w) -> if c >= 2 && c <= 5 then cell.PadLeft w else cell.PadRight w)
+            |> String.concat "  "
+            |> fun line -> line.TrimEnd())
+
+    /// Trains several configurations in turn, each in <group>/<name>, then prints a comparison
+    /// table. The group folder is `out` (must not exist or be empty) or runs/comparison-<time>;
+    /// `resume` continues a group: runs with a folder there resume, the others start. Names must
+    /// be unique. Stops at the first interrupted run.
+    let runAll (session: Session) (out: string option) (resume: string option) (runs: (string * TrainConfig) list) : Outcome list =
+        let display = session.Display
+        for _, config in runs do
+            device config |> ignore
+        // Each data set once, loaded before any folder is made, so a bad path changes nothing.
+        let sources = Dictionary<string, DisposableData>()
+        try
+            for _, config in runs do
+                let key = config.Data |> Option.ofObj |> Option.defaultValue ""
+                if not (sources.ContainsKey key) then sources[key] <- new DisposableData(load display config.Data)
+                checkFits config sources[key].Splits
+            let group =
+                match resume with
+                | Some path ->
+                    let full = Path.GetFullPath path
+                    if not (Directory.Exists full) then raise (RunFolderException(sprintf "run folder %s does not exist" full))
+                    full
+                | None -> (create out "comparison").Path
+            let rec loop (outcomes: Outcome list) (remaining: (string * TrainConfig) list) =
+                match remaining with
+                | [] -> List.rev outcomes
+                | (name, config) :: rest ->
+                    let path = Path.Combine(group, name)
+                    let folder = if File.Exists(Path.Combine(path, RunFolder.ConfigFile)) then RunFolder.Open path else RunFolder.Create path
+                    display.Out.WriteLine()
+                    let key = config.Data |> Option.ofObj |> Option.defaultValue ""
+                    let outcome = train session sources[key].Splits folder name config
+                    if outcome.Completed then loop (outcome :: outcomes) rest
+                    else
+                        stopped session group outcome
+                        List.rev (outcome :: outcomes)
+            let outcomes = loop [] runs
+            if outcomes.Length = runs.Length && (List.last outcomes).Completed then
+                display.Out.WriteLine()
+                for line in table outcomes do
+                    display.Out.WriteLine line
+                display.Out.WriteLine(sprintf "folder   %s" group)
+            outcomes
+        finally
+            for d in sources.Values do
+                (d :> IDisposable).Dispose()

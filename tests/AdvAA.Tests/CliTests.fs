@@ -1,0 +1,283 @@
+module AdvAA.Tests.CliTests
+
+open System
+open System.Diagnostics
+open System.IO
+open System.Security.Cryptography
+open System.Text.Json.Nodes
+open Expecto
+open AdvAA.Tests.TestSupport
+
+/// Runs `advaa args` in this process; returns the exit code, stdout and stderr.
+let cli (args: string list) =
+    use out = new StringWriter()
+    use err = new StringWriter()
+    let oldOut, oldErr = Console.Out, Console.Error
+    Console.SetOut out
+    Console.SetError err
+    try
+        let code = AdvAA.Cli.Program.main (Array.ofList args)
+        code, out.ToString(), err.ToString()
+    finally
+        Console.SetOut oldOut
+        Console.SetError oldErr
+
+/// Asserts an exit code, showing the output when it differs.
+let expectCode (code, out: string, err: string) expected =
+    Expect.equal code expected (sprintf "exit code; stdout:\n%s\nstderr:\n%s" out err)
+
+/// No .NET stack trace in a message.
+let noTrace (text: string) =
+    Expect.isFalse (text.Contains "   at ") (sprintf "no stack trace:\n%s" text)
+
+/// POSIX kill(2): sends a signal to a process.
+[<System.Runtime.InteropServices.DllImport("libc", SetLastError = true)>]
+extern int kill(int pid, int signal)
+
+let private sigint = 2
+
+/// Every file of a folder with its SHA-256: to show that a failed command changed nothing.
+let snapshot (folder: string) =
+    Directory.GetFiles(folder, "*", SearchOption.AllDirectories)
+    |> Array.sort
+    |> Array.map (fun f -> Path.GetRelativePath(folder, f), Convert.ToHexString(SHA256.HashData(File.ReadAllBytes f)))
+
+/// The value at a path of object fields in a JSON document.
+let jsonAt (path: string list) (node: JsonNode) : JsonNode =
+    path |> List.fold (fun (n: JsonNode) (field: string) -> nonNull n[field]) node
+
+let metricsLines (folder: string) =
+    File.ReadAllLines(Path.Combine(folder, "metrics.jsonl")) |> Array.map (fun l -> JsonNode.Parse l |> nonNull)
+
+let epochsOf (folder: string) =
+    metricsLines folder |> Array.map (fun m -> (nonNull m["epoch"]).GetValue<int>()) |> List.ofArray
+
+/// The flags of a tiny `advaa train` run: 64 training images, 50 test images, batch 32, M = 2.
+let private tinyTrain = [ "--epochs"; "1"; "--batch"; "32"; "--instances"; "2"; "--train-limit"; "64"; "--test-limit"; "50"; "--device"; "cpu" ]
+
+/// A tiny experiment script (baseline, 64 images, batch 32, 1 epoch) with `extra` lines after it.
+let private script (dir: TempDir) (name: string) (lines: string list) =
+    let path = dir.File name
+    File.WriteAllLines(
+        path,
+        [ "open AdvAA.Dsl"
+          ""
+          "let experiment ="
+          "    { Experiment.defaults with"
+          "        Name = \"tiny\"; Method = Baseline; Epochs = 1; BatchSize = 32"
+          "        TrainLimit = Some 64; TestLimit = Some 50; Device = \"cpu\" }"
+          yield! lines ]
+    )
+    path
+
+[<Tests>]
+let tests =
+    testSequenced <| testList "cli" [
+        test "--help exits 0 for advaa and each command" {
+            for args in [ [ "--help" ]; [ "run"; "--help" ]; [ "check"; "--help" ]; [ "train"; "--help" ] ] do
+                let code, out, _ = cli args
+                Expect.equal code 0 (sprintf "advaa %s" (String.concat " " args))
+                Expect.stringContains out "USAGE: advaa" "usage text"
+            let _, out, _ = cli [ "train"; "--help" ]
+            containsAll out [ "--method"; "--resume"; "--train-limit"; "adversarial" ]
+        }
+
+        test "command-line mistakes exit 2" {
+            expectCode (cli [ "fly" ]) 2
+            expectCode (cli [ "train"; "--epochs"; "many" ]) 2
+            expectCode (cli [ "run" ]) 2
+            let code, _, err = cli [ "run"; "x.fsx"; "--out"; "a"; "--resume"; "b" ]
+            Expect.equal code 2 "--out with --resume"
+            Expect.stringContains err "--out and --resume exclude each other" "message"
+            let code, _, err = cli [ "run"; "x.fsx"; "--bogus" ]
+            Expect.equal code 2 "an unknown flag"
+            Expect.stringContains err "unrecognized argument: '--bogus'" "message"
+            expectCode (cli [ "train"; "--out"; "a"; "--resume"; "b" ]) 2
+        }
+
+        test "train runs, records its options, and --resume continues from them" {
+            use dir = new TempDir()
+            let folder = dir.File "run"
+            let code, out, err = cli ([ "train"; "--method"; "fixed"; "--out"; folder; "--seed"; "3" ] @ tinyTrain)
+            expectCode (code, out, err) 0
+            containsAll out [ "run      fixed-small: fixed, model small"; "epoch 1/1  train loss"; "test acc"; "img/s"; "ETA"; "final test accuracy"; folder ]
+            Expect.equal (epochsOf folder) [ 1 ] "one epoch"
+            let config = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "config.json"))) |> nonNull
+            let origin = nonNull config["origin"]
+            Expect.equal ((nonNull origin["program"]).GetValue<string>()) "advaa train" "program"
+            let recorded = [ for a in (nonNull origin["arguments"]).AsArray() -> (nonNull a).GetValue<string>() ]
+            containsAll (String.concat " " recorded) [ "--method fixed"; "--seed 3"; "--instances 2" ]
+            Expect.isFalse (recorded |> List.contains "--out") "the folder is not an option"
+            Expect.equal ((jsonAt [ "experiment"; "instances" ] config).GetValue<string>()) "2" "M = 2"
+            // Continue to epoch 2 with the recorded options (method fixed, seed 3, M = 2).
+            let code, out, err = cli [ "train"; "--resume"; folder; "--epochs"; "2" ]
+            expectCode (code, out, err) 0
+            Expect.stringContains out "epoch 2/2" "continues with epoch 2"
+            Expect.isFalse (out.Contains "epoch 1/2") "does not repeat epoch 1"
+            Expect.equal (epochsOf folder) [ 1; 2 ] "metrics of both epochs"
+            let instances = metricsLines folder |> Array.map (fun m -> (nonNull m["instances"]).GetValue<int>())
+            Expect.equal instances [| 2; 2 |] "M = 2 both times: the recorded options"
+            let code, out, _ = cli [ "train"; "--resume"; folder; "--epochs"; "2" ]
+            Expect.equal code 0 "a complete run"
+            Expect.stringContains out "the run was already complete: 2 epochs" "nothing to do"
+        }
+
+        test "train --resume refuses a checkpoint of another model and changes nothing" {
+            use dir = new TempDir()
+            let folder = dir.File "run"
+            expectCode (cli ([ "train"; "--method"; "baseline"; "--out"; folder ] @ tinyTrain)) 0
+            let before = snapshot folder
+            let code, out, err = cli [ "train"; "--resume"; folder; "--model"; "resnet18"; "--epochs"; "2" ]
+            expectCode (code, out, err) 1
+            containsAll err [ "advaa: checkpoint"; "from a different run"; "model"; "\"small\""; "\"resnet18\"" ]
+            noTrace err
+            Expect.equal (snapshot folder) before "the run folder is unchanged"
+        }
+
+        test "train errors name the value, exit 1 and leave existing folders alone" {
+            use dir = new TempDir()
+            let existing = dir.File "existing"
+            Directory.CreateDirectory existing |> ignore
+            File.WriteAllText(Path.Combine(existing, "keep.txt"), "mine")
+            let notData = dir.File "notdata.txt"
+            File.WriteAllText(notData, "hello")
+            let failing (args: string list) (parts: string list) =
+                let code, out, err = cli ("train" :: args)
+                expectCode (code, out, err) 1
+                Expect.stringStarts err "advaa: " "one message"
+                containsAll err parts
+                noTrace err
+            failing [ "--method"; "magic" ] [ "unknown method 'magic'"; "adversarial" ]
+            failing [ "--model"; "vgg"; "--epochs"; "1" ] [ "unknown model 'vgg'" ]
+            failing [ "--instances"; "0" ] [ "Instances"; "0" ]
+            failing [ "--batch"; "0" ] [ "batch size = 0" ]
+            failing [ "--epochs"; "0" ] [ "Epochs = 0" ]
+            failing [ "--device"; "tpu" ] [ "Device = \"tpu\"" ]
+            failing [ "--lr"; "-1" ] [ "LearningRate"; "-1" ]
+            failing [ "--method"; "cutout"; "--policy"; notData ] [ "--policy trains with method 'policy'"; "--method cutout" ]
+            failing ([ "--data"; dir.File "missing" ] @ tinyTrain) [ dir.File "missing"; "no such file or folder" ]
+            failing ([ "--data"; notData ] @ tinyTrain) [ notData; "not a data set" ]
+            failing ([ "--out"; existing ] @ tinyTrain) [ existing; "already exists and is not empty" ]
+            Expect.equal (Directory.GetFileSystemEntries existing |> Array.map Path.GetFileName) [| "keep.txt" |] "untouched"
+            failing [ "--resume"; dir.File "nowhere" ] [ dir.File "nowhere"; "does not exist" ]
+            failing [ "--resume"; existing ] [ existing; "config.json is missing" ]
+            failing ([ "--batch"; "128"; "--train-limit"; "100"; "--out"; dir.File "small" ] @ [ "--epochs"; "1"; "--device"; "cpu" ]) [ "batch size 128"; "100 training images" ]
+            Expect.isFalse (Directory.Exists(dir.File "small")) "no folder for a run that cannot start"
+        }
+
+        test "train --resume names a corrupt checkpoint and a run made by a script" {
+            use dir = new TempDir()
+            let folder = dir.File "run"
+            expectCode (cli ([ "train"; "--method"; "baseline"; "--out"; folder ] @ tinyTrain)) 0
+            let model = Directory.GetFiles(Path.Combine(folder, "checkpoint"), "model.bin", SearchOption.AllDirectories) |> Array.exactlyOne
+            let bytes = File.ReadAllBytes model
+            bytes[bytes.Length / 2] <- bytes[bytes.Length / 2] ^^^ 0xFFuy
+            File.WriteAllBytes(model, bytes)
+            let code, out, err = cli [ "train"; "--resume"; folder; "--epochs"; "2" ]
+            expectCode (code, out, err) 1
+            containsAll err [ model; "corrupt" ]
+            let config = Path.Combine(folder, "config.json")
+            File.WriteAllText(config, File.ReadAllText(config).Replace("\"advaa train\"", "\"advaa run\""))
+            let code, out, err = cli [ "train"; "--resume"; folder ]
+            expectCode (code, out, err) 1
+            containsAll err [ "was made by `advaa run`, not `advaa train`"; "--resume " + folder ]
+        }
+
+        test "run trains a script, with flags overriding it, and --resume continues it" {
+            use dir = new TempDir()
+            let path = script dir "tiny.fsx" []
+            let folder = dir.File "run"
+            let code, out, err = cli [ "run"; path; "--out"; folder; "--seed"; "4" ]
+            expectCode (code, out, err) 0
+            containsAll out [ "run      tiny: baseline"; "epoch 1/1"; "done     tiny: 1 epoch, final test accuracy"; folder ]
+            Expect.isEmpty err "no warnings"
+            let config = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "config.json"))) |> nonNull
+            Expect.equal ((jsonAt [ "experiment"; "seed" ] config).GetValue<int64>()) 4L "--seed overrides the script"
+            let code, out, err = cli [ "run"; path; "--epochs"; "2"; "--seed"; "4"; "--resume"; folder ]
+            expectCode (code, out, err) 0
+            Expect.equal (epochsOf folder) [ 1; 2 ] "continued to epoch 2"
+            Expect.isFalse (out.Contains "epoch 1/2") "epoch 1 is not trained again"
+        }
+
+        test "script errors: file:line:column, exit 3, no stack trace" {
+            use dir = new TempDir()
+            let expectScriptError (args: string list) (expected: string list) =
+                let code, out, err = cli args
+                expectCode (code, out, err) 3
+                containsAll err expected
+                noTrace err
+            let typo = dir.File "typo.fsx"
+            File.WriteAllLines(typo, [ "open AdvAA.Dsl"; "let experiment = { Experiment.defaults with Epochs = \"ten\" }" ])
+            expectScriptError [ "run"; typo ] [ typo + ":2:"; "error FS0001" ]
+            expectScriptError [ "check"; typo ] [ typo + ":2:"; "error FS0001" ]
+            let bad = script dir "bad.fsx" []
+            expectScriptError [ "run"; bad; "--epochs"; "0" ] [ bad + ":3:5: error: Epochs = 0: expected at least 1" ]
+            let throws = script dir "throws.fsx" [ "let broken = Space.paper |> Space.range \"Rotate\" (40.0, 10.0)" ]
+            expectScriptError [ "run"; throws ] [ throws + ":7:"; "Space.range Rotate: lo = 40 is above hi = 10" ]
+            let none = dir.File "none.fsx"
+            File.WriteAllText(none, "let answer = 42\n")
+            expectScriptError [ "run"; none ] [ "defines no top-level value 'experiment'" ]
+            expectScriptError [ "check"; dir.File "missing.fsx" ] [ dir.File "missing.fsx"; "does not exist" ]
+        }
+
+        test "check prints the resolved experiment with the flags applied" {
+            use dir = new TempDir()
+            let path = script dir "tiny.fsx" []
+            let code, out, err = cli [ "check"; path; "--epochs"; "7"; "--data"; dir.File "cifar"; "--out"; dir.File "there" ]
+            expectCode (code, out, err) 0
+            containsAll out [ "name           tiny"; "method         baseline"; "epochs         7, batch 32"; dir.File "cifar" + " (not found here)"; "run folder     " + dir.File "there" ]
+            Expect.isFalse (Directory.Exists(dir.File "there")) "check creates nothing"
+        }
+
+        test "an error while training (a custom op that fails) exits 1 with its message" {
+            use dir = new TempDir()
+            let path = dir.File "failing-op.fsx"
+            File.WriteAllLines(
+                path,
+                [ "open AdvAA.Dsl"
+                  "let broken = Space.custom \"Broken\" (0.0, 1.0) (fun images _ -> failwith \"not today\")"
+                  "let experiment ="
+                  "    { Experiment.defaults with"
+                  "        Space = Space.ofOps [ \"Identity\" ] |> Space.add broken |> Space.without [ \"Identity\" ]"
+                  "        Epochs = 1; BatchSize = 32; TrainLimit = Some 64; TestLimit = Some 50; Device = \"cpu\" }" ]
+            )
+            let code, out, err = cli [ "run"; path; "--out"; dir.File "run" ]
+            expectCode (code, out, err) 1
+            containsAll err [ "advaa: custom op 'Broken' failed"; "not today" ]
+            noTrace err
+        }
+
+        test "Ctrl+C stops after a checkpoint, exits 130 and says how to continue" {
+            use dir = new TempDir()
+            let path = script dir "tiny.fsx" []
+            let folder = dir.File "run"
+            let cliDll = Path.Combine(AppContext.BaseDirectory, "advaa.dll")
+            // Far more epochs than can pass before the signal arrives.
+            let info = ProcessStartInfo("dotnet", [ cliDll; "run"; path; "--epochs"; "1000"; "--out"; folder ])
+            info.RedirectStandardOutput <- true
+            info.RedirectStandardError <- true
+            info.UseShellExecute <- false
+            use p = Process.Start info
+            let stderr = p.StandardError.ReadToEndAsync()
+            let lines = ResizeArray<string>()
+            let mutable line = p.StandardOutput.ReadLine()
+            while not (isNull line) && not (line.StartsWith "epoch ") do
+                lines.Add line
+                line <- p.StandardOutput.ReadLine()
+            if isNull line then failtestf "no epoch line; output:\n%s\n%s" (String.concat "\n" lines) stderr.Result
+            Expect.equal (kill (p.Id, sigint)) 0 "SIGINT sent"
+            let rest = p.StandardOutput.ReadToEnd()
+            if not (p.WaitForExit 120_000) then
+                p.Kill true
+                failtest "the run did not stop within 2 minutes of Ctrl+C"
+            Expect.equal p.ExitCode 130 (sprintf "exit code; stderr:\n%s" stderr.Result)
+            containsAll rest [ "Ctrl+C: stopping after this epoch's checkpoint"; "stopped  after epoch"; "of 1000"; "--epochs 1000 --resume " + folder ]
+            let finished = epochsOf folder
+            Expect.isLessThan finished.Length 1000 "stopped early"
+            Expect.equal finished [ 1 .. finished.Length ] "every finished epoch recorded"
+            // The command it printed continues the run.
+            let code, out, err = cli [ "run"; path; "--epochs"; string (finished.Length + 1); "--resume"; folder ]
+            expectCode (code, out, err) 0
+            Expect.equal (epochsOf folder) [ 1 .. finished.Length + 1 ] "one more epoch"
+        }
+    ]
