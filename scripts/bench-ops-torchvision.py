@@ -1,7 +1,7 @@
 """The torchvision 0.14 baseline of scripts/bench-ops.sh: the same kind of policy (per image, 2 ops drawn
 uniformly from the AutoAugment paper's 16, levels uniform over 0..9, the same ranges and random signs)
 applied image by image with torchvision.transforms.functional on uint8 tensors.
-Usage: bench-ops-torchvision.py [count] [runs]. Prints 'RESULT torchvision_images_per_s N'."""
+Usage: bench-ops-torchvision.py [count] [runs] [--images FILE] [--threads N]. Prints 'RESULT torchvision_images_per_s N'."""
 import math
 import os
 import random
@@ -13,24 +13,24 @@ import torch
 import torchvision.transforms.functional as F
 from torchvision.transforms import InterpolationMode
 
-count = int(sys.argv[1]) if len(sys.argv) > 1 else 2048
-runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-torch.set_num_threads(os.cpu_count() or 1)
+positional = [a for i, a in enumerate(sys.argv[1:], 1) if not a.startswith("--") and sys.argv[i - 1] not in ("--images", "--threads")]
+count = int(positional[0]) if positional else 2048
+runs = int(positional[1]) if len(positional) > 1 else 5
+torch.set_num_threads(int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else os.cpu_count() or 1)
 FILL = [128.0, 128.0, 128.0]
 
 
 def load_images():
-    folder = os.environ.get("ADVAA_CIFAR10_DIR")
-    if folder:
-        path = os.path.join(folder, "cifar-10-batches-bin", "test_batch.bin")
-        raw = torch.frombuffer(bytearray(open(path, "rb").read()), dtype=torch.uint8).view(-1, 3073)
-        index = torch.arange(count) % raw.shape[0]
-        return raw[index, 1:].reshape(count, 3, 32, 32).clone(), path
-    g = torch.Generator().manual_seed(7)
-    coarse = torch.randint(0, 256, (count, 3, 8, 8), generator=g).float()
-    smooth = torch.nn.functional.interpolate(coarse, size=(32, 32), mode="bilinear", align_corners=False)
-    noise = torch.randint(-12, 13, (count, 3, 32, 32), generator=g).float()
-    return (smooth + noise).clamp(0, 255).to(torch.uint8), "synthetic"
+    """The images bench-ops.fsx used (--images FILE: uint8 N x 3 x 32 x 32), else CIFAR-10's test batch."""
+    if "--images" in sys.argv:
+        path = sys.argv[sys.argv.index("--images") + 1]
+        raw = torch.frombuffer(bytearray(open(path, "rb").read()), dtype=torch.uint8)
+        return raw.view(-1, 3, 32, 32)[:count].clone(), path
+    folder = os.environ["ADVAA_CIFAR10_DIR"]
+    path = os.path.join(folder, "cifar-10-batches-bin", "test_batch.bin")
+    raw = torch.frombuffer(bytearray(open(path, "rb").read()), dtype=torch.uint8).view(-1, 3073)
+    index = torch.arange(count) % raw.shape[0]
+    return raw[index, 1:].reshape(count, 3, 32, 32).clone(), path
 
 
 def affine(img, translate=(0, 0), shear=(0.0, 0.0)):
@@ -99,4 +99,4 @@ seconds = statistics.median(
 print(f"torchvision {torch.__version__.split('+')[0]}/{__import__('torchvision').__version__} image by image, "
       f"{count} images from {source}, {torch.get_num_threads()} threads: {count / seconds:.0f} images/s "
       f"(median {seconds * 1000:.0f} ms of {runs} runs)")
-print(f"RESULT torchvision_images_per_s {count / seconds:.0f}")
+print(f"RESULT torchvision_threads{torch.get_num_threads()}_images_per_s {count / seconds:.0f}")

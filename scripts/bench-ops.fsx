@@ -1,6 +1,7 @@
 // Images/s of a random per-sample 2-op sub-policy (ops uniform over the paper's 16, levels uniform)
 // through BatchAugment.Apply, on the CPU and, when CUDA works, on the GPU.
-// Run by scripts/bench-ops.sh after a Release build; args: [count] [runs] [--threads N] [--per-op].
+// Run by scripts/bench-ops.sh after a Release build; args: [count] [runs] [--threads N] [--per-op]
+// [--dump FILE: write the images, uint8 NCHW, for the torchvision side].
 #r "../src/AdvAA.Cli/bin/Release/net10.0/TorchSharp.dll"
 #r "../src/AdvAA.Cli/bin/Release/net10.0/AdvAA.Core.dll"
 
@@ -10,32 +11,29 @@ open System.IO
 open TorchSharp
 open AdvAA.Core.Backend
 open AdvAA.Core.Augment
+open AdvAA.Core.Data
 
 let args = fsi.CommandLineArgs |> Array.skip 1
-let positional = args |> Array.indexed |> Array.filter (fun (i, a) -> not (a.StartsWith "--") && (i = 0 || args[i - 1] <> "--threads")) |> Array.map snd
+let positional = args |> Array.indexed |> Array.filter (fun (i, a) -> not (a.StartsWith "--") && (i = 0 || (args[i - 1] <> "--threads" && args[i - 1] <> "--dump"))) |> Array.map snd
 let count = positional |> Array.tryItem 0 |> Option.map int |> Option.defaultValue 2048
 let runs = positional |> Array.tryItem 1 |> Option.map int |> Option.defaultValue 9
 let perOp = args |> Array.contains "--per-op"
+let dump = Array.tryFindIndex ((=) "--dump") args |> Option.map (fun i -> args[i + 1])
 let threads =
     match Array.tryFindIndex ((=) "--threads") args with
     | Some i -> int args[i + 1]
     | None -> Environment.ProcessorCount
 
-/// CIFAR-10 test images from ADVAA_CIFAR10_DIR (binary batch), else smooth synthetic images.
+/// CIFAR-10 images: the test split under ADVAA_CIFAR10_DIR, else the embedded sample's training split,
+/// repeated up to `count`.
 let loadImages () =
-    match Environment.GetEnvironmentVariable "ADVAA_CIFAR10_DIR" with
-    | null | "" ->
-        use g = new torch.Generator(7UL)
-        let coarse = torch.randint(0L, 256L, [| int64 count; 3L; 8L; 8L |], generator = g).to_type(torch.float32)
-        let smooth = torch.nn.functional.interpolate(coarse, size = [| 32L; 32L |], mode = torch.InterpolationMode.Bilinear)
-        let noise = torch.randint(-12L, 13L, [| int64 count; 3L; 32L; 32L |], generator = g).to_type(torch.float32)
-        smooth.add(noise).clamp(0.0.ToScalar(), 255.0.ToScalar()).to_type(torch.uint8), "synthetic"
-    | dir ->
-        let path = Path.Combine(dir, "cifar-10-batches-bin", "test_batch.bin")
-        let bytes = File.ReadAllBytes path
-        let records = bytes.Length / 3073
-        let pixels = Array.init count (fun i -> Array.sub bytes ((i % records) * 3073 + 1) 3072) |> Array.concat
-        torch.tensor(pixels, dimensions = ReadOnlySpan<int64>([| int64 count; 3L; 32L; 32L |])), path
+    let splits, source =
+        match Environment.GetEnvironmentVariable "ADVAA_CIFAR10_DIR" with
+        | null | "" -> DataSources.EmbeddedSample(), "the embedded sample"
+        | dir -> let s = DataSources.Load dir in s, dir
+    let pool = match splits.Format with "embedded-sample" -> splits.Train.Images | _ -> splits.Test.Images
+    let index = torch.arange(int64 count).remainder(pool.shape[0].ToScalar())
+    pool.index_select(0L, index).contiguous(), sprintf "%s (%d distinct)" source (min (int64 count) pool.shape[0])
 
 let median (xs: float[]) = let s = Array.sort xs in s[s.Length / 2]
 
@@ -74,9 +72,10 @@ let bench (device: torch.Device) (images: torch.Tensor) (sync: unit -> unit) =
 
 torch.set_num_threads threads
 let images, source = loadImages ()
+dump |> Option.iter (fun path -> File.WriteAllBytes(path, images.data<byte>().ToArray()))
 printfn "images: %d from %s; CPU threads %d" count source (torch.get_num_threads ())
 let cpuRate = bench torch.CPU images ignore
-printfn "RESULT advaa_cpu_images_per_s %.0f" cpuRate
+printfn "RESULT advaa_cpu_threads%d_images_per_s %.0f" threads cpuRate
 let cuda =
     try Some(TorchBackend.ResolveDevice DeviceRequest.Cuda) with :? BackendException -> None
 match cuda with

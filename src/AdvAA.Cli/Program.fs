@@ -10,7 +10,10 @@ type CliArgs =
     | [<CliPrefix(CliPrefix.None)>] Check of ParseResults<RunArgs>
     | [<CliPrefix(CliPrefix.None)>] Train of ParseResults<TrainCommand.TrainArgs>
     | [<CliPrefix(CliPrefix.None)>] Info of ParseResults<InfoCommand.InfoArgs>
+    | [<CliPrefix(CliPrefix.None)>] Ops of ParseResults<OpsCommand.OpsArgs>
+    | [<CliPrefix(CliPrefix.None)>] Preview of ParseResults<PreviewCommand.PreviewArgs>
     | [<CliPrefix(CliPrefix.None)>] Data of ParseResults<DataCommand.DataArgs>
+    | [<CliPrefix(CliPrefix.None)>] Report of ParseResults<ReportCommand.ReportArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -18,7 +21,10 @@ type CliArgs =
             | Check _ -> "compile and validate an experiment script and print the experiment that `run` would train."
             | Train _ -> "train without a script: method, model, data and the paper's settings from flags."
             | Info _ -> "print versions, the libtorch backend, devices and CPU threads."
+            | Ops _ -> "print the augmentation ops: names, ranges, signs, kinds."
+            | Preview _ -> "write a PNG grid of augmented images (ops at levels, or policy draws)."
             | Data _ -> "load a data set (default: the embedded sample) and print its format, sizes, classes, statistics and load speed."
+            | Report _ -> "write plots, the final policies applied to images and an HTML page for one or more run folders."
 
 [<EntryPoint>]
 let main argv =
@@ -30,7 +36,10 @@ let main argv =
         | Check a -> CheckCommand.run a
         | Train a -> TrainCommand.run a
         | Info a -> InfoCommand.run a
+        | Ops a -> OpsCommand.run a
+        | Preview a -> PreviewCommand.run a
         | Data a -> DataCommand.run a
+        | Report a -> ReportCommand.run a
     with
     | :? ArguParseException as e ->
         if e.ErrorCode = ErrorCode.HelpText then

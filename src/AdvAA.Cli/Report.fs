@@ -24,7 +24,7 @@ let private fail (path: string) (message: string) = raise (RunFolderException(sp
 
 /// Null-safe reading of the run files' JSON: a missing or mistyped field is an error naming
 /// where it was looked for.
-module private Json =
+module Json =
     let node (where: string) (n: JsonNode | null) : JsonNode =
         match n with
         | null -> fail where "missing value"
@@ -112,33 +112,46 @@ let private epochs (run: RunData) =
 let private series (run: RunData) field =
     run.Metrics |> List.mapi (fun i m -> number (Path.Combine(run.Folder, RunFolder.MetricsFile)) (i + 1) m field) |> Array.ofList
 
-/// Per epoch, the share of each op and of each level among the epoch's sampled policies
-/// (all M policies x Q sub-policies x K stages): rows = epochs with policies, columns = ops / levels.
+/// Per epoch, the share of each op and of each level: the controller's distribution where the run
+/// recorded it (adversarial), else the counts among the epoch's sampled policies (all M policies x
+/// Q sub-policies x K stages). Rows = epochs with policies, columns = ops / levels; the flag says
+/// whether the shares are the controller's.
 let distributions (run: RunData) =
     let where = Path.Combine(run.Folder, RunFolder.PoliciesFile)
     let withPolicies = run.Policies |> List.filter (fun p -> Json.isArray p "policies")
     let opIndex = run.Ops |> List.mapi (fun i o -> o, i) |> Map.ofList
+    let opColumn epoch name =
+        match opIndex.TryFind name with
+        | Some i -> i
+        | None -> fail where (sprintf "epoch %d names op '%s', which is not in the run's search space" epoch name)
     let epochsOf = withPolicies |> List.map (epochOf where) |> Array.ofList
     let ops = Array2D.zeroCreate<float> epochsOf.Length run.Ops.Length
     let levels = Array2D.zeroCreate<float> epochsOf.Length run.Levels
+    let fromController = withPolicies |> List.forall (fun p -> not (isNull p["controller_distribution"]))
     withPolicies
     |> List.iteri (fun row p ->
-        let stages =
-            [ for policy in p |> Json.field where "policies" |> Json.items where do
-                for sub in Json.items where policy do
-                    yield! Json.items where sub ]
-        let n = float stages.Length
-        for stage in stages do
-            match Json.items where stage with
-            | [ op; level ] ->
-                let name = Json.value<string> where op
-                match opIndex.TryFind name with
-                | Some i -> ops[row, i] <- ops[row, i] + 1.0 / n
-                | None -> fail where (sprintf "epoch %d names op '%s', which is not in the run's search space" epochsOf[row] name)
-                let level = Json.value<int> where level
-                if level >= 0 && level < run.Levels then levels[row, level] <- levels[row, level] + 1.0 / n
-            | _ -> fail where (sprintf "epoch %d: a stage is not [op, level]: %s" epochsOf[row] (stage.ToJsonString())))
-    epochsOf, ops, levels
+        let epoch = epochsOf[row]
+        if fromController then
+            let d = p |> Json.field where "controller_distribution" |> Json.obj where
+            for KeyValue(name, share) in d |> Json.field where "ops" |> Json.obj where do
+                ops[row, opColumn epoch name] <- Json.value<double> where (Json.node where share)
+            d |> Json.field where "levels" |> Json.items where
+            |> List.iteri (fun level share -> if level < run.Levels then levels[row, level] <- Json.value<double> where share)
+        else
+            let stages =
+                [ for policy in p |> Json.field where "policies" |> Json.items where do
+                    for sub in Json.items where policy do
+                        yield! Json.items where sub ]
+            let n = float stages.Length
+            for stage in stages do
+                match Json.items where stage with
+                | [ op; level ] ->
+                    let i = opColumn epoch (Json.value<string> where op)
+                    ops[row, i] <- ops[row, i] + 1.0 / n
+                    let level = Json.value<int> where level
+                    if level >= 0 && level < run.Levels then levels[row, level] <- levels[row, level] + 1.0 / n
+                | _ -> fail where (sprintf "epoch %d: a stage is not [op, level]: %s" epoch (stage.ToJsonString())))
+    epochsOf, ops, levels, fromController
 
 module private Plots =
     open ScottPlot
@@ -158,6 +171,7 @@ module private Plots =
         plot.Title title
         plot.XLabel "epoch"
         plot.YLabel ylabel
+        plot.Axes.Bottom.TickGenerator <- TickGenerators.NumericAutomatic(IntegerTicksOnly = true)
         plot.ShowLegend(Alignment.LowerRight) |> ignore
         save plot path
 
@@ -197,10 +211,11 @@ let writePlots (runs: RunData list) (outDir: string) =
       if entropy |> List.forall Option.isSome then
           yield Plots.lines "Controller entropy (mean over the M policies)" "entropy (nats)"
                 [ "entropy", x, entropy |> List.map Option.get |> Array.ofList ] (out "entropy.png")
-      let pe, ops, levels = distributions run
+      let pe, ops, levels, fromController = distributions run
       if pe.Length > 0 then
-          yield Plots.heatmap "Op distribution of the sampled policies per epoch (Fig. 6a)" pe run.Ops ops (out "op-distribution.png")
-          yield Plots.heatmap "Magnitude distribution per epoch (Fig. 6b)" pe [ for l in 0 .. run.Levels - 1 -> sprintf "level %d" l ] levels (out "magnitude-distribution.png")
+          let whose = if fromController then "the controller's" else "sampled policies'"
+          yield Plots.heatmap (sprintf "Op distribution per epoch, %s (Fig. 6a)" whose) pe run.Ops ops (out "op-distribution.png")
+          yield Plots.heatmap (sprintf "Magnitude distribution per epoch, %s (Fig. 6b)" whose) pe [ for l in 0 .. run.Levels - 1 -> sprintf "level %d" l ] levels (out "magnitude-distribution.png")
       if runs.Length > 1 then
           yield Plots.lines "Test accuracy of the runs" "test accuracy (%)"
                 [ for r in runs -> r.Name, epochs r, series r "test_accuracy" |> Array.map ((*) 100.0) ] (out "comparison.png") ]

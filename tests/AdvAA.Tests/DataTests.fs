@@ -102,6 +102,23 @@ let formatTests =
             expectImages test [ 1 ] [ 8L ] 32 32
         }
 
+        test "CIFAR-10 binary files reached through symbolic links" {
+            use store = new TempDir()
+            use dir = new TempDir()
+            Files.cifar (store.File "data_batch_1.bin") [ [ 3uy ], 0; [ 4uy ], 1 ]
+            Files.cifar (store.File "test_batch.bin") [ [ 5uy ], 2 ]
+            for name in [ "data_batch_1.bin"; "test_batch.bin" ] do
+                File.CreateSymbolicLink(dir.File name, store.File name) |> ignore
+            let splits = DataSources.Load dir.Path
+            use train = splits.Train
+            use test = splits.Test
+            expectImages train [ 0; 1 ] [ 3L; 4L ] 32 32
+            expectImages test [ 2 ] [ 5L ] 32 32
+            File.Delete(store.File "test_batch.bin")
+            let msg = throwsMessage<DataFormatException> (fun () -> DataSources.Load dir.Path |> ignore)
+            containsAll msg [ dir.File "test_batch.bin"; "does not exist" ]
+        }
+
         test "CIFAR-100 binary: fine labels at Load, coarse on request, names from the files" {
             use dir = new TempDir()
             Files.cifar (dir.File "train.bin") [ [ 19uy; 99uy ], 0; [ 0uy; 42uy ], 1 ]

@@ -10,6 +10,8 @@ let main argv =
     let mutable summary: TestRunSummary option = None
     let printer =
         { TestPrinters.defaultPrinter with
+            // a skipped test says why, visibly (Expecto logs it only at debug level)
+            ignored = fun name reason -> async { printfn "skipped: %s: %s" name reason }
             summary = fun config s -> async {
                 do! TestPrinters.defaultPrinter.summary config s
                 summary <- Some s } }

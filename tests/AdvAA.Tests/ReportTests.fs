@@ -42,7 +42,8 @@ let tests =
         test "distributions count each op and level among the sampled policies" {
             use dir = new TempDir()
             let run = Report.load (writeRun dir.Path "r" "adversarial" [ 0.3; 0.4 ])
-            let epochs, opShares, levelShares = Report.distributions run
+            let epochs, opShares, levelShares, fromController = Report.distributions run
+            Expect.isFalse fromController "counted from the policies"
             Expect.equal epochs [| 1; 2 |] "epochs with policies"
             // epoch 1 stages: ShearX, ShearX, Rotate, Invert
             Expect.floatClose Accuracy.veryHigh opShares[0, 0] 0.5 "ShearX share, epoch 1"

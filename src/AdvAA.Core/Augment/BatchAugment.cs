@@ -19,7 +19,7 @@ public static class BatchAugment
     /// Applies stages k = 0..K−1 in order. opIds: int64 [N,K], indices into space.Ops, or −1 for "no op at
     /// this stage"; levels: float32 or int64 [N,K], whole numbers in 0..space.Levels−1. Signed ops draw a
     /// random sign per sample and stage. Random draws use <paramref name="generator"/> (the default CPU
-    /// generator when null) on its own device and move to the images' device.
+    /// generator when null) on its own device and move to the images' device in one copy.
     /// </summary>
     public static Tensor Apply(Tensor images, SearchSpace space, Tensor opIds, Tensor levels, torch.Generator? generator)
     {
@@ -42,13 +42,15 @@ public static class BatchAugment
 
         long stages = ids.shape[1];
         var safeIds = ids.clamp_min(0);
-        var values = tables.Values.take(safeIds.mul(space.Levels).add_(lv.to(ScalarType.Int64)));
-        var negate = Draw.Uniform(new[] { n, stages }, generator, device).lt(0.5).logical_and_(tables.Signed.take(safeIds));
-        values = torch.where(negate, tables.Neutral.take(safeIds).mul(2).sub_(values), values);
+        var cells = safeIds.mul(space.Levels).add_(lv.to(ScalarType.Int64));
+        // Per sample and stage: the sign, and two uniforms for ops that place something (Cutout's centre).
+        var uniforms = Draw.Uniform(new[] { n, stages, 3 }, generator, device);
+        var negate = uniforms.select(2, 0).lt(0.5);
+        var values = torch.where(negate, tables.Reflected.take(cells), tables.Values.take(cells));
 
         var x = images;
         for (long k = 0; k < stages; k++)
-            x = Stage(x, space, tables, ids.select(1, k), values.select(1, k), generator, checkValues: false);
+            x = Stage(x, space, tables, ids.select(1, k), values.select(1, k), uniforms.select(1, k).narrow(1, 1, 2), checkValues: false);
         return (stages == 0 ? images.clone() : x).MoveToOuterDisposeScope();
     }
 
@@ -66,7 +68,8 @@ public static class BatchAugment
             throw new AugmentException($"values must be float32 [{n}] (one per image); got {Describe(values)}");
         using var scope = torch.NewDisposeScope();
         var device = images.device;
-        return Stage(images, space, space.TablesOn(device), opIds.to(device), values.to(device), generator, checkValues: true)
+        var uniforms = Draw.Uniform(new[] { n, 2L }, generator, device);
+        return Stage(images, space, space.TablesOn(device), opIds.to(device), values.to(device), uniforms, checkValues: true)
             .MoveToOuterDisposeScope();
     }
 
@@ -78,62 +81,25 @@ public static class BatchAugment
             throw new AugmentException($"images must be uint8 [N,C,H,W] with C = 1 or 3; got {Describe(images)}");
     }
 
-    /// <summary>Pixels a CPU stage works on at once: intermediates then stay in cache and their memory is reused.</summary>
-    const long CpuChunkBytes = 1 << 20;
-
     /// <summary>
-    /// One stage. On the CPU it runs over chunks of rows (about 1 MB of pixels each); on a GPU over the
-    /// whole batch. Either way every sample reads the whole stage input (SamplePairing's partner).
+    /// One stage: sorts the samples by op, computes each pass on its samples and scatters the results back.
+    /// Every sample reads the whole stage input (SamplePairing's partner).
     /// </summary>
-    static Tensor Stage(Tensor x, SearchSpace space, SpaceTables tables, Tensor ids, Tensor values, torch.Generator? generator, bool checkValues)
+    static Tensor Stage(Tensor x, SearchSpace space, SpaceTables tables, Tensor ids, Tensor values, Tensor uniforms, bool checkValues)
     {
         if (checkValues) CheckValues(space, tables, ids, values);
-        long n = x.shape[0];
-        long rows = x.device.type == DeviceType.CPU ? Math.Max(1, CpuChunkBytes / (x.shape[1] * x.shape[2] * x.shape[3])) : n;
-        if (rows >= n) return StageRows(x, 0, space, tables, ids, values, generator);
-        var output = torch.empty_like(x);
-        for (long first = 0; first < n; first += rows)
-        {
-            long count = Math.Min(rows, n - first);
-            using var chunk = torch.NewDisposeScope();
-            output.narrow(0, first, count).copy_(
-                StageRows(x, first, space, tables, ids.narrow(0, first, count), values.narrow(0, first, count), generator));
-        }
-        return output;
-    }
-
-    static void CheckValues(SearchSpace space, SpaceTables tables, Tensor ids, Tensor values)
-    {
         int opCount = space.Ops.Count;
-        var safe = ids.clamp(0, opCount - 1);
-        var valid = values.isfinite()
-            .logical_and_(values.ge(tables.Min.index_select(0, safe)))
-            .logical_and_(values.le(tables.Max.index_select(0, safe)));
-        var badId = ids.lt(-1).logical_or_(ids.ge(opCount));
-        var badValue = ids.ge(0).logical_and_(tables.HasMagnitude.index_select(0, safe)).logical_and_(valid.logical_not_());
-        var bad = badId.logical_or_(badValue);
-        if (bad.any().item<bool>())
-            throw BadValues(space, ids, values, bad);
-    }
-
-    /// <summary>
-    /// Rows first..first+len−1 of a stage (len = ids.shape[0]): sorts them by op, computes each pass on its
-    /// samples and scatters the results back. Returns those rows.
-    /// </summary>
-    static Tensor StageRows(Tensor x, long first, SearchSpace space, SpaceTables tables, Tensor ids, Tensor values, torch.Generator? generator)
-    {
-        int opCount = space.Ops.Count;
-        var rowsIn = x.narrow(0, first, ids.shape[0]);
         var ranks = tables.RankOfId.index_select(0, ids.add(1));
         var (_, order) = ranks.sort(0, descending: false, stable: true);
         // The one host synchronisation: how many samples chose each op.
         long[] host = torch.bincount(ranks, minlength: opCount + 1).cpu().data<long>().ToArray();
 
         long active = host.Take(tables.ActiveRanks).Sum();
-        if (active == 0) return rowsIn.clone();
+        if (active == 0) return x.clone();
         var activeOrder = order.narrow(0, 0, active);
-        var xs = rowsIn.index_select(0, activeOrder);
+        var xs = x.index_select(0, activeOrder);
         var vs = values.index_select(0, activeOrder);
+        var us = uniforms.index_select(0, activeOrder);
         long h = x.shape[2], w = x.shape[3];
 
         var parts = new List<Tensor>();
@@ -169,7 +135,7 @@ public static class BatchAugment
                 long c = host[rank];
                 if (c > 0)
                 {
-                    var slice = new StageSlice(xs.narrow(0, start, c), vs.narrow(0, start, c), x, activeOrder.narrow(0, start, c).add(first), generator);
+                    var slice = new StageSlice(xs.narrow(0, start, c), vs.narrow(0, start, c), x, activeOrder.narrow(0, start, c), us.narrow(0, start, c));
                     parts.Add(((DirectCompute)compute).Apply(slice));
                     start += c;
                 }
@@ -177,7 +143,21 @@ public static class BatchAugment
             }
         }
         var result = parts.Count == 1 ? parts[0] : torch.cat(parts);
-        return rowsIn.index_copy(0, activeOrder, result);
+        return x.index_copy(0, activeOrder, result);
+    }
+
+    static void CheckValues(SearchSpace space, SpaceTables tables, Tensor ids, Tensor values)
+    {
+        int opCount = space.Ops.Count;
+        var safe = ids.clamp(0, opCount - 1);
+        var valid = values.isfinite()
+            .logical_and_(values.ge(tables.Min.index_select(0, safe)))
+            .logical_and_(values.le(tables.Max.index_select(0, safe)));
+        var badId = ids.lt(-1).logical_or_(ids.ge(opCount));
+        var badValue = ids.ge(0).logical_and_(tables.HasMagnitude.index_select(0, safe)).logical_and_(valid.logical_not_());
+        var bad = badId.logical_or_(badValue);
+        if (bad.any().item<bool>())
+            throw BadValues(space, ids, values, bad);
     }
 
     static AugmentException BadStageInput(SearchSpace space, Tensor ids, Tensor levels, Tensor badId, Tensor badLevel)

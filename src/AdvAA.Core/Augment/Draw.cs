@@ -4,19 +4,18 @@ using static TorchSharp.torch;
 namespace AdvAA.Core.Augment;
 
 /// <summary>
-/// Random draws for augmentation. They are made with the generator on the generator's own device
-/// (the default generator is on the CPU) and then moved to the images' device, so one seeded CPU
-/// generator gives the same ops, signs and positions on the CPU and on CUDA.
+/// Random draws for augmentation. A call draws everything it needs in one tensor of uniforms, made
+/// with the generator on the generator's own device (the default generator is on the CPU) and moved to
+/// the images' device in one copy. So one seeded CPU generator gives the same ops, signs and positions
+/// on the CPU and on CUDA, at one host-to-device copy per call.
 /// </summary>
 internal static class Draw
 {
-    static Device GeneratorDevice(torch.Generator? generator) => generator?.device ?? CPU;
-
-    /// <summary>Uniform float32 in [0, 1).</summary>
+    /// <summary>Uniform float32 in [0, 1), on <paramref name="device"/>.</summary>
     public static Tensor Uniform(long[] shape, torch.Generator? generator, Device device) =>
-        torch.rand(shape, ScalarType.Float32, GeneratorDevice(generator), generator: generator).to(device);
+        torch.rand(shape, ScalarType.Float32, generator?.device ?? CPU, generator: generator).to(device);
 
-    /// <summary>Uniform int64 in [0, high).</summary>
-    public static Tensor Integers(long high, long[] shape, torch.Generator? generator, Device device) =>
-        torch.randint(0, high, shape, ScalarType.Int64, GeneratorDevice(generator), generator: generator).to(device);
+    /// <summary>Uniforms in [0, 1) as uniform whole numbers in 0..high−1 (int64).</summary>
+    public static Tensor Below(Tensor uniforms, long high) =>
+        uniforms.mul(high).floor_().clamp_max_(high - 1).to(ScalarType.Int64);
 }

@@ -21,26 +21,37 @@ internal static class ImageKernels
     public static Tensor AffineNearest(Tensor images, Tensor matrices, int fill)
     {
         long n = images.shape[0], h = images.shape[2], w = images.shape[3];
-        var m = matrices.to(ScalarType.Float64);
-        Tensor At(int row, int col) => m.select(1, row).select(1, col).view(n, 1);
-        var exact = At(0, 1).eq(0).logical_and_(At(1, 0).eq(0));   // PIL's scaling path: no rounding
-        // Coefficients in units of 1/65536: rounded to whole units (fixed point) unless on the scaling path.
-        Tensor Units(Tensor v) { var u = v.mul(65536); return torch.where(exact, u, u.add(0.5).floor_()); }
-        var xs = torch.arange(w, ScalarType.Float64, images.device).view(1, w);
-        var ys = torch.arange(h, ScalarType.Float64, images.device).view(1, h);
-        Tensor a = At(0, 0), b = At(0, 1), c = At(0, 2), d = At(1, 0), e = At(1, 1), f = At(1, 2);
-        // x_in = a·(x+½) + b·(y+½) + c: a part along x holding the origin, plus a part along y (and likewise y_in).
-        // On the fixed-point path both parts are whole units; on the scaling path the other part is 0 and the
-        // own part may be fractional, where floor(floor(u) / 65536) = floor(u / 65536). So: floor, add as integers, shift.
-        var xOwn = xs.mul(Units(a)).add_(Units(c.add(a.mul(0.5)).add_(b.mul(0.5)))).floor_().to(ScalarType.Int64).view(n, 1, w);
-        var xOther = ys.mul(Units(b)).to(ScalarType.Int64).view(n, h, 1);
-        var yOwn = ys.mul(Units(e)).add_(Units(f.add(d.mul(0.5)).add_(e.mul(0.5)))).floor_().to(ScalarType.Int64).view(n, h, 1);
-        var yOther = xs.mul(Units(d)).to(ScalarType.Int64).view(n, 1, w);
-        return GatherPixels(images, yOwn.add(yOther).bitwise_right_shift_(16), xOwn.add(xOther).bitwise_right_shift_(16), fill);
+        var device = images.device;
+        var m = matrices.to(ScalarType.Float64);                             // rows (a b c), (d e f)
+        var exact = m.select(1, 0).select(1, 1).eq(0).logical_and_(m.select(1, 1).select(1, 0).eq(0)).view(n, 1, 1);
+        // Per row: the coefficient along x, along y, and the value at pixel (0, 0)'s centre, in units of 1/65536;
+        // rounded to whole units (PIL's fixed point) except on the scaling path.
+        var atCentre = m.narrow(2, 0, 1).add(m.narrow(2, 1, 1)).mul_(0.5).add_(m.narrow(2, 2, 1));
+        var raw = torch.cat(new[] { m.narrow(2, 0, 2), atCentre }, 2).mul_(65536);
+        var units = torch.where(exact, raw, raw.add(0.5).floor_());
+        // x_in = origin_x + a·x + b·y and y_in = origin_y + d·x + e·y. Each is split into a part along its own
+        // axis (with the origin) and a part along the other: on the fixed-point path both are whole units; on
+        // the scaling path the other part is 0 and floor(floor(u) / 65536) = floor(u / 65536). So each part is
+        // floored on its own, and the sum is an integer shift. Parts are bounded so the int32 sum cannot overflow
+        // (a built-in op's parts have one sign, so bounding them never moves a point into the image).
+        var xs = torch.arange(w, ScalarType.Float64, device).view(1, 1, w);
+        var ys = torch.arange(h, ScalarType.Float64, device).view(1, 1, h);
+        // Row r of `along` holds coordinate r's part along that axis; the origin joins x_in's x part, y_in's y part.
+        Tensor Part(int axis, Tensor positions)
+        {
+            var along = units.narrow(2, axis, 1).mul(positions);
+            along.select(1, axis).add_(units.select(1, axis).narrow(1, 2, 1));
+            return along.floor_().clamp_(-(1 << 29), 1 << 29).to(ScalarType.Int32);
+        }
+        var alongX = Part(0, xs);  // [n,2,W]: origin_x + a·x, d·x
+        var alongY = Part(1, ys);  // [n,2,H]: b·y, origin_y + e·y
+        var x = alongX.select(1, 0).view(n, 1, w).add(alongY.select(1, 0).view(n, h, 1)).bitwise_right_shift_(16);
+        var y = alongY.select(1, 1).view(n, h, 1).add(alongX.select(1, 1).view(n, 1, w)).bitwise_right_shift_(16);
+        return GatherPixels(images, y, x, fill);
     }
 
     /// <summary>
-    /// out[n,c,y,x] = images[n,c,srcY,srcX] for integer source positions srcY, srcX (int64, broadcastable to [n,H,W]),
+    /// out[n,c,y,x] = images[n,c,srcY,srcX] for integer source positions srcY, srcX (int32 or int64, broadcastable to [n,H,W]),
     /// or <paramref name="fill"/> where a position is outside the image.
     /// </summary>
     public static Tensor GatherPixels(Tensor images, Tensor srcY, Tensor srcX, int fill)
@@ -48,7 +59,7 @@ internal static class ImageKernels
         long n = images.shape[0], c = images.shape[1], h = images.shape[2], w = images.shape[3];
         // A one-pixel frame of fill: every outside position clamps onto it, so no mask is needed.
         var framed = torch.nn.functional.pad(images, new long[] { 1, 1, 1, 1 }, PaddingModes.Constant, fill);
-        var index = srcY.clamp(-1, h).add_(1).mul_(w + 2).add(srcX.clamp(-1, w).add_(1)).expand(n, h, w);
+        var index = srcY.clamp(-1, h).add_(1).mul_(w + 2).add(srcX.clamp(-1, w).add_(1)).expand(n, h, w).to(ScalarType.Int64);
         return framed.reshape(n, c, (h + 2) * (w + 2))
             .gather(2, index.reshape(n, 1, h * w).expand(n, c, h * w))
             .view(n, c, h, w);
@@ -90,8 +101,8 @@ internal static class ImageKernels
     {
         var f = images.to(ScalarType.Float32);
         if (images.shape[1] == 1) return f;
-        var weights = torch.tensor(new float[] { 19595, 38470, 7471 }, device: images.device).view(1, 3, 1, 1);
-        return f.mul_(weights).sum(1, keepdim: true).add_(32768).div_(65536).floor_();
+        Tensor Channel(int c) => f.narrow(1, c, 1);
+        return Channel(0).mul(19595).add_(Channel(1).mul(38470)).add_(Channel(2).mul(7471)).add_(32768).div_(65536).floor_();
     }
 
     /// <summary>

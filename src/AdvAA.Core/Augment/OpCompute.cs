@@ -39,5 +39,5 @@ internal sealed class SkipCompute : OpCompute
 /// <param name="Values">float32 [n], raw values after the sign.</param>
 /// <param name="Batch">The whole stage input (SamplePairing's partners come from it).</param>
 /// <param name="Indices">int64 [n], the samples' positions in <paramref name="Batch"/>.</param>
-/// <param name="Generator">Randomness for ops that draw (Cutout's centres).</param>
-internal sealed record StageSlice(Tensor Images, Tensor Values, Tensor Batch, Tensor Indices, torch.Generator? Generator);
+/// <param name="Uniforms">float32 [n,2] in [0, 1), drawn for these samples, for ops that place something (Cutout's centre).</param>
+internal sealed record StageSlice(Tensor Images, Tensor Values, Tensor Batch, Tensor Indices, Tensor Uniforms);

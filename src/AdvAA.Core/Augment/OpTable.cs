@@ -70,19 +70,21 @@ public static class OpTable
 
     // ---- geometric: inverse maps from output pixel centres to input coordinates (PIL's transform data)
 
-    /// <summary>The constant matrix with <paramref name="v"/> (float64) at row-major position <paramref name="vAt"/>.</summary>
+    /// <summary>The identity matrix with <paramref name="v"/> at row-major position <paramref name="vAt"/>, float64 [n,2,3].</summary>
     static Tensor Matrix(Tensor v, int vAt)
     {
-        var identity = new double[] { 1, 0, 0, 0, 1, 0 };
-        var entries = identity.Select((x, i) => i == vAt ? v : torch.full_like(v, x)).ToArray();
-        return torch.stack(entries, 1).view(-1, 2, 3);
+        var m = torch.zeros(new[] { v.shape[0], 6L }, ScalarType.Float64, v.device);
+        m.narrow(1, 0, 1).fill_(1);
+        m.narrow(1, 4, 1).fill_(1);
+        m.select(1, vAt).copy_(v);
+        return m.view(-1, 2, 3);
     }
 
     // PIL's data for Image.transform(AFFINE, (a, b, c, d, e, f)): input = (a·x + b·y + c, d·x + e·y + f).
-    static Tensor ShearX(Tensor v, long h, long w) => Matrix(v.to(ScalarType.Float64), vAt: 1);
-    static Tensor ShearY(Tensor v, long h, long w) => Matrix(v.to(ScalarType.Float64), vAt: 3);
-    static Tensor TranslateX(Tensor v, long h, long w) => Matrix(v.to(ScalarType.Float64), vAt: 2);
-    static Tensor TranslateY(Tensor v, long h, long w) => Matrix(v.to(ScalarType.Float64), vAt: 5);
+    static Tensor ShearX(Tensor v, long h, long w) => Matrix(v, vAt: 1);
+    static Tensor ShearY(Tensor v, long h, long w) => Matrix(v, vAt: 3);
+    static Tensor TranslateX(Tensor v, long h, long w) => Matrix(v, vAt: 2);
+    static Tensor TranslateY(Tensor v, long h, long w) => Matrix(v, vAt: 5);
 
     /// <summary>PIL Image.rotate (expand off, centre (W/2, H/2)): the inverse rotation as transform data.</summary>
     static Tensor Rotate(Tensor v, long h, long w)
@@ -149,10 +151,8 @@ public static class OpTable
 
     static Tensor Cutout(StageSlice s)
     {
-        long n = s.Images.shape[0];
-        var device = s.Images.device;
-        var cy = Draw.Integers(s.Images.shape[2], new[] { n }, s.Generator, device);
-        var cx = Draw.Integers(s.Images.shape[3], new[] { n }, s.Generator, device);
+        var cy = Draw.Below(s.Uniforms.select(1, 0), s.Images.shape[2]);
+        var cx = Draw.Below(s.Uniforms.select(1, 1), s.Images.shape[3]);
         return ImageKernels.CutOut(s.Images, s.Values.trunc().to(ScalarType.Int64), cy, cx, ImageKernels.Fill);
     }
 }

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Linq;
 using TorchSharp;
@@ -38,6 +39,7 @@ public sealed class PolicyAugment : IPolicySource
     readonly long[] opTable, levelTable;
     readonly float[] probabilityTable;
     readonly long subPolicies, stages;
+    readonly ConcurrentDictionary<string, (Tensor Ops, Tensor Levels, Tensor Probabilities)> tables = new();
 
     /// <summary>Binds a policy to a space: every op must be in it and every level below its level count.</summary>
     public PolicyAugment(Policy policy, SearchSpace space, string name = "policy")
@@ -81,19 +83,28 @@ public sealed class PolicyAugment : IPolicySource
     public Policy Policy { get; }
     public SearchSpace Space { get; }
 
+    /// <summary>The policy as [sub-policies, stages] tables on a device (op −1 pads shorter sub-policies), made once per device.</summary>
+    (Tensor Ops, Tensor Levels, Tensor Probabilities) TablesOn(Device device) => tables.GetOrAdd(device.ToString(), _ =>
+    {
+        var shape = new[] { subPolicies, stages };
+        return (torch.tensor(opTable, shape, device: device).DetachFromDisposeScope(),
+                torch.tensor(levelTable, shape, device: device).DetachFromDisposeScope(),
+                torch.tensor(probabilityTable, shape, device: device).DetachFromDisposeScope());
+    });
+
     public Tensor Augment(Tensor images, torch.Generator generator)
     {
         BatchAugment.CheckImages(images);
         using var scope = torch.NewDisposeScope();
         long n = images.shape[0];
         var device = images.device;
-        var choice = Draw.Integers(subPolicies, new[] { n }, generator, device);
-        var fires = Draw.Uniform(new[] { n, stages }, generator, device);
-        Tensor Rows(Tensor table) => table.view(subPolicies, stages).index_select(0, choice);
-        var ops = Rows(torch.tensor(opTable, device: device));
-        var levels = Rows(torch.tensor(levelTable, device: device));
-        var probabilities = Rows(torch.tensor(probabilityTable, device: device));
-        ops = torch.where(fires.lt(probabilities), ops, torch.full_like(ops, -1));
+        var u = Draw.Uniform(new[] { n, 1 + stages }, generator, device);
+        var choice = Draw.Below(u.select(1, 0), subPolicies);
+        var tables = TablesOn(device);
+        Tensor Rows(Tensor table) => table.index_select(0, choice);
+        var ops = Rows(tables.Ops);
+        ops = torch.where(u.narrow(1, 1, stages).lt(Rows(tables.Probabilities)), ops, torch.full_like(ops, -1));
+        var levels = Rows(tables.Levels);
         return BatchAugment.Apply(images, Space, ops, levels, generator).MoveToOuterDisposeScope();
     }
 }
@@ -138,7 +149,7 @@ public sealed class RandAugment : IPolicySource
         BatchAugment.CheckImages(images);
         using var scope = torch.NewDisposeScope();
         long n = images.shape[0];
-        var ops = Draw.Integers(Space.Ops.Count, new[] { n, N }, generator, images.device);
+        var ops = Draw.Below(Draw.Uniform(new[] { n, N }, generator, images.device), Space.Ops.Count);
         var levels = torch.full_like(ops, M);
         return BatchAugment.Apply(images, Space, ops, levels, generator).MoveToOuterDisposeScope();
     }
@@ -178,8 +189,9 @@ public sealed class TrivialAugment : IPolicySource
         BatchAugment.CheckImages(images);
         using var scope = torch.NewDisposeScope();
         long n = images.shape[0];
-        var ops = Draw.Integers(Space.Ops.Count, new[] { n, 1L }, generator, images.device);
-        var levels = Draw.Integers(Space.Levels, new[] { n, 1L }, generator, images.device);
+        var u = Draw.Uniform(new[] { n, 2L }, generator, images.device);
+        var ops = Draw.Below(u.narrow(1, 0, 1), Space.Ops.Count);
+        var levels = Draw.Below(u.narrow(1, 1, 1), Space.Levels);
         return BatchAugment.Apply(images, Space, ops, levels, generator).MoveToOuterDisposeScope();
     }
 }

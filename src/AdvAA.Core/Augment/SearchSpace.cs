@@ -63,9 +63,6 @@ public sealed class SearchSpace
         throw new AugmentException($"unknown op '{name}'; this search space has: {string.Join(", ", Ops.Select(o => o.Name))}");
     }
 
-    /// <summary>A copy with another number of levels.</summary>
-    public SearchSpace WithLevels(int levels) => new(Ops, levels, CustomOps);
-
     internal OpCompute ComputeOf(int op) => computes[op];
 
     /// <summary>The space's per-op tables on a device, made once per device.</summary>
@@ -95,9 +92,14 @@ internal sealed class SpaceTables
     {
         int count = space.Ops.Count;
         var values = new float[count * space.Levels];
+        var reflected = new float[count * space.Levels];
         for (int op = 0; op < count; op++)
             for (int level = 0; level < space.Levels; level++)
-                values[op * space.Levels + level] = (float)space.Ops[op].ValueAt(level, space.Levels);
+            {
+                double v = space.Ops[op].ValueAt(level, space.Levels);
+                values[op * space.Levels + level] = (float)v;
+                reflected[op * space.Levels + level] = (float)(space.Ops[op].Signed ? space.Ops[op].Reflect(v) : v);
+            }
 
         // Group order of a stage: affine ops, table ops, direct ops, then the ones that change nothing
         // (Identity and −1, "this stage did not fire"). Each op keeps its own rank so its samples are contiguous.
@@ -115,8 +117,7 @@ internal sealed class SpaceTables
 
         using var scope = torch.NewDisposeScope();
         Values = torch.tensor(values, device: device).DetachFromDisposeScope();
-        Signed = torch.tensor(space.Ops.Select(o => o.Signed).ToArray(), device: device).DetachFromDisposeScope();
-        Neutral = torch.tensor(space.Ops.Select(o => (float)o.Neutral).ToArray(), device: device).DetachFromDisposeScope();
+        Reflected = torch.tensor(reflected, device: device).DetachFromDisposeScope();
         HasMagnitude = torch.tensor(space.Ops.Select(o => o.HasMagnitude).ToArray(), device: device).DetachFromDisposeScope();
         Min = torch.tensor(space.Ops.Select(o => (float)o.Min).ToArray(), device: device).DetachFromDisposeScope();
         Max = torch.tensor(space.Ops.Select(o => (float)o.Max).ToArray(), device: device).DetachFromDisposeScope();
@@ -125,10 +126,8 @@ internal sealed class SpaceTables
 
     /// <summary>float32 [ops·levels]: raw value (before the sign) of op o at level l at o·levels + l.</summary>
     public Tensor Values { get; }
-    /// <summary>bool [ops].</summary>
-    public Tensor Signed { get; }
-    /// <summary>float32 [ops].</summary>
-    public Tensor Neutral { get; }
+    /// <summary>float32 [ops·levels]: the value with a negative sign (<see cref="OpDefinition.Reflect"/>; the value itself for unsigned ops).</summary>
+    public Tensor Reflected { get; }
     /// <summary>bool [ops]: ops whose value is used (and checked).</summary>
     public Tensor HasMagnitude { get; }
     /// <summary>float32 [ops]: valid raw values.</summary>

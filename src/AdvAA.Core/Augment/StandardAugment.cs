@@ -18,9 +18,10 @@ public static class StandardAugment
         using var scope = torch.NewDisposeScope();
         long n = images.shape[0], h = images.shape[2], w = images.shape[3];
         var device = images.device;
-        var dy = Draw.Integers(2 * padding + 1, new[] { n, 1L }, generator, device).sub_(padding);
-        var dx = Draw.Integers(2 * padding + 1, new[] { n, 1L }, generator, device).sub_(padding);
-        var flip = Draw.Uniform(new[] { n, 1L }, generator, device).lt(0.5);
+        var u = Draw.Uniform(new[] { n, 3L }, generator, device);
+        var dy = Draw.Below(u.narrow(1, 0, 1), 2 * padding + 1).sub_(padding);
+        var dx = Draw.Below(u.narrow(1, 1, 1), 2 * padding + 1).sub_(padding);
+        var flip = u.narrow(1, 2, 1).lt(0.5);
         var columns = torch.arange(w, ScalarType.Int64, device).view(1, w);
         var srcX = torch.where(flip, columns.neg().add_(w - 1), columns).add(dx).view(n, 1, w);
         var srcY = torch.arange(h, ScalarType.Int64, device).view(1, h).add(dy).view(n, h, 1);
@@ -39,8 +40,9 @@ public static class StandardAugment
         using var scope = torch.NewDisposeScope();
         long n = images.shape[0];
         var device = images.device;
-        var cy = Draw.Integers(images.shape[2], new[] { n }, generator, device);
-        var cx = Draw.Integers(images.shape[3], new[] { n }, generator, device);
+        var u = Draw.Uniform(new[] { n, 2L }, generator, device);
+        var cy = Draw.Below(u.select(1, 0), images.shape[2]);
+        var cx = Draw.Below(u.select(1, 1), images.shape[3]);
         var sides = torch.full(n, size, ScalarType.Int64, device);
         return ImageKernels.CutOut(images, sides, cy, cx, ImageKernels.Fill).MoveToOuterDisposeScope();
     }

@@ -71,6 +71,12 @@ internal static class CifarBinary
     {
         var info = new FileInfo(path);
         if (!info.Exists) throw new DataFormatException($"{path}: no such file");
+        // FileInfo describes a symbolic link itself; the data is in its final target
+        if (info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target)
+        {
+            if (!target.Exists) throw new DataFormatException($"{path}: a link to {target.FullName}, which does not exist");
+            info = target;
+        }
         long length = info.Length;
         if (length == 0) throw new DataFormatException($"{path}: empty file, expected {recordBytes}-byte records");
         long whole = length / recordBytes, rest = length % recordBytes;

@@ -148,7 +148,8 @@ public sealed record TrainConfig
         Require(EntropyWeight >= 0, "entropy weight", EntropyWeight, "at least 0");
         Require(CutoutSize >= 0, "cutout size", CutoutSize, "at least 0");
         Require(RandAugmentN >= 1, "RandAugment N", RandAugmentN, "at least 1");
-        Require(RandAugmentM >= 0 && RandAugmentM < Space.Levels, "RandAugment M", RandAugmentM, $"a level in 0..{Space.Levels - 1}");
+        int randAugmentLevels = AdvAA.Core.Augment.RandAugment.DefaultSpace.Levels;
+        Require(RandAugmentM >= 0 && RandAugmentM < randAugmentLevels, "RandAugment M", RandAugmentM, $"a level in 0..{randAugmentLevels - 1}");
         Require(UncertaintyCandidates >= 1, "uncertainty candidates K", UncertaintyCandidates, "at least 1");
         Require(UncertaintyKeep >= 1 && UncertaintyKeep <= UncertaintyCandidates, "uncertainty keep S", UncertaintyKeep, $"in 1..K={UncertaintyCandidates}");
         Require(EvalBatchSize >= 1, "evaluation batch size", EvalBatchSize, "at least 1");
@@ -182,7 +183,7 @@ public sealed record TrainConfig
         ["method"] = Method,
         ["model"] = Model,
         ["dropout"] = Dropout,
-        ["data"] = Data ?? "(embedded sample)",
+        ["data"] = Data,  // null: the embedded sample
         ["train_limit"] = TrainLimit,
         ["test_limit"] = TestLimit,
         ["epochs"] = Epochs,

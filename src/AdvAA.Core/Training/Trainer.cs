@@ -228,6 +228,7 @@ public sealed class Trainer : IDisposable
         // The epoch's M policies: [M, Q, K] op ids and levels (adversarial: from the controller).
         Tensor? policyOps = null, policyLevels = null;
         double? entropy = null;
+        JsonObject? distribution = null;
         if (Methods.SamplesPolicies(config.Method))
         {
             var t = Stopwatch.StartNew();
@@ -239,6 +240,7 @@ public sealed class Trainer : IDisposable
                 policyLevels = sample.Levels.detach();
                 entropy = sample.Entropy.mean().item<float>();
                 sample.Dispose();
+                distribution = ControllerDistribution(StreamSeed(config.Seed, epoch, 3));
             }
             else
             {
@@ -314,6 +316,7 @@ public sealed class Trainer : IDisposable
             config.LearningRate(progress), instanceLosses.Length, instanceLosses, entropy, controllerLoss, seconds,
             seen / Math.Max(trainSeconds, 1e-9), augmentSeconds, controllerSeconds);
         JsonObject policies = DescribePolicies(epoch, policyOps, policyLevels, normalized, instanceLosses);
+        if (distribution != null) policies["controller_distribution"] = distribution;
         policyOps?.Dispose();
         policyLevels?.Dispose();
         return (metrics, policies);
@@ -434,6 +437,32 @@ public sealed class Trainer : IDisposable
         }
         model.train();
         return (lossSum / Math.Max(total, 1), correct / (double)Math.Max(total, 1));
+    }
+
+    /// <summary>Policies the controller draws for the distribution estimate (paper Fig. 6).</summary>
+    const int DistributionSamples = 256;
+
+    /// <summary>
+    /// The controller's current op and magnitude distributions, estimated from many policies drawn
+    /// with a generator of their own (so the training's random streams are untouched): the share of
+    /// each op and level among all their stages.
+    /// </summary>
+    JsonObject ControllerDistribution(long seed)
+    {
+        using var generator = new Generator((ulong)seed);
+        using var noGrad = torch.no_grad();
+        using ControllerSample sample = controller!.Sample(DistributionSamples, generator);
+        using Tensor ops = sample.Ops.reshape(-1).bincount(null, config.Space.Ops.Count).to_type(float64);
+        using Tensor levels = sample.Levels.reshape(-1).bincount(null, config.Space.Levels).to_type(float64);
+        double total = sample.Ops.numel();
+        double[] opShares = ops.data<double>().Select(c => c / total).ToArray();
+        double[] levelShares = levels.data<double>().Select(c => c / total).ToArray();
+        return new JsonObject
+        {
+            ["policies_drawn"] = DistributionSamples,
+            ["ops"] = new JsonObject(config.Space.Ops.Select((o, i) => KeyValuePair.Create(o.Name, (JsonNode?)opShares[i]))),
+            ["levels"] = new JsonArray(levelShares.Select(v => (JsonNode)v).ToArray()),
+        };
     }
 
     /// <summary>A policies.jsonl line: the epoch's M policies by op name, with their normalised losses.</summary>
