@@ -107,9 +107,12 @@ module Runner =
         try work cancel.Token
         finally Console.CancelKeyPress.RemoveHandler handler
 
-    /// Loads libtorch for the config's device before any tensor exists (CUDA cannot be chosen later).
+    /// Loads libtorch for the config's device before any tensor exists (CUDA cannot be chosen
+    /// later); "auto" defers to ADVAA_DEVICE when it is set, as every advaa command does.
     let private device (config: TrainConfig) =
-        TorchBackend.ResolveDevice(TorchBackend.ParseDevice config.Device)
+        match TorchBackend.ParseDevice config.Device with
+        | DeviceRequest.Auto -> TorchBackend.ResolveDevice(TorchBackend.RequestFromEnvironment())
+        | request -> TorchBackend.ResolveDevice request
 
     let private load (display: Display) (path: string | null) =
         let watch = Stopwatch.StartNew()
