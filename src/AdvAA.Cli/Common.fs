@@ -16,12 +16,14 @@ let fail (message: string) =
     eprintfn "advaa: %s" message
     ExitCode.failed
 
-/// A session of runs started by `advaa <command>` with these arguments (without --out and --resume).
-let session (command: string) (arguments: string list) =
+/// A session of runs started by `advaa <command>` with these arguments (without --out and
+/// --resume); `report`: write each finished run's report.
+let session (command: string) (arguments: string list) (report: bool) =
     { Display = Display.Console
       Cancel = Threading.CancellationToken.None
       Program = [ "advaa"; command ]
-      Arguments = arguments }
+      Arguments = arguments
+      Report = report }
 
 /// The informational version of the assembly that defines `t`.
 let versionOf (t: Type) =

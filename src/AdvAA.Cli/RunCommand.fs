@@ -22,4 +22,4 @@ let run (args: ParseResults<RunArgs>) =
     match load commandLine with
     | Error code -> code
     | Ok loaded ->
-        Experiment.execute (Common.session "run" commandLine.Replay) commandLine.Overrides.Out commandLine.Resume loaded.Experiments
+        Experiment.execute (Common.session "run" commandLine.Replay commandLine.Report) commandLine.Overrides.Out commandLine.Resume loaded.Experiments

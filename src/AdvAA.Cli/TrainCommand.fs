@@ -25,6 +25,7 @@ type TrainArgs =
     | Dropout of rate: float
     | Cutout of pixels: int
     | Policy of file: string
+    | Report
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -44,6 +45,7 @@ type TrainArgs =
             | Test_Limit _ -> "evaluate on a seeded subset of this many test images."
             | Dropout _ -> "in-block dropout of wrn-* models (default: 0)."
             | Cutout _ -> "side of the Cutout square in pixels, 0 for none (default: 16)."
+            | Report -> "write the run's report at the end (plots, policy grid, index.html; see advaa report)."
             | Policy _ -> "a policy JSON file (sub-policies of [op, level, probability]): trains with method 'policy'."
 
 let private parser = lazy (ArgumentParser.Create<TrainArgs>(programName = "advaa train"))
@@ -105,7 +107,7 @@ let run (args: ParseResults<TrainArgs>) =
         // The recorded options first, then the flags given now: the last of each flag counts.
         let merged = parser.Value.ParseCommandLine(Array.ofList (recorded folder @ arguments), raiseOnUsage = true)
         let e = experiment merged |> Experiment.validate
-        Experiment.execute (Common.session "train" arguments) None (Some folder) (ScriptExperiments.Single e)
+        Experiment.execute (Common.session "train" arguments (args.Contains TrainArgs.Report)) None (Some folder) (ScriptExperiments.Single e)
     | None, _ ->
         let e = experiment args |> Experiment.validate
-        Experiment.execute (Common.session "train" arguments) None None (ScriptExperiments.Single e)
+        Experiment.execute (Common.session "train" arguments (args.Contains TrainArgs.Report)) None None (ScriptExperiments.Single e)

@@ -47,6 +47,7 @@ type RunArgs =
     | Data of path: string
     | Train_Limit of images: int
     | Test_Limit of images: int
+    | Report
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -60,6 +61,7 @@ type RunArgs =
             | Data _ -> "a data folder or .tar.gz instead of the script's data."
             | Train_Limit _ -> "train on a seeded subset of this many images (quick trials)."
             | Test_Limit _ -> "evaluate on a seeded subset of this many test images."
+            | Report -> "write the report of each finished run (plots, policy grid, index.html; see advaa report)."
 
 /// A parsed script-run command line.
 type RunCommandLine =
@@ -70,7 +72,9 @@ type RunCommandLine =
       Resume: string option
       /// The command line without --out and --resume: recorded in config.json, and what continues
       /// the run with `--resume <folder>` added.
-      Replay: string list }
+      Replay: string list
+      /// --report: write each finished run's report.
+      Report: bool }
 
 [<RequireQualifiedAccess>]
 module CommandLine =
@@ -113,7 +117,8 @@ module CommandLine =
               TrainLimit = results.TryGetResult RunArgs.Train_Limit
               TestLimit = results.TryGetResult RunArgs.Test_Limit }
           Resume = resume
-          Replay = List.ofArray (results.Parser.PrintCommandLineArguments kept) }
+          Replay = List.ofArray (results.Parser.PrintCommandLineArguments kept)
+          Report = results.Contains RunArgs.Report }
 
     /// Quotes an argument for a POSIX shell when it needs it.
     let quote (argument: string) =

@@ -460,7 +460,8 @@ module Experiment =
                             { Display = Display.Console
                               Cancel = Threading.CancellationToken.None
                               Program = [ "dotnet"; "fsi" ]
-                              Arguments = commandLine.Replay }
+                              Arguments = commandLine.Replay
+                              Report = commandLine.Report }
                         execute session commandLine.Overrides.Out commandLine.Resume experiments
                 with
                 | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText ->

@@ -27,7 +27,9 @@ type Session =
       /// The program, e.g. ["advaa"; "run"] or ["dotnet"; "fsi"].
       Program: string list
       /// Its arguments without --out and --resume.
-      Arguments: string list }
+      Arguments: string list
+      /// Write the report of every finished run (`advaa report`) at the end.
+      Report: bool }
 
 /// One finished (or interrupted) run.
 type Outcome =
@@ -202,6 +204,15 @@ module Runner =
         out.WriteLine(sprintf "stopped  after epoch %d of %d; every finished epoch is in %s. Continue with:" outcome.EpochsDone outcome.Epochs folder)
         out.WriteLine("  " + resumeCommand session folder)
 
+    /// Writes the report of finished runs (the first folder is the main one; several are compared
+    /// in `out`), or, without --report, says how to make it.
+    let private report (session: Session) (folders: string list) (out: string option) =
+        let display = session.Display.Out
+        if session.Report then display.WriteLine(sprintf "report   %s" (RunReport.write folders out 8))
+        else
+            let outFlag = out |> Option.map (fun o -> [ "--out"; o ]) |> Option.defaultValue []
+            display.WriteLine(sprintf "report   %s  (or --report next time)" (CommandLine.join ([ "advaa"; "report" ] @ folders @ outFlag)))
+
     /// The run folder of a new run: `out`, which must not exist or be empty, or
     /// runs/<name>-<yyyyMMdd-HHmmss> (with -2, -3, ... if taken).
     let private create (out: string option) (name: string) =
@@ -222,7 +233,8 @@ module Runner =
             | None -> create out name
         let outcome = train session data.Splits folder name config
         session.Display.Out.WriteLine(sprintf "folder   %s" folder.Path)
-        if not outcome.Completed then stopped session folder.Path outcome
+        if outcome.Completed then report session [ folder.Path ] None
+        else stopped session folder.Path outcome
         outcome
 
     /// A comparison of finished runs, one row each.
@@ -286,6 +298,7 @@ module Runner =
                 for line in table outcomes do
                     display.Out.WriteLine line
                 display.Out.WriteLine(sprintf "folder   %s" group)
+                report session [ for o in outcomes -> o.Folder ] (Some(Path.Combine(group, "report")))
             outcomes
         finally
             for d in sources.Values do

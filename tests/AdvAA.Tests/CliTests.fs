@@ -122,6 +122,22 @@ let tests =
             Expect.stringContains out "the run was already complete: 2 epochs" "nothing to do"
         }
 
+        test "run and train say where the report goes, and write it with --report" {
+            use dir = new TempDir()
+            let plain = dir.File "plain"
+            let code, out, err = cli ([ "train"; "--method"; "adversarial"; "--out"; plain ] @ tinyTrain)
+            expectCode (code, out, err) 0
+            containsAll out [ "report   advaa report " + plain ]
+            Expect.isFalse (Directory.Exists(Path.Combine(plain, "report"))) "no report without --report"
+            let reported = dir.File "reported"
+            let code, out, err = cli ([ "train"; "--method"; "adversarial"; "--report"; "--out"; reported ] @ tinyTrain)
+            expectCode (code, out, err) 0
+            let index = Path.Combine(reported, "report", "index.html")
+            containsAll out [ "report   " + index ]
+            for file in [ "index.html"; "accuracy.png"; "op-distribution.png"; "policies.png" ] do
+                Expect.isTrue (File.Exists(Path.Combine(reported, "report", file))) (file + " written")
+        }
+
         test "train --resume refuses a checkpoint of another model and changes nothing" {
             use dir = new TempDir()
             let folder = dir.File "run"

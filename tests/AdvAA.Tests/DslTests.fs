@@ -32,7 +32,8 @@ let session (out: TextWriter) =
     { Display = { Out = out; Live = false }
       Cancel = CancellationToken.None
       Program = [ "advaa"; "run" ]
-      Arguments = [ "test.fsx" ] }
+      Arguments = [ "test.fsx" ]
+      Report = false }
 
 /// A custom op adding its magnitude to every pixel; it records the magnitudes it was given.
 let private adder (seen: ResizeArray<float32>) =

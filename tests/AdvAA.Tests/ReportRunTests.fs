@@ -3,7 +3,7 @@ module AdvAA.Tests.ReportRunTests
 open System.IO
 open Expecto
 open AdvAA.Core.Training
-open AdvAA.Cli
+open AdvAA.Dsl
 open AdvAA.Tests.TestSupport
 open AdvAA.Tests.TrainingTests
 
@@ -14,7 +14,7 @@ let tests =
             use dir = new TempDir()
             let folder = RunFolder.Create(dir.File "run")
             train (Tiny.Config(Methods.Adversarial, epochs = 2)) folder None |> ignore
-            let index = ReportCommand.write [ folder.Path ] None 4
+            let index = RunReport.write [ folder.Path ] None 4
             let out = Path.GetDirectoryName index |> nonNull
             Expect.equal out (Path.Combine(folder.Path, "report")) "report/ inside the run folder"
             for png in [ "accuracy.png"; "loss.png"; "entropy.png"; "op-distribution.png"; "magnitude-distribution.png"; "policies.png" ] do

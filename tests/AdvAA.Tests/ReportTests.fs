@@ -5,7 +5,7 @@ open System.IO
 open System.Text.RegularExpressions
 open Expecto
 open AdvAA.Core.Training
-open AdvAA.Cli
+open AdvAA.Dsl
 open AdvAA.Tests.TestSupport
 
 let private ops = [ "ShearX"; "Rotate"; "Invert" ]

@@ -1,6 +1,6 @@
 /// Run reports: training curves, the policy distributions per epoch (paper Fig. 6) and a
 /// self-contained HTML page, read from a run folder's config.json, metrics.jsonl, policies.jsonl.
-module AdvAA.Cli.Report
+module AdvAA.Dsl.Report
 
 open System
 open System.IO

@@ -1,5 +1,6 @@
-/// The final epoch's M policies applied to a few images of the run's data (the paper's Fig. 2).
-module AdvAA.Cli.PolicyGrid
+/// A run's whole report: the plots and page of `Report`, plus the final epoch's M policies applied
+/// to a few images of the run's data (the paper's Fig. 2).
+module AdvAA.Dsl.RunReport
 
 open System
 open System.IO
@@ -8,7 +9,7 @@ open TorchSharp
 open AdvAA.Core.Augment
 open AdvAA.Core.Data
 open AdvAA.Core.Training
-open AdvAA.Cli.Report
+open AdvAA.Dsl.Report
 
 /// The run's search space rebuilt from config.json (ranges and signs as recorded); an op that is
 /// not in the op table (a custom op) cannot be rebuilt and is named in the error.
@@ -46,7 +47,7 @@ let private testImages (run: RunData) (count: int) =
 /// Writes the grid (first row: the originals; then one row per policy, each image drawing one of
 /// the policy's sub-policies) and returns its path; None, with a note on stderr, when the run
 /// has no sampled policies or they cannot be rebuilt.
-let write (run: RunData) (count: int) (png: string) : string option =
+let policyGrid (run: RunData) (count: int) (png: string) : string option =
     let where = Path.Combine(run.Folder, RunFolder.PoliciesFile)
     match run.Policies |> List.tryFindBack (fun p -> Json.isArray p "policies") with
     | None -> None
@@ -81,3 +82,12 @@ let write (run: RunData) (count: int) (png: string) : string option =
         | :? DataFormatException as e ->
             eprintfn "advaa: no policy grid for %s: its data cannot be read: %s" run.Name e.Message
             None
+
+/// Writes the report of `folders` (the first is the main one; with several, their accuracy curves
+/// are compared) into `out` (default: <first run>/report) and returns index.html's path.
+let write (folders: string list) (out: string option) (images: int) =
+    let runs = folders |> List.map Report.load
+    let first = List.head runs
+    let outDir = defaultArg out (Path.Combine(first.Folder, "report"))
+    let grid = policyGrid first images (Path.Combine(outDir, "policies.png"))
+    Report.write runs outDir (Option.toList grid)
