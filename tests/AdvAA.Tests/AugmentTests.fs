@@ -5,14 +5,8 @@ open System
 open Expecto
 open TorchSharp
 open AdvAA.Core.Augment
-open AdvAA.Core.Backend
 open AdvAA.Tests.TestSupport
 open AdvAA.Tests.AugmentSupport
-
-// Two tests making the process's first TorchSharp call at the same moment deadlock in TorchBackend
-// (its lock is held while it reads torch.__version__, whose type initialiser waits for that lock on
-// the other thread). This file's top level runs while Expecto discovers the tests, on one thread.
-do TorchBackend.EnsureInitialized() |> ignore
 
 /// A user op that adds its magnitude (rounded) to every pixel, clipped: easy to recognise.
 type AddOp() =

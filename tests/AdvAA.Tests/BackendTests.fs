@@ -189,6 +189,25 @@ let deviceTests =
                 Expect.equal auto.``type`` TorchSharp.DeviceType.CPU "auto falls back to the CPU"
         }
 
+        test "threads making the process's first TorchSharp calls at once do not deadlock" {
+            // A fresh process (here every test file's top level has run first): dotnet fsi on the CLI build.
+            use dir = new TempDir()
+            let script = dir.File "first-calls.fsx"
+            File.WriteAllText(script, String.concat "\n" [
+                sprintf "#I %s" (Text.Json.JsonSerializer.Serialize releaseCli.Value)
+                "#r \"AdvAA.Core.dll\""
+                "#r \"TorchSharp.dll\""
+                "let work i = System.Threading.Tasks.Task.Run(fun () ->"
+                "    if i % 2 = 0 then AdvAA.Core.Backend.TorchBackend.ResolveDevice AdvAA.Core.Backend.DeviceRequest.Cpu |> ignore"
+                "    TorchSharp.torch.ones(3L).sum().item<float32>())"
+                "let all = System.Threading.Tasks.Task.WhenAll [| for i in 0 .. 7 -> work i |]"
+                "if not (all.Wait 60000) then (printfn \"deadlock\"; exit 2)"
+                "printfn \"sums %A\" all.Result" ])
+            let code, out, err = runProcess dir.Path 180 "dotnet" [ "fsi"; "--quiet"; script ]
+            Expect.equal code 0 (sprintf "finished; stdout: %s stderr: %s" out err)
+            Expect.stringContains out "sums [|3.0f; 3.0f; 3.0f; 3.0f; 3.0f; 3.0f; 3.0f; 3.0f|]" "every thread computed"
+        }
+
         test "TorchSharp runs on the loaded libtorch" {
             use t = TorchSharp.torch.arange(6L).reshape(2L, 3L).to_type(TorchSharp.torch.float32)
             use s = t.matmul(t.t())
