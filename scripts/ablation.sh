@@ -9,7 +9,8 @@
 # environment: EPOCHS (default 10), SEEDS (default "1"), BATCH (images per instance, default 128),
 # DEVICE (default auto), OUT (default ablation-<yyyyMMdd-HHmmss>). About 5-6 minutes per epoch of all
 # four methods on 2 CPU cores. Writes one run folder per method and seed, a comparison report in
-# $OUT/report, and prints the final and best test accuracy of each run.
+# $OUT/report, and prints the final and best test accuracy of each run. Run it again with the same OUT
+# after an interruption: finished runs are kept, an interrupted one resumes from its last checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source_dir=${1:-${ADVAA_CIFAR10_DIR:-../shared/data/cifar10}}
@@ -24,12 +25,13 @@ batch_file=$(find "$source_dir" -maxdepth 2 -name data_batch_1.bin -print -quit 
 [ -n "$batch_file" ] || { echo "ablation: no data_batch_1.bin under $source_dir (a CIFAR-10 binary folder)" >&2; exit 1; }
 bin_dir=$(cd "$(dirname "$batch_file")" && pwd)
 [ -f "$bin_dir/test_batch.bin" ] || { echo "ablation: $bin_dir has no test_batch.bin" >&2; exit 1; }
-[ -e "$out" ] && { echo "ablation: $out exists; choose another OUT" >&2; exit 1; }
 
 # The reduced data set: one training batch and the test batch, linked into a folder of their own.
-mkdir -p "$out/data"
-ln -s "$bin_dir/data_batch_1.bin" "$bin_dir/test_batch.bin" "$out/data/"
-[ -f "$bin_dir/batches.meta.txt" ] && ln -s "$bin_dir/batches.meta.txt" "$out/data/"
+if [ ! -d "$out/data" ]; then
+  mkdir -p "$out/data"
+  ln -s "$bin_dir/data_batch_1.bin" "$bin_dir/test_batch.bin" "$out/data/"
+  [ -f "$bin_dir/batches.meta.txt" ] && ln -s "$bin_dir/batches.meta.txt" "$out/data/"
+fi
 
 dotnet build -c Release src/AdvAA.Cli -v quiet -nologo >/dev/null
 advaa=src/AdvAA.Cli/bin/Release/net10.0/advaa
@@ -38,10 +40,19 @@ runs=()
 for seed in $seeds; do
   for method in $methods; do
     run="$out/$method-s$seed"
-    echo "== $method, seed $seed, $epochs epochs"
-    "$advaa" train --method "$method" --model small --data "$out/data" --epochs "$epochs" \
-      --instances 8 --batch "$batch" --seed "$seed" --device "$device" --out "$run"
     runs+=("$run")
+    finished=$( [ -f "$run/metrics.jsonl" ] && wc -l < "$run/metrics.jsonl" || echo 0)
+    if [ "$finished" -ge "$epochs" ]; then
+      echo "== $method, seed $seed: finished earlier ($finished epochs), kept"
+    elif ls "$run"/checkpoint/epoch-* >/dev/null 2>&1; then
+      echo "== $method, seed $seed: resuming after epoch $finished"
+      "$advaa" train --resume "$run" --epochs "$epochs"
+    else
+      echo "== $method, seed $seed, $epochs epochs"
+      rm -rf "$run"   # started but without a complete epoch: nothing to keep
+      "$advaa" train --method "$method" --model small --data "$out/data" --epochs "$epochs" \
+        --instances 8 --batch "$batch" --seed "$seed" --device "$device" --out "$run"
+    fi
   done
 done
 
