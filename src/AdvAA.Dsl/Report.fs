@@ -184,7 +184,8 @@ module private Plots =
         map.Colormap <- Colormaps.Viridis()
         plot.Add.ColorBar map |> ignore
         plot.Title title
-        plot.XLabel "epoch"
+        // The colour scale spans only the observed shares, so name the uniform share for scale.
+        plot.XLabel(sprintf "epoch (a uniform distribution puts %.3f in every cell)" (1.0 / float rows))
         let ticks = categories |> List.mapi (fun i name -> Tick(float (rows - 1 - i), name)) |> Array.ofList
         plot.Axes.Left.TickGenerator <- TickGenerators.NumericManual(ticks)
         let step = max 1 (cols / 10)
