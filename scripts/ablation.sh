@@ -49,7 +49,9 @@ for seed in $seeds; do
       "$advaa" train --resume "$run" --epochs "$epochs"
     else
       echo "== $method, seed $seed, $epochs epochs"
-      rm -rf "$run"   # started but without a complete epoch: nothing to keep
+      # A run folder started but without a complete epoch holds nothing to keep; anything else
+      # at that path is left for advaa train to refuse.
+      if [ -f "$run/config.json" ]; then rm -rf "$run"; fi
       "$advaa" train --method "$method" --model small --data "$out/data" --epochs "$epochs" \
         --instances 8 --batch "$batch" --seed "$seed" --device "$device" --out "$run"
     fi
