@@ -46,7 +46,7 @@ let experiment =
         Space = space
         // Every sampled level is multiplied by this (rounded down): from 30% to full strength.
         MagnitudeScale = Schedule.linear 0.3 1.0 (float epochs)
-        Instances = Schedule.constant 4.0
+        Instances = Some(Schedule.constant 4.0)
         BatchSize = 64
         Epochs = epochs
         Device = "cpu" }

@@ -14,6 +14,8 @@ type CliArgs =
     | [<CliPrefix(CliPrefix.None)>] Preview of ParseResults<PreviewCommand.PreviewArgs>
     | [<CliPrefix(CliPrefix.None)>] Data of ParseResults<DataCommand.DataArgs>
     | [<CliPrefix(CliPrefix.None)>] Report of ParseResults<ReportCommand.ReportArgs>
+    | [<CliPrefix(CliPrefix.None)>] Methods of ParseResults<MethodsCommand.MethodsArgs>
+    | [<CliPrefix(CliPrefix.None)>] Policy of ParseResults<PolicyCommand.PolicyArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -25,6 +27,8 @@ type CliArgs =
             | Preview _ -> "write a PNG grid of augmented images (ops at levels, or policy draws)."
             | Data _ -> "load a data set (default: the embedded sample) and print its format, sizes, classes, statistics and load speed."
             | Report _ -> "write plots, the final policies applied to images and an HTML page for one or more run folders."
+            | Methods _ -> "print the training methods: what each does, its parameters, their defaults and ranges."
+            | Policy _ -> "policy files: export a run's learned policies (advaa policy export RUN --out FILE)."
 
 [<EntryPoint>]
 let main argv =
@@ -40,6 +44,8 @@ let main argv =
         | Preview a -> PreviewCommand.run a
         | Data a -> DataCommand.run a
         | Report a -> ReportCommand.run a
+        | Methods a -> MethodsCommand.run a
+        | Policy a -> PolicyCommand.run a
     with
     | :? ArguParseException as e ->
         if e.ErrorCode = ErrorCode.HelpText then

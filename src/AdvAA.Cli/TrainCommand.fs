@@ -1,9 +1,10 @@
 /// `advaa train`: one training run from flags alone, the paper's settings for anything not given.
 module AdvAA.Cli.TrainCommand
 
+open System.IO
 open System.Text.Json.Nodes
 open Argu
-open AdvAA.Core.Augment
+open AdvAA.Core.Methods
 open AdvAA.Core.Training
 open AdvAA.Dsl
 
@@ -25,16 +26,18 @@ type TrainArgs =
     | Dropout of rate: float
     | Cutout of pixels: int
     | Policy of file: string
+    | From of run: string
+    | Param of setting: string
     | Report
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Method _ -> sprintf "%s (default: adversarial)." (Methods.All.Keys |> String.concat ", ")
+            | Method _ -> sprintf "%s (default: adversarial; advaa methods describes each)." (MethodRegistry.Names |> String.concat ", ")
             | Model _ -> "small, resnet18, wrn-28-10, wrn-40-2 or wrn-<depth>-<widen> (default: small)."
             | Data _ -> "a CIFAR-10/100 binary folder, an image folder with train/ and test/, or a .tar.gz of one (default: the embedded sample)."
             | Epochs _ -> "epochs (default: 200)."
-            | Instances _ -> "M, augmented copies of each batch for fixed, random and adversarial (default: 8)."
+            | Instances _ -> "M, augmented copies of each batch (default: the method's, 8 for fixed, random and adversarial, else 1)."
             | Batch _ -> "N, images per instance per step (default: 128)."
             | Lr _ -> "initial learning rate of the paper's schedule: step x0.2 at 30/60/80% of the epochs for wrn-28-10, cosine otherwise (default: 0.1)."
             | Seed _ -> "random seed (default: 0)."
@@ -44,22 +47,29 @@ type TrainArgs =
             | Train_Limit _ -> "train on a seeded subset of this many images."
             | Test_Limit _ -> "evaluate on a seeded subset of this many test images."
             | Dropout _ -> "in-block dropout of wrn-* models (default: 0)."
-            | Cutout _ -> "side of the Cutout square in pixels, 0 for none (default: 16)."
+            | Cutout _ -> "side of the Cutout square in pixels, 0 for none (default: the method's, 16 where its paper uses Cutout)."
+            | Policy _ -> "a policy file (advaa-policy JSON, e.g. from advaa policy export): trains with method 'policy'."
+            | From _ -> "a finished run whose learned policies to replay epoch by epoch: trains with method 'transfer'."
+            | Param _ -> CommandLineParam.usage
             | Report -> "write the run's report at the end (plots, policy grid, index.html; see advaa report)."
-            | Policy _ -> "a policy JSON file (sub-policies of [op, level, probability]): trains with method 'policy'."
 
 let private parser = lazy (ArgumentParser.Create<TrainArgs>(programName = "advaa train"))
 
 /// The experiment the flags describe; a flag given twice counts once, the last one.
 let experiment (results: ParseResults<TrainArgs>) : Experiment =
     let d = Experiment.defaults
+    let implied =
+        [ if results.Contains TrainArgs.Policy then "policy", "--policy"
+          if results.Contains TrainArgs.From then "transfer", "--from" ]
     let method =
-        match results.TryGetResult(TrainArgs.Method), results.TryGetResult(TrainArgs.Policy) with
-        | Some m, Some _ when m.Trim().ToLowerInvariant() <> Methods.Policy ->
-            raise (DslException(sprintf "--policy trains with method 'policy', but --method %s was given" m))
-        | _, Some file -> FixedPolicy(PolicyJson.Read file)
-        | Some m, None -> Method.ofName m
-        | None, None -> d.Method
+        match implied, results.TryGetResult TrainArgs.Method with
+        | (_, flag) :: (_, other) :: _, _ -> raise (DslException(sprintf "%s and %s exclude each other: each implies its own method" flag other))
+        | [ name, flag ], Some m when m.Trim().ToLowerInvariant() <> name ->
+            raise (DslException(sprintf "%s trains with method '%s', but --method %s was given" flag name m))
+        | [ "policy", _ ], _ -> FixedPolicy(Policy.ofFile (results.GetResult TrainArgs.Policy))
+        | [ _ ], _ -> Transfer(results.GetResult TrainArgs.From)
+        | _, Some m -> Method.ofName m
+        | _, None -> d.Method
     let model = defaultArg (results.TryGetResult(TrainArgs.Model)) d.Model
     let e =
         { d with
@@ -68,7 +78,7 @@ let experiment (results: ParseResults<TrainArgs>) : Experiment =
             Model = model
             Data = results.TryGetResult(TrainArgs.Data) |> Option.map DataPath |> Option.defaultValue d.Data
             Epochs = defaultArg (results.TryGetResult(TrainArgs.Epochs)) d.Epochs
-            Instances = results.TryGetResult(TrainArgs.Instances) |> Option.map (float >> Schedule.constant) |> Option.defaultValue d.Instances
+            Instances = results.TryGetResult(TrainArgs.Instances) |> Option.map (float >> Schedule.constant)
             BatchSize = defaultArg (results.TryGetResult(TrainArgs.Batch)) d.BatchSize
             Seed = defaultArg (results.TryGetResult(TrainArgs.Seed)) d.Seed
             Device = defaultArg (results.TryGetResult(TrainArgs.Device)) d.Device
@@ -76,7 +86,10 @@ let experiment (results: ParseResults<TrainArgs>) : Experiment =
             TrainLimit = results.TryGetResult(TrainArgs.Train_Limit)
             TestLimit = results.TryGetResult(TrainArgs.Test_Limit)
             Dropout = defaultArg (results.TryGetResult(TrainArgs.Dropout)) d.Dropout
-            CutoutSize = defaultArg (results.TryGetResult(TrainArgs.Cutout)) d.CutoutSize }
+            CutoutSize = results.TryGetResult(TrainArgs.Cutout)
+            Parameters =
+                results.GetResults TrainArgs.Param
+                |> List.map (CommandLine.parameter (fun message -> results.Raise(message, ErrorCode.CommandLine, true))) }
     // The schedule's shape depends on the model and the epochs: set it last.
     match results.TryGetResult(TrainArgs.Lr) with
     | Some lr -> { e with LearningRate = Some(Experiment.defaultLearningRate lr e) }
@@ -85,7 +98,7 @@ let experiment (results: ParseResults<TrainArgs>) : Experiment =
 /// The arguments an `advaa train` run recorded in its config.json.
 let private recorded (folder: string) : string list =
     let run = RunFolder.Open folder
-    let config = run.ReadConfig()
+    let config = run.ReadConfigJson()
     let path = run.File RunFolder.ConfigFile
     match config["origin"] with
     | :? JsonObject as origin ->
@@ -97,9 +110,20 @@ let private recorded (folder: string) : string list =
         | None, _ -> raise (RunFolderException(sprintf "%s: \"origin\" names no program" path))
     | _ -> raise (RunFolderException(sprintf "%s records no \"origin\" (the options of the run), so `advaa train --resume` cannot continue it" path))
 
+/// The flags as config.json records them: paths made absolute, so a resume from another folder reads the same files.
+let private replayable (args: TrainArgs list) =
+    args
+    |> List.choose (function
+        | TrainArgs.Out _
+        | TrainArgs.Resume _ -> None
+        | TrainArgs.Data p -> Some(TrainArgs.Data(Path.GetFullPath p))
+        | TrainArgs.Policy p -> Some(TrainArgs.Policy(Path.GetFullPath p))
+        | TrainArgs.From p -> Some(TrainArgs.From(Path.GetFullPath p))
+        | a -> Some a)
+
 let run (args: ParseResults<TrainArgs>) =
-    let given = args.GetAllResults() |> List.filter (function TrainArgs.Out _ | TrainArgs.Resume _ -> false | _ -> true)
-    let arguments = List.ofArray (parser.Value.PrintCommandLineArguments given)
+    let arguments = List.ofArray (parser.Value.PrintCommandLineArguments(replayable (args.GetAllResults())))
+    let session = Common.session "train" arguments (args.Contains TrainArgs.Report)
     match args.TryGetResult TrainArgs.Resume, args.TryGetResult TrainArgs.Out with
     | Some _, Some _ ->
         args.Raise("--out and --resume exclude each other: --resume continues the run in its own folder", ErrorCode.CommandLine, true)
@@ -107,7 +131,7 @@ let run (args: ParseResults<TrainArgs>) =
         // The recorded options first, then the flags given now: the last of each flag counts.
         let merged = parser.Value.ParseCommandLine(Array.ofList (recorded folder @ arguments), raiseOnUsage = true)
         let e = experiment merged |> Experiment.validate
-        Experiment.execute (Common.session "train" arguments (args.Contains TrainArgs.Report)) None (Some folder) (ScriptExperiments.Single e)
+        Experiment.execute session None (Some folder) (ScriptExperiments.Single e)
     | None, _ ->
         let e = experiment args |> Experiment.validate
-        Experiment.execute (Common.session "train" arguments (args.Contains TrainArgs.Report)) None None (ScriptExperiments.Single e)
+        Experiment.execute session None None (ScriptExperiments.Single e)

@@ -24,7 +24,9 @@ type Overrides =
       Seed: int64 option
       Data: string option
       TrainLimit: int option
-      TestLimit: int option }
+      TestLimit: int option
+      /// Method parameters by name (`--param name=value`), applied after the script's.
+      Parameters: (string * string) list }
 
     static member None =
         { Epochs = None
@@ -33,7 +35,12 @@ type Overrides =
           Seed = None
           Data = None
           TrainLimit = None
-          TestLimit = None }
+          TestLimit = None
+          Parameters = [] }
+
+/// What `--param` flags share between `advaa run` and `advaa train`.
+module CommandLineParam =
+    let usage = "a method parameter, name=value (e.g. n=3 or randaugment.n=3; repeatable; see advaa methods)."
 
 /// The flags of a script run, the same for `advaa run script.fsx ...` and `dotnet fsi script.fsx ...`.
 [<RequireQualifiedAccess>]
@@ -47,6 +54,7 @@ type RunArgs =
     | Data of path: string
     | Train_Limit of images: int
     | Test_Limit of images: int
+    | Param of setting: string
     | Report
 
     interface IArgParserTemplate with
@@ -61,6 +69,7 @@ type RunArgs =
             | Data _ -> "a data folder or .tar.gz instead of the script's data."
             | Train_Limit _ -> "train on a seeded subset of this many images (quick trials)."
             | Test_Limit _ -> "evaluate on a seeded subset of this many test images."
+            | Param _ -> CommandLineParam.usage
             | Report -> "write the report of each finished run (plots, policy grid, index.html; see advaa report)."
 
 /// A parsed script-run command line.
@@ -78,6 +87,12 @@ type RunCommandLine =
 
 [<RequireQualifiedAccess>]
 module CommandLine =
+    /// A `--param name=value` flag as (name, value); `raise` reports a malformed one as a usage error.
+    let parameter (usageError: string -> string * string) (text: string) : string * string =
+        match text.IndexOf '=' with
+        | i when i > 0 && i < text.Length - 1 -> text[.. i - 1].Trim(), text[i + 1 ..].Trim()
+        | _ -> usageError (sprintf "--param %s: expected name=value, e.g. --param n=3 (see advaa methods)" text)
+
     /// The parser of the run flags; `programName` heads its usage text.
     let runParser (programName: string) = ArgumentParser.Create<RunArgs>(programName = programName)
 
@@ -100,12 +115,15 @@ module CommandLine =
         let resume = results.TryGetResult RunArgs.Resume
         if out.IsSome && resume.IsSome then
             results.Raise("--out and --resume exclude each other: --resume continues the run in its own folder", ErrorCode.CommandLine, true)
+        // Recorded in config.json and replayed by --resume: data paths made absolute, so a resume
+        // from another folder reads the same data.
         let kept =
             results.GetAllResults()
-            |> List.filter (function
+            |> List.choose (function
                 | RunArgs.Out _
-                | RunArgs.Resume _ -> false
-                | _ -> true)
+                | RunArgs.Resume _ -> None
+                | RunArgs.Data p -> Some(RunArgs.Data(IO.Path.GetFullPath p))
+                | a -> Some a)
         { Script = script
           Arguments = arguments
           Overrides =
@@ -115,7 +133,10 @@ module CommandLine =
               Seed = results.TryGetResult RunArgs.Seed
               Data = results.TryGetResult RunArgs.Data
               TrainLimit = results.TryGetResult RunArgs.Train_Limit
-              TestLimit = results.TryGetResult RunArgs.Test_Limit }
+              TestLimit = results.TryGetResult RunArgs.Test_Limit
+              Parameters =
+                results.GetResults RunArgs.Param
+                |> List.map (parameter (fun message -> results.Raise(message, ErrorCode.CommandLine, true))) }
           Resume = resume
           Replay = List.ofArray (results.Parser.PrintCommandLineArguments kept)
           Report = results.Contains RunArgs.Report }

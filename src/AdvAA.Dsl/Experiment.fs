@@ -6,6 +6,7 @@ open System.Text.RegularExpressions
 open Argu
 open AdvAA.Core.Augment
 open AdvAA.Core.Backend
+open AdvAA.Core.Methods
 open AdvAA.Core.Training
 
 /// Where the images come from.
@@ -15,12 +16,13 @@ type DataSource =
     /// A CIFAR-10/100 binary folder, an image folder (`train/`, `test/`), or a `.tar.gz` of one.
     | DataPath of string
 
-/// How each batch is augmented (and, for the adversarial method, how policies are learned).
+/// How each batch is augmented (and, for the adversarial method, how policies are learned). Each
+/// case is one method of AdvAA.Core's registry (`advaa methods`); its defaults come from there.
 [<NoEquality; NoComparison>]
 type Method =
     /// Standard augmentation only: random crop of the 4-pixel padded image + horizontal flip.
     | Baseline
-    /// Standard augmentation + Cutout.
+    /// Standard augmentation + Cutout 16.
     | Cutout
     /// AutoAugment's published CIFAR-10 policy, then standard augmentation + Cutout.
     | AutoAugment
@@ -28,9 +30,10 @@ type Method =
     | RandAugment of n: int * m: int
     /// TrivialAugment, with its wide ranges or the paper's.
     | TrivialAugment of wide: bool
-    /// A policy of your own, written as the papers print them (see `Policy`).
-    | FixedPolicy of Policy
-    /// M copies of each batch with standard augmentation + Cutout only (the paper's "Fixed").
+    /// A given policy: one every copy draws from (`Policy.ofPairs`, `Policy.ofTriples`), or one per
+    /// instance (`Policy.ofFile` of what `advaa policy export` writes).
+    | FixedPolicy of PolicyDocument
+    /// M copies of each batch with standard augmentation only (the paper's "Fixed").
     | Fixed
     /// M copies, each augmented by a random policy drawn every epoch (the paper's "Random").
     | Random
@@ -38,8 +41,10 @@ type Method =
     | Adversarial
     /// Uncertainty-based sampling: K random candidates per image, S of them kept in proportion to their loss.
     | Uncertainty of candidates: int * keep: int
+    /// The policies another run learned, replayed epoch by epoch (the paper's §4.6): its folder.
+    | Transfer of run: string
 
-/// The policy controller's shape and training (DESIGN.md defaults in `Experiment.defaults`).
+/// The policy controller's shape and training (random uses the shape; defaults from AdvAA.Core).
 type Controller =
     { SubPolicies: int
       OpsPerSubPolicy: int
@@ -68,8 +73,9 @@ type Experiment =
         /// The ops, ranges and levels that policies are made of (adversarial, random, uncertainty, FixedPolicy).
         Space: Space
         Controller: Controller
-        /// M, the augmented copies of each batch (fixed, random, adversarial), per epoch.
-        Instances: Schedule
+        /// M, the augmented copies of each batch, per epoch; None: the method's default (8 for fixed,
+        /// random and adversarial, 1 for the others). Any copy method takes it.
+        Instances: Schedule option
         /// Multiplies every sampled level (rounded down, clamped to the levels), e.g. to ramp magnitudes up.
         MagnitudeScale: Schedule
         /// Probability that a sample's policy is applied at all (standard augmentation always is).
@@ -79,8 +85,11 @@ type Experiment =
         Momentum: float
         Nesterov: bool
         WeightDecay: float
-        /// Side of the Cutout square in pixels after the policy (0: none).
-        CutoutSize: int
+        /// Side of the Cutout square in pixels after the method's augmentation (0: none); None: the
+        /// method's default (16 where its paper uses Cutout, 0 for baseline and fixed).
+        CutoutSize: int option
+        /// Any method parameter by name, as `--param name=value` sets it (`advaa methods` lists them).
+        Parameters: (string * string) list
         Epochs: int
         /// N: images per instance per step (the batch before the M copies).
         BatchSize: int
@@ -109,58 +118,88 @@ type ScriptExperiments =
         | Single _ -> "experiment"
         | Several _ -> "experiments"
 
-/// Method names as the CLI and config.json write them.
+/// The methods of AdvAA.Core's registry as `Method` cases.
 [<RequireQualifiedAccess>]
 module Method =
-    /// Each method by name, with its default parameters (policy has none: it needs a policy).
-    let private byName =
-        [ Methods.Baseline, Baseline
-          Methods.Cutout, Cutout
-          Methods.AutoAugment, AutoAugment
-          Methods.RandAugment, RandAugment(2, 9)
-          Methods.TrivialAugment, TrivialAugment true
-          Methods.Fixed, Fixed
-          Methods.Random, Random
-          Methods.Adversarial, Adversarial
-          Methods.Uncertainty, Uncertainty(4, 1) ]
+    let private fail message = raise (DslException message)
 
+    let private defaults<'Spec when 'Spec :> MethodSpec> (name: string) = MethodRegistry.Defaults name :?> 'Spec
+
+    /// The registry name of a method (as the CLI and config.json write it).
     let name (m: Method) =
         match m with
-        | Baseline -> Methods.Baseline
-        | Cutout -> Methods.Cutout
-        | AutoAugment -> Methods.AutoAugment
-        | RandAugment _ -> Methods.RandAugment
-        | TrivialAugment _ -> Methods.TrivialAugment
-        | FixedPolicy _ -> Methods.Policy
-        | Fixed -> Methods.Fixed
-        | Random -> Methods.Random
-        | Adversarial -> Methods.Adversarial
-        | Uncertainty _ -> Methods.Uncertainty
+        | Baseline -> "baseline"
+        | Cutout -> "cutout"
+        | AutoAugment -> "autoaugment"
+        | RandAugment _ -> "randaugment"
+        | TrivialAugment _ -> "trivialaugment"
+        | FixedPolicy _ -> "policy"
+        | Fixed -> "fixed"
+        | Random -> "random"
+        | Adversarial -> "adversarial"
+        | Uncertainty _ -> "uncertainty"
+        | Transfer _ -> "transfer"
 
     /// The method with this name (case-insensitive) and its default parameters.
     let ofName (text: string) : Method =
-        let key = text.Trim().ToLowerInvariant()
-        match byName |> List.tryFind (fun (n, _) -> n = key) with
-        | Some(_, m) -> m
-        | None when key = Methods.Policy ->
-            raise (DslException "method 'policy' needs a policy: FixedPolicy (Policy.ofPairs [...]) in a script, or --policy FILE")
-        | None -> raise (DslException(sprintf "unknown method '%s': expected one of %s" text (Methods.All.Keys |> String.concat ", ")))
+        let entry =
+            try
+                MethodRegistry.Get text
+            with :? ConfigException as e ->
+                fail e.Message
+        match entry.Name with
+        | "baseline" -> Baseline
+        | "cutout" -> Cutout
+        | "autoaugment" -> AutoAugment
+        | "randaugment" ->
+            let s = defaults<RandAugmentSpec> entry.Name
+            RandAugment(s.N, s.M)
+        | "trivialaugment" -> TrivialAugment (defaults<TrivialAugmentSpec> entry.Name).Wide
+        | "fixed" -> Fixed
+        | "random" -> Random
+        | "adversarial" -> Adversarial
+        | "uncertainty" ->
+            let s = defaults<UncertaintySpec> entry.Name
+            Uncertainty(s.Candidates, s.Keep)
+        | "policy" -> fail "method 'policy' needs a policy: FixedPolicy (Policy.ofPairs [...]) in a script, or --policy FILE"
+        | "transfer" -> fail "method 'transfer' needs a run to replay: Transfer \"runs/<run>\" in a script, or --from RUN"
+        | other -> fail (sprintf "method '%s' has no F# case yet; set Parameters on the closest one" other)
 
-/// Policies written literally, as the papers print them.
+    /// The Core spec of the case: the registry's defaults with the case's own values.
+    let spec (m: Method) : MethodSpec =
+        let d = MethodRegistry.Defaults(name m)
+        match m with
+        | RandAugment(n, mm) -> d.With("n", n).With("m", mm)
+        | TrivialAugment wide -> d.With("wide", wide)
+        | FixedPolicy p -> d.With("policy", p)
+        | Uncertainty(k, s) -> d.With("candidates", k).With("keep", s)
+        | Transfer run -> d.With("from", IO.Path.GetFullPath run)
+        | _ -> d
+
+/// Policies written literally, as the papers print them, or read from a file.
 [<RequireQualifiedAccess>]
 module Policy =
     /// Sub-policies of (op, level) pairs, as Adversarial AutoAugment writes them: every op of the
     /// chosen sub-policy is applied.
-    let ofPairs (subPolicies: (string * int) list list) : Policy =
-        Policy([ for sub in subPolicies -> SubPolicy([ for op, level in sub -> PolicyStage(op, level, 1.0) ]) ])
+    let ofPairs (subPolicies: (string * int) list list) : PolicyDocument =
+        PolicyDocument.Single(Policy([ for sub in subPolicies -> SubPolicy([ for op, level in sub -> PolicyStage(op, level, 1.0) ]) ]))
 
     /// AutoAugment's notation: (op, probability, level).
-    let ofTriples (subPolicies: (string * float * int) list list) : Policy =
-        Policy([ for sub in subPolicies -> SubPolicy([ for op, p, level in sub -> PolicyStage(op, level, p) ]) ])
+    let ofTriples (subPolicies: (string * float * int) list list) : PolicyDocument =
+        PolicyDocument.Single(Policy([ for sub in subPolicies -> SubPolicy([ for op, p, level in sub -> PolicyStage(op, level, p) ]) ]))
+
+    /// A policy file (advaa-policy JSON): one policy, or one per instance as `advaa policy export` writes.
+    let ofFile (path: string) : PolicyDocument =
+        try
+            PolicyJson.ReadDocument path
+        with :? AugmentException as e ->
+            raise (DslException e.Message)
 
 [<RequireQualifiedAccess>]
 module Experiment =
     let private fail message = raise (DslException message)
+
+    let private adversarial = MethodRegistry.Defaults "adversarial" :?> AdversarialSpec
 
     /// The paper's settings (Adversarial AutoAugment on CIFAR-10: M = 8, 5 sub-policies of 2 ops,
     /// batch 128, SGD 0.1 with Nesterov momentum and weight decay 5e-4, 200 epochs), on the
@@ -175,20 +214,21 @@ module Experiment =
           Method = Adversarial
           Space = Space.paper
           Controller =
-            { SubPolicies = 5
-              OpsPerSubPolicy = 2
-              Embedding = 32
-              Hidden = 100
-              LearningRate = 0.00035
-              EntropyWeight = 1e-5 }
-          Instances = Schedule.constant 8.0
+            { SubPolicies = adversarial.SubPolicies
+              OpsPerSubPolicy = adversarial.OpsPerSubPolicy
+              Embedding = adversarial.Embedding
+              Hidden = adversarial.Hidden
+              LearningRate = adversarial.ControllerLearningRate
+              EntropyWeight = adversarial.EntropyWeight }
+          Instances = None
           MagnitudeScale = Schedule.constant 1.0
           PolicyProbability = Schedule.constant 1.0
           LearningRate = None
           Momentum = 0.9
           Nesterov = true
           WeightDecay = 5e-4
-          CutoutSize = 16
+          CutoutSize = None
+          Parameters = []
           Epochs = 200
           BatchSize = 128
           Seed = 0L
@@ -219,6 +259,43 @@ module Experiment =
         if String.IsNullOrWhiteSpace name || name = "." || name = ".." || name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 then
             fail (sprintf "Name = \"%s\": expected a name that can head a folder name (no '/', not empty)" name)
 
+    let private coreSchedule (s: Schedule) = EpochSchedule(Schedule.toFunc s, Schedule.describe s)
+
+    /// The method spec of the experiment: the case's values, then the fields that set method
+    /// parameters (Instances, CutoutSize, MagnitudeScale, PolicyProbability, Controller), then
+    /// Parameters. A field set for a method without that parameter is an error naming both;
+    /// schedules are checked over the whole run against the parameter's range from Core.
+    let methodSpec (e: Experiment) : MethodSpec =
+        let guard f =
+            try f () with :? ConfigException as ex -> fail ex.Message
+        let mutable spec = guard (fun () -> Method.spec e.Method)
+        let methodName = spec.Name
+        let set (field: string) (parameter: string) (value: obj) (isDefault: bool) =
+            if spec.HasParameter parameter then spec <- guard (fun () -> spec.With(parameter, value))
+            elif not isDefault then fail (sprintf "%s is set, but method %s has no parameter '%s' (see advaa methods)" field methodName parameter)
+        let schedule (field: string) (parameter: string) (s: Schedule) (isDefault: bool) =
+            if spec.HasParameter parameter then
+                let p = spec.Parameter parameter
+                check field p.Min p.Max e s
+            set field parameter (coreSchedule s) isDefault
+        match e.Instances with
+        | Some s -> schedule "Instances" "instances" s false
+        | None -> ()
+        let isOne (s: Schedule) = Schedule.describe s = "1"
+        schedule "MagnitudeScale" "magnitude_scale" e.MagnitudeScale (isOne e.MagnitudeScale)
+        schedule "PolicyProbability" "policy_probability" e.PolicyProbability (isOne e.PolicyProbability)
+        e.CutoutSize |> Option.iter (fun c -> set "CutoutSize" "cutout" c false)
+        let c, d = e.Controller, defaults.Controller
+        set "Controller.SubPolicies" "sub_policies" c.SubPolicies (c.SubPolicies = d.SubPolicies)
+        set "Controller.OpsPerSubPolicy" "ops_per_sub_policy" c.OpsPerSubPolicy (c.OpsPerSubPolicy = d.OpsPerSubPolicy)
+        set "Controller.Embedding" "embedding" c.Embedding (c.Embedding = d.Embedding)
+        set "Controller.Hidden" "hidden" c.Hidden (c.Hidden = d.Hidden)
+        set "Controller.LearningRate" "controller_lr" c.LearningRate (c.LearningRate = d.LearningRate)
+        set "Controller.EntropyWeight" "entropy_weight" c.EntropyWeight (c.EntropyWeight = d.EntropyWeight)
+        for name, value in e.Parameters do
+            spec <- guard (fun () -> spec.WithText(name, value))
+        spec
+
     /// The Core configuration; validates everything and names the first bad value.
     let toConfig (e: Experiment) : TrainConfig =
         checkName e.Name
@@ -236,60 +313,26 @@ module Experiment =
             | _ -> ()
         let lr = learningRate e
         check "LearningRate" 0.0 10.0 e lr
-        check "MagnitudeScale" 0.0 10.0 e e.MagnitudeScale
-        check "PolicyProbability" 0.0 1.0 e e.PolicyProbability
-        check "Instances" 1.0 4096.0 e e.Instances
-        let space = Space.toCore e.Space
-        let policy: Policy | null =
-            match e.Method with
-            | FixedPolicy p ->
-                // Binding the policy to the space checks every op name and level.
-                try
-                    PolicyAugment(p, space, "FixedPolicy") |> ignore
-                with :? AugmentException as ex ->
-                    fail ex.Message
-                p
-            | _ -> null
         let config =
             TrainConfig(
-                Method = Method.name e.Method,
+                Method = methodSpec e,
                 Model = e.Model,
                 Dropout = e.Dropout,
                 Data =
                     (match e.Data with
                      | EmbeddedSample -> null
-                     | DataPath p -> p),
+                     | DataPath p -> Path.GetFullPath p),
                 TrainLimit = (e.TrainLimit |> Option.map int64 |> Option.toNullable),
                 TestLimit = (e.TestLimit |> Option.map int64 |> Option.toNullable),
                 Epochs = e.Epochs,
                 BatchSize = e.BatchSize,
-                Instances = Schedule.toFunc e.Instances,
-                InstancesDescription = Schedule.describe e.Instances,
                 Seed = e.Seed,
                 Device = e.Device,
-                LearningRate = Schedule.toFunc lr,
-                LearningRateDescription = Schedule.describe lr,
+                LearningRate = coreSchedule lr,
                 Momentum = e.Momentum,
                 Nesterov = e.Nesterov,
                 WeightDecay = e.WeightDecay,
-                Space = space,
-                SubPolicies = e.Controller.SubPolicies,
-                OpsPerSubPolicy = e.Controller.OpsPerSubPolicy,
-                ControllerEmbedding = e.Controller.Embedding,
-                ControllerHidden = e.Controller.Hidden,
-                ControllerLearningRate = e.Controller.LearningRate,
-                EntropyWeight = e.Controller.EntropyWeight,
-                MagnitudeScale = Schedule.toFunc e.MagnitudeScale,
-                MagnitudeScaleDescription = Schedule.describe e.MagnitudeScale,
-                PolicyProbability = Schedule.toFunc e.PolicyProbability,
-                PolicyProbabilityDescription = Schedule.describe e.PolicyProbability,
-                CutoutSize = e.CutoutSize,
-                RandAugmentN = (match e.Method with RandAugment(n, _) -> n | _ -> 2),
-                RandAugmentM = (match e.Method with RandAugment(_, m) -> m | _ -> 9),
-                TrivialAugmentWide = (match e.Method with TrivialAugment wide -> wide | _ -> true),
-                Policy = policy,
-                UncertaintyCandidates = (match e.Method with Uncertainty(k, _) -> k | _ -> 4),
-                UncertaintyKeep = (match e.Method with Uncertainty(_, s) -> s | _ -> 1)
+                Space = Space.toCore e.Space
             )
         try
             config.Validate()
@@ -311,7 +354,8 @@ module Experiment =
             Seed = defaultArg o.Seed e.Seed
             Data = o.Data |> Option.map DataPath |> Option.defaultValue e.Data
             TrainLimit = Option.orElse e.TrainLimit o.TrainLimit
-            TestLimit = Option.orElse e.TestLimit o.TestLimit }
+            TestLimit = Option.orElse e.TestLimit o.TestLimit
+            Parameters = e.Parameters @ o.Parameters }
 
     /// A readable summary of the resolved experiment (what `advaa check` prints).
     let describe (e: Experiment) : string list =
@@ -322,33 +366,26 @@ module Experiment =
             | DataPath p when File.Exists p || Directory.Exists p -> Path.GetFullPath p
             | DataPath p -> sprintf "%s (not found here)" (Path.GetFullPath p)
         let limit what = Option.map (sprintf "%s %d" what) >> Option.toList
+        let spec = c.Method
         [ yield sprintf "name           %s" e.Name
           yield sprintf "data           %s" data
           match limit "training images" e.TrainLimit @ limit "test images" e.TestLimit with
           | [] -> ()
           | limits -> yield sprintf "subset         %s (seeded)" (String.concat ", " limits)
           yield sprintf "model          %s%s" e.Model (if e.Dropout > 0.0 then sprintf " (dropout %g)" e.Dropout else "")
-          yield sprintf "method         %s: %s" c.Method Methods.All[c.Method]
+          yield sprintf "method         %s: %s" spec.Name (MethodRegistry.Get spec.Name).Description
+          yield sprintf "parameters     %s" spec.Summary
           yield sprintf "epochs         %d, batch %d per instance, seed %d, device %s" e.Epochs e.BatchSize e.Seed e.Device
-          yield sprintf "learning rate  %s (SGD, momentum %g%s, weight decay %g)" c.LearningRateDescription e.Momentum (if e.Nesterov then ", Nesterov" else "") e.WeightDecay
-          if Methods.UsesInstances c.Method then yield sprintf "instances M    %s" c.InstancesDescription
-          if Methods.SamplesPolicies c.Method then
-              yield sprintf "policies       %d sub-policies × %d ops; magnitude scale %s; applied with probability %s"
-                  e.Controller.SubPolicies e.Controller.OpsPerSubPolicy c.MagnitudeScaleDescription c.PolicyProbabilityDescription
-          if c.Method = Methods.Adversarial then
-              yield sprintf "controller     embedding %d, LSTM %d, Adam lr %g, entropy weight %g"
-                  e.Controller.Embedding e.Controller.Hidden e.Controller.LearningRate e.Controller.EntropyWeight
+          yield sprintf "learning rate  %s (SGD, momentum %g%s, weight decay %g)" c.LearningRate.Description e.Momentum (if e.Nesterov then ", Nesterov" else "") e.WeightDecay
           match e.Method with
           | FixedPolicy p ->
-              yield sprintf "policy         %d sub-policies (op, probability, level):" p.SubPolicies.Count
-              for sub in p.SubPolicies do
-                  yield "  " + (sub.Stages |> Seq.map (fun s -> sprintf "(%s, %g, %d)" s.Op s.Probability s.Level) |> String.concat ", ")
-          | RandAugment(n, m) -> yield sprintf "randaugment    n = %d, m = %d" n m
-          | Uncertainty(k, s) -> yield sprintf "uncertainty    %d candidates, keep %d" k s
+              for i, policy in List.indexed (List.ofSeq p.Policies) do
+                  yield sprintf "policy%s %d sub-policies (op, probability, level):" (if p.PerInstance then sprintf " %-7d" (i + 1) else "        ") policy.SubPolicies.Count
+                  for sub in policy.SubPolicies do
+                      yield "  " + (sub.Stages |> Seq.map (fun s -> sprintf "(%s, %g, %d)" s.Op s.Probability s.Level) |> String.concat ", ")
           | _ -> ()
-          if c.Method <> Methods.Baseline then yield sprintf "cutout         %d px" e.CutoutSize
           // The other methods bring their own ops (or none).
-          if Methods.SamplesPolicies c.Method || c.Method = Methods.Uncertainty || c.Method = Methods.Policy then
+          if spec.UsesSearchSpace then
               yield sprintf "search space   %d ops, %d levels:" e.Space.OpNames.Length e.Space.LevelCount
               yield! Space.describe e.Space |> List.map ((+) "  ") ]
 

@@ -130,25 +130,15 @@ module Runner =
         if images < int64 config.BatchSize then
             raise (ConfigException(sprintf "batch size %d is larger than the %d training images: no step could run; lower the batch size or train on more images" config.BatchSize images))
 
-    /// Test accuracies per epoch from the run folder (the metrics of earlier sessions included).
-    let private accuracies (folder: RunFolder) =
-        if File.Exists(folder.File RunFolder.MetricsFile) then
-            folder.ReadLines RunFolder.MetricsFile
-            |> Seq.map (fun (line: JsonObject) ->
-                let value (name: string) = line[name] |> Option.ofObj
-                match value "epoch", value "test_accuracy" with
-                | Some e, Some a -> e.GetValue<int>(), a.GetValue<float>()
-                | _ -> raise (RunFolderException(sprintf "%s: a line lacks epoch or test_accuracy: %s" (folder.File RunFolder.MetricsFile) (line.ToJsonString()))))
-            |> List.ofSeq
-        else
-            []
-
-    /// Trains one configuration into an opened or created run folder, printing one line per epoch
-    /// (and, on a terminal, a step line rewritten in place).
-    let private train (session: Session) (data: DataSplits) (folder: RunFolder) (name: string) (config: TrainConfig) : Outcome =
+    /// Trains one configuration into the run folder `openFolder` gives (opened or created only once
+    /// the trainer stands, so a method that cannot be made writes nothing), printing one line per
+    /// epoch (and, on a terminal, a step line rewritten in place). Progress is counted from the
+    /// folder's last complete checkpoint.
+    let private train (session: Session) (data: DataSplits) (openFolder: unit -> RunFolder) (name: string) (config: TrainConfig) : Outcome =
         let out = session.Display.Out
         use trainer = new Trainer(config.WithOrigin(origin session), data)
-        out.WriteLine(sprintf "run      %s: %s, model %s (%.2fM parameters), %s of %d steps, device %O" name config.Method config.Model (float trainer.ParameterCount / 1e6) (epochs config.Epochs) trainer.BatchesPerEpoch trainer.Device)
+        let folder = openFolder ()
+        out.WriteLine(sprintf "run      %s: %s, model %s (%.2fM parameters), %s of %d steps, device %O" name config.Method.Name config.Model (float trainer.ParameterCount / 1e6) (epochs config.Epochs) trainer.BatchesPerEpoch trainer.Device)
         out.WriteLine(sprintf "folder   %s" folder.Path)
         let clock = Stopwatch.StartNew()
         let mutable epochsHere = 0
@@ -176,15 +166,15 @@ module Runner =
                 )
                 out.Flush())
         try
-            trainer.Run(folder, session.Cancel) |> ignore
+            trainer.Run(folder, session.Cancel, String.concat " " session.Program) |> ignore
         finally
             clearStep ()
-        let history = accuracies folder
+        let history = [ for m in folder.ReadMetrics() -> m.Epoch, m.TestAccuracy ]
         let outcome =
             { Name = name
-              Method = config.Method
+              Method = config.Method.Name
               Folder = folder.Path
-              EpochsDone = history.Length
+              EpochsDone = (match Checkpoints.Latest folder with null -> 0 | c -> c.Epoch)
               Epochs = config.Epochs
               FinalAccuracy = history |> List.tryLast |> Option.map snd
               BestAccuracy = if history.IsEmpty then None else history |> List.maxBy snd |> fun (e, a) -> Some(a, e)
@@ -227,14 +217,14 @@ module Runner =
         device config |> ignore
         use data = new DisposableData(load session.Display config.Data)
         checkFits config data.Splits
-        let folder =
+        let folder () =
             match resume with
             | Some path -> RunFolder.Open path
             | None -> create out name
         let outcome = train session data.Splits folder name config
-        session.Display.Out.WriteLine(sprintf "folder   %s" folder.Path)
-        if outcome.Completed then report session [ folder.Path ] None
-        else stopped session folder.Path outcome
+        session.Display.Out.WriteLine(sprintf "folder   %s" outcome.Folder)
+        if outcome.Completed then report session [ outcome.Folder ] None
+        else stopped session outcome.Folder outcome
         outcome
 
     /// A comparison of finished runs, one row each.
@@ -284,7 +274,7 @@ module Runner =
                 | [] -> List.rev outcomes
                 | (name, config) :: rest ->
                     let path = Path.Combine(group, name)
-                    let folder = if File.Exists(Path.Combine(path, RunFolder.ConfigFile)) then RunFolder.Open path else RunFolder.Create path
+                    let folder () = if File.Exists(Path.Combine(path, RunFolder.ConfigFile)) then RunFolder.Open path else RunFolder.Create path
                     display.Out.WriteLine()
                     let key = config.Data |> Option.ofObj |> Option.defaultValue ""
                     let outcome = train session sources[key].Splits folder name config

@@ -108,7 +108,7 @@ let tests =
             let recorded = [ for a in (nonNull origin["arguments"]).AsArray() -> (nonNull a).GetValue<string>() ]
             containsAll (String.concat " " recorded) [ "--method fixed"; "--seed 3"; "--instances 2" ]
             Expect.isFalse (recorded |> List.contains "--out") "the folder is not an option"
-            Expect.equal ((jsonAt [ "experiment"; "instances" ] config).GetValue<string>()) "2" "M = 2"
+            Expect.equal ((jsonAt [ "experiment"; "method"; "instances" ] config).GetValue<string>()) "2" "M = 2"
             // Continue to epoch 2 with the recorded options (method fixed, seed 3, M = 2).
             let code, out, err = cli [ "train"; "--resume"; folder; "--epochs"; "2" ]
             expectCode (code, out, err) 0
@@ -145,7 +145,7 @@ let tests =
             let before = snapshot folder
             let code, out, err = cli [ "train"; "--resume"; folder; "--model"; "resnet18"; "--epochs"; "2" ]
             expectCode (code, out, err) 1
-            containsAll err [ "advaa: checkpoint"; "from a different run"; "model"; "\"small\""; "\"resnet18\"" ]
+            containsAll err [ "advaa: run folder"; "holds another run"; "model: recorded \"small\", now \"resnet18\"" ]
             noTrace err
             Expect.equal (snapshot folder) before "the run folder is unchanged"
         }

@@ -8,6 +8,7 @@ open Expecto
 open TorchSharp
 open AdvAA.Core.Augment
 open AdvAA.Core.Backend
+open AdvAA.Core.Methods
 open AdvAA.Core.Training
 open AdvAA.Dsl
 open AdvAA.Tests.TestSupport
@@ -22,7 +23,7 @@ let private tiny =
         Name = "tiny"
         Epochs = 1
         BatchSize = 32
-        Instances = Schedule.constant 2.0
+        Instances = Some(Schedule.constant 2.0)
         TrainLimit = Some 64
         TestLimit = Some 50
         Device = "cpu" }
@@ -154,18 +155,21 @@ let tests =
 
         test "policies are written as the papers write them" {
             let p = Policy.ofPairs [ [ "Rotate", 4; "Color", 6 ]; [ "Equalize", 0 ] ]
-            Expect.equal p.SubPolicies.Count 2 "sub-policies"
-            Expect.equal (List.ofSeq p.SubPolicies[0].Stages) [ PolicyStage("Rotate", 4, 1.0); PolicyStage("Color", 6, 1.0) ] "pairs: always applied"
+            Expect.isFalse p.PerInstance "one policy for every copy"
+            Expect.equal p.Policies[0].SubPolicies.Count 2 "sub-policies"
+            Expect.equal (List.ofSeq p.Policies[0].SubPolicies[0].Stages) [ PolicyStage("Rotate", 4, 1.0); PolicyStage("Color", 6, 1.0) ] "pairs: always applied"
             let t = Policy.ofTriples [ [ "Invert", 0.1, 7; "Contrast", 0.2, 6 ] ]
-            Expect.equal t.SubPolicies[0].Stages[1] (PolicyStage("Contrast", 6, 0.2)) "(op, probability, level)"
+            Expect.equal t.Policies[0].SubPolicies[0].Stages[1] (PolicyStage("Contrast", 6, 0.2)) "(op, probability, level)"
         }
 
-        test "methods by name" {
-            for name in Methods.All.Keys |> Seq.filter ((<>) Methods.Policy) do
+        test "methods by name: every registry method but those that need an input has a case with Core's defaults" {
+            for name in MethodRegistry.Names |> Seq.filter (fun n -> n <> "policy" && n <> "transfer") do
                 Expect.equal (Method.name (Method.ofName name)) name "round trip"
+                Expect.equal ((Method.spec (Method.ofName name)).ToJson().ToJsonString()) ((MethodRegistry.Defaults name).ToJson().ToJsonString()) (name + ": the registry's defaults")
             Expect.equal (Method.name (Method.ofName " Adversarial ")) "adversarial" "case and spaces"
             containsAll (dslError (fun () -> Method.ofName "magic")) [ "unknown method 'magic'"; "adversarial"; "uncertainty" ]
             containsAll (dslError (fun () -> Method.ofName "policy")) [ "'policy' needs a policy" ]
+            containsAll (dslError (fun () -> Method.ofName "transfer")) [ "'transfer' needs a run" ]
         }
 
         test "an experiment's Core configuration carries every setting" {
@@ -175,33 +179,43 @@ let tests =
                     Model = "wrn-28-10"
                     Data = DataPath "/data/cifar"
                     Method = RandAugment(3, 7)
-                    Instances = Schedule.linear 2.0 8.0 100.0
-                    MagnitudeScale = Schedule.constant 0.5
-                    Controller = { Experiment.defaults.Controller with SubPolicies = 4; LearningRate = 0.001 }
+                    Instances = Some(Schedule.linear 2.0 8.0 100.0)
                     TrainLimit = Some 1000
                     Seed = 9L }
             let c = Experiment.toConfig e
-            Expect.equal (c.Method, c.Model, c.Data, c.Epochs, c.BatchSize, c.Seed) ("randaugment", "wrn-28-10", "/data/cifar", 200, 128, 9L) "basics"
-            Expect.equal (c.RandAugmentN, c.RandAugmentM) (3, 7) "RandAugment's parameters"
-            Expect.equal (c.SubPolicies, c.OpsPerSubPolicy, c.ControllerLearningRate) (4, 2, 0.001) "controller"
+            Expect.equal (c.Method.Name, c.Model, c.Data, c.Epochs, c.BatchSize, c.Seed) ("randaugment", "wrn-28-10", "/data/cifar", 200, 128, 9L) "basics"
+            let ra = c.Method :?> RandAugmentSpec
+            Expect.equal (ra.N, ra.M, ra.Cutout) (3, 7, 16) "RandAugment's parameters, Cutout by default"
+            Expect.equal ra.Instances.Description "linear 2→8 over 100" "M's schedule"
+            Expect.equal (ra.InstancesAt 50.0) 5 "M at epoch 50"
             Expect.equal c.TrainLimit (Nullable 1000L) "train limit"
             Expect.isFalse c.TestLimit.HasValue "no test limit"
-            Expect.equal c.LearningRateDescription "step 0.1 ×0.2 at 60,120,160" "the paper's step for wrn-28-10 over 200 epochs"
-            Expect.equal (c.LearningRate.Invoke 130.0) (0.1 * 0.2 * 0.2) "its value"
-            Expect.equal c.InstancesDescription "linear 2→8 over 100" "M's schedule"
-            Expect.equal (c.Instances.Invoke 50.0) 5.0 "M at epoch 50"
-            Expect.equal c.MagnitudeScaleDescription "0.5" "magnitude scale"
-            Expect.equal (Experiment.toConfig Experiment.defaults).LearningRateDescription "cosine 0.1→0 over 200" "cosine for the small model"
+            Expect.equal c.LearningRate.Description "step 0.1 ×0.2 at 60,120,160" "the paper's step for wrn-28-10 over 200 epochs"
+            Expect.equal (c.LearningRate.At 130.0) (0.1 * 0.2 * 0.2) "its value"
+            Expect.equal (Experiment.toConfig Experiment.defaults).LearningRate.Description "cosine 0.1→0 over 200" "cosine for the small model"
+            let a =
+                Experiment.toConfig
+                    { e with
+                        Method = Adversarial
+                        MagnitudeScale = Schedule.constant 0.5
+                        CutoutSize = Some 8
+                        Controller = { Experiment.defaults.Controller with SubPolicies = 4; LearningRate = 0.001 } }
+            let adv = a.Method :?> AdversarialSpec
+            Expect.equal (adv.SubPolicies, adv.OpsPerSubPolicy, adv.ControllerLearningRate, adv.Cutout) (4, 2, 0.001, 8) "controller and Cutout"
+            Expect.equal adv.MagnitudeScale.Description "0.5" "magnitude scale"
             let p = Policy.ofPairs [ [ "Rotate", 3 ] ]
-            Expect.equal (Experiment.toConfig { e with Method = FixedPolicy p }).Policy p "the policy"
-            let u = Experiment.toConfig { e with Method = Uncertainty(6, 2) }
-            Expect.equal (u.Method, u.UncertaintyCandidates, u.UncertaintyKeep) ("uncertainty", 6, 2) "uncertainty"
+            let recorded = (Experiment.toConfig { e with Method = FixedPolicy p; Instances = None }).Method.ToJson()
+            Expect.equal ((nonNull recorded["policy"]).ToJsonString()) ((PolicyJson.ToJson p).ToJsonString()) "the policy's content is recorded"
+            let u = (Experiment.toConfig { e with Method = Uncertainty(6, 2); Instances = None }).Method :?> UncertaintySpec
+            Expect.equal (u.Name, u.Candidates, u.Keep) ("uncertainty", 6, 2) "uncertainty"
+            let withParams = (Experiment.toConfig { e with Parameters = [ "n", "5"; "randaugment.m", "11" ] }).Method :?> RandAugmentSpec
+            Expect.equal (withParams.N, withParams.M) (5, 11) "Parameters set any parameter by name"
         }
 
         test "validation names the bad value" {
             containsAll (invalid { tiny with Epochs = 0 }) [ "Epochs = 0"; "at least 1" ]
-            containsAll (invalid { tiny with Instances = Schedule.constant 0.0 }) [ "Instances"; "leaves [1, 4096]"; "0" ]
-            containsAll (invalid { tiny with Instances = Schedule.linear 8.0 0.0 1.0 }) [ "Instances"; "linear 8→0 over 1"; "epoch" ]
+            containsAll (invalid { tiny with Instances = Some(Schedule.constant 0.0) }) [ "Instances"; "leaves [1, 4096]"; "0" ]
+            containsAll (invalid { tiny with Instances = Some(Schedule.linear 8.0 0.0 1.0) }) [ "Instances"; "linear 8→0 over 1"; "epoch" ]
             containsAll (invalid { tiny with LearningRate = Some(Schedule.constant -0.1) }) [ "LearningRate"; "-0.1" ]
             containsAll (invalid { tiny with MagnitudeScale = Schedule.constant 20.0 }) [ "MagnitudeScale"; "20" ]
             containsAll (invalid { tiny with PolicyProbability = Schedule.linear 0.5 1.5 1.0 }) [ "PolicyProbability"; "[0, 1]" ]
@@ -211,10 +225,18 @@ let tests =
             containsAll (invalid { tiny with Device = "tpu" }) [ "Device = \"tpu\""; "auto, cpu or cuda" ]
             containsAll (invalid { tiny with Name = "a/b" }) [ "Name = \"a/b\"" ]
             containsAll (invalid { tiny with Data = DataPath "" }) [ "DataPath \"\"" ]
-            containsAll (invalid { tiny with Controller = { tiny.Controller with SubPolicies = 0 } }) [ "sub-policies = 0" ]
-            containsAll (invalid { tiny with Method = FixedPolicy(Policy.ofPairs [ [ "Blur", 3 ] ]) }) [ "FixedPolicy"; "unknown op 'Blur'" ]
+            containsAll (invalid { tiny with Controller = { tiny.Controller with SubPolicies = 0 } }) [ "adversarial.sub_policies = 0"; "1..1000" ]
+            containsAll (invalid { tiny with Method = FixedPolicy(Policy.ofPairs [ [ "Blur", 3 ] ]) }) [ "policy.policy"; "unknown op 'Blur'" ]
             containsAll (invalid { tiny with Method = FixedPolicy(Policy.ofPairs [ [ "Rotate", 12 ] ]) }) [ "level 12 of Rotate"; "0..9" ]
-            containsAll (invalid { tiny with Method = RandAugment(0, 9) }) [ "RandAugment N = 0" ]
+            containsAll (invalid { tiny with Method = RandAugment(0, 9) }) [ "randaugment.n = 0"; "1..64" ]
+            containsAll (invalid { tiny with Method = RandAugment(2, 31) }) [ "randaugment.m = 31"; "0..30" ]
+            containsAll (invalid { tiny with Method = Uncertainty(2, 3); Instances = None }) [ "uncertainty.keep = 3"; "at most candidates = 2" ]
+            containsAll (invalid { tiny with Method = Uncertainty(4, 1) }) [ "Instances is set"; "uncertainty has no parameter 'instances'" ]
+            containsAll (invalid { tiny with Method = Baseline; MagnitudeScale = Schedule.constant 0.5 }) [ "MagnitudeScale is set"; "baseline" ]
+            containsAll (invalid { tiny with Parameters = [ "hidden", "lots" ] }) [ "adversarial.hidden = lots"; "an integer" ]
+            containsAll (invalid { tiny with Parameters = [ "depth", "3" ] }) [ "no parameter 'depth'"; "hidden" ]
+            containsAll (invalid { tiny with Parameters = [ "randaugment.n", "3" ] }) [ "for method 'randaugment'"; "'adversarial'" ]
+            containsAll (invalid { tiny with CutoutSize = Some -1 }) [ "adversarial.cutout = -1"; "≥ 0" ]
         }
 
         test "overrides replace exactly the given settings" {
@@ -256,7 +278,7 @@ let tests =
         test "describe shows the resolved experiment" {
             let lines = Experiment.describe { tiny with Space = Space.paper |> Space.add (Space.custom "Noise" (0.0, 8.0) (fun i _ -> i)) }
             let text = String.concat "\n" lines
-            containsAll text [ "name           tiny"; "epochs         1, batch 32 per instance"; "instances M    2"; "17 ops, 10 levels"; "Noise          0 → 8            (custom)"; "training images 64" ]
+            containsAll text [ "name           tiny"; "epochs         1, batch 32 per instance"; "instances = 2"; "17 ops, 10 levels"; "Noise          0 → 8            (custom)"; "training images 64" ]
             let baseline = Experiment.describe { tiny with Method = Baseline } |> String.concat "\n"
             Expect.isFalse (baseline.Contains "search space") "no space for a method that uses none"
         }

@@ -28,7 +28,7 @@ let tests =
             expectCode (code, out, err) 0
             containsAll out [ "run      quickstart: adversarial, model small"; "epoch 1/1"; "done     quickstart: 1 epoch" ]
             let c = config folder
-            Expect.equal (text [ "experiment"; "instances" ] c, text [ "experiment"; "device" ] c) ("4", "cpu") "M = 4 on the CPU"
+            Expect.equal (text [ "experiment"; "method"; "instances" ] c, text [ "experiment"; "device" ] c) ("4", "cpu") "M = 4 on the CPU"
             Expect.equal (text [ "experiment"; "learning_rate" ] c) "cosine 0.1→0 over 1" "the paper's cosine over the overridden epochs"
             Expect.equal (epochsOf folder) [ 1 ] "one epoch"
         }
@@ -56,8 +56,8 @@ let tests =
                 [ "model          wrn-28-10"
                   "epochs         200, batch 128 per instance"
                   "learning rate  step 0.1 ×0.2 at 60,120,160 (SGD, momentum 0.9, Nesterov, weight decay 0.0005)"
-                  "instances M    8"
-                  "5 sub-policies × 2 ops"
+                  "method         adversarial"
+                  "parameters     cutout = 16, instances = 8, sub_policies = 5, ops_per_sub_policy = 2"
                   "search space   16 ops, 10 levels" ]
             use dir = new TempDir()
             let _, out, _ = cli [ "check"; example "cifar.fsx"; dir.Path; "--epochs"; "1" ]
@@ -80,7 +80,7 @@ let tests =
             let ops = items (jsonAt [ "experiment"; "search_space"; "ops" ] c) |> List.map (text [ "name" ])
             containsAll (String.concat "," ops) [ "Identity,GaussianNoise,SwapRedBlue" ]
             Expect.isFalse (List.contains "Invert" ops) "Invert removed"
-            Expect.equal (text [ "experiment"; "magnitude_scale" ] c) "linear 0.3→1 over 10" "the magnitude schedule"
+            Expect.equal (text [ "experiment"; "method"; "magnitude_scale" ] c) "linear 0.3→1 over 10" "the magnitude schedule"
             let sampled =
                 [ for line in File.ReadAllLines(Path.Combine(folder, "policies.jsonl")) do
                     let record = JsonNode.Parse line |> nonNull

@@ -47,7 +47,9 @@ let jsonTests =
                 containsAll (throwsMessage<AugmentException> (fun () -> PolicyJson.Parse(json, "p.json") |> ignore)) ("p.json" :: parts)
             let wrap (subs: string) = sprintf """{"format": "advaa-policy", "version": 1, "subPolicies": %s}""" subs
             bad """{"format": "other", "version": 1, "subPolicies": []}""" [ "$.format"; "\"other\""; "advaa-policy" ]
-            bad """{"format": "advaa-policy", "version": 2, "subPolicies": [[{"op": "Invert", "level": 0}]]}""" [ "$.version"; "2" ]
+            bad """{"format": "advaa-policy", "version": 3, "subPolicies": [[{"op": "Invert", "level": 0}]]}""" [ "$.version"; "3"; "1 or 2" ]
+            bad """{"format": "advaa-policy", "version": 2, "subPolicies": [[{"op": "Invert", "level": 0}]]}""" [ "$.subPolicies is not a field"; "policies" ]
+            bad """{"format": "advaa-policy", "version": 2, "policies": [[[{"op": "Invert", "level": 0}]]]}""" [ "holds 1 policy for one instance each"; "version 1" ]
             bad """{"format": "advaa-policy", "version": 1}""" [ "$.subPolicies"; "missing" ]
             bad (wrap "[]") [ "$.subPolicies"; "non-empty" ]
             bad (wrap """[[{"op": "Invert", "level": 0}], []]""") [ "$.subPolicies[1]"; "[]"; "stages" ]

@@ -13,7 +13,7 @@ let tests =
         test "the report of a real adversarial run has every plot, the policy grid and the page" {
             use dir = new TempDir()
             let folder = RunFolder.Create(dir.File "run")
-            train (Tiny.Config(Methods.Adversarial, epochs = 2)) folder None |> ignore
+            train (Tiny.Config("adversarial", epochs = 2)) folder None |> ignore
             let index = RunReport.write [ folder.Path ] None 4
             let out = Path.GetDirectoryName index |> nonNull
             Expect.equal out (Path.Combine(folder.Path, "report")) "report/ inside the run folder"

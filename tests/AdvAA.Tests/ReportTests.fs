@@ -4,33 +4,37 @@ open System
 open System.IO
 open System.Text.RegularExpressions
 open Expecto
+open AdvAA.Core.Augment
+open AdvAA.Core.Methods
 open AdvAA.Core.Training
 open AdvAA.Dsl
 open AdvAA.Tests.TestSupport
 
 let private ops = [ "ShearX"; "Rotate"; "Invert" ]
 
-/// A run folder as the trainer writes it, with known numbers.
+/// A run folder as the trainer writes it (through the same typed records), with known numbers.
 let writeRun (dir: string) (name: string) (method: string) (accuracies: float list) =
-    let folder = Path.Combine(dir, name)
-    Directory.CreateDirectory folder |> ignore
-    let opsJson = ops |> List.map (sprintf "{\"name\":\"%s\",\"low\":0,\"high\":1,\"signed\":true}") |> String.concat ","
-    File.WriteAllText(Path.Combine(folder, RunFolder.ConfigFile),
-        sprintf "{\"experiment\":{\"method\":\"%s\",\"search_space\":{\"levels\":10,\"ops\":[%s]}}}" method opsJson)
+    let folder = RunFolder.Create(Path.Combine(dir, name))
+    let space = SearchSpaceRecord(10, [| OpRecord("ShearX", 0.0, 0.3, true, false); OpRecord("Rotate", 0.0, 30.0, true, false); OpRecord("Invert", 0.0, 0.0, false, false) |])
+    let experiment =
+        ExperimentRecord(MethodRegistry.Defaults method, "small", 0.0, null, Nullable(), Nullable(), accuracies.Length, 128, 0L, "cpu",
+            "0.1", 0.9, true, 5e-4, space, 500)
+    let data = DataRecord("embedded-sample", "(embedded)", 2000L, 1000L, [| 3; 32; 32 |], [| "cat"; "dog" |], [| 0.5; 0.5; 0.5 |], [| 0.25; 0.25; 0.25 |], "0/0")
+    folder.WriteConfig(RunConfig("0.1.0", "0.107.0", "2.10.0", "cpu", "cpu", "2026-12-01T00:00:00Z", experiment, data, 510000L, null))
+    let policy (stages: (string * int) list) = Policy([| SubPolicy([| for op, level in stages -> PolicyStage(op, level) |]) |])
     let metrics =
         accuracies
         |> List.mapi (fun i acc ->
-            sprintf "{\"epoch\":%d,\"train_loss\":%.6f,\"train_accuracy\":%.6f,\"test_loss\":%.6f,\"test_accuracy\":%.6f,\"lr\":0.1,\"controller_entropy\":%.3f,\"images_per_second\":1234.5}\n"
-                (i + 1) (2.0 - 0.1 * float i) (acc - 0.05) (1.9 - 0.1 * float i) acc (5.0 - 0.1 * float i))
-    File.WriteAllText(Path.Combine(folder, RunFolder.MetricsFile), String.concat "" metrics)
+            let f = float i
+            EpochMetrics(i + 1, 2.0 - 0.1 * f, acc - 0.05, 1.9 - 0.1 * f, acc, 0.1, 2, [| 2.0; 2.1 |], Nullable(5.0 - 0.1 * f), Nullable(), 10.0, 1234.5, 0.5, 0.1))
     let policies =
         accuracies
         |> List.mapi (fun i _ ->
             // two policies x one sub-policy x two stages; the op mix shifts to Rotate over the epochs
             let second = if i = 0 then "ShearX" else "Rotate"
-            sprintf "{\"epoch\":%d,\"policies\":[[[[\"ShearX\",1],[\"%s\",9]]],[[[\"Rotate\",1],[\"Invert\",0]]]],\"normalized_losses\":[0.7,-0.7]}\n" (i + 1) second)
-    File.WriteAllText(Path.Combine(folder, RunFolder.PoliciesFile), String.concat "" policies)
-    folder
+            PolicyRecord(i + 1, method, [| policy [ "ShearX", 1; second, 9 ]; policy [ "Rotate", 1; "Invert", 0 ] |], [| 2.0; 2.1 |], [| 0.7; -0.7 |], null))
+    folder.RewriteLogs(metrics, policies)
+    folder.Path
 
 let private isPng (path: string) =
     let b = File.ReadAllBytes path
@@ -74,13 +78,12 @@ let tests =
                 |> Seq.map (fun r -> Regex.Matches(r.Groups[1].Value, "<td>(.*?)</td>") |> Seq.map (fun c -> c.Groups[1].Value) |> List.ofSeq)
                 |> Seq.filter (not << List.isEmpty)
                 |> List.ofSeq
-            let metrics = RunFolder.ReadJsonLines(Path.Combine(a.Folder, RunFolder.MetricsFile))
+            let metrics = RunFolder.Open(a.Folder).ReadMetrics()
             Expect.equal rows.Length metrics.Count "one row per epoch"
             for row, m in List.zip rows (List.ofSeq metrics) do
-                let num (f: string) = m[f] |> nonNull |> fun n -> n.GetValue<double>()
-                Expect.equal row[0] (string (m["epoch"] |> nonNull |> fun n -> n.GetValue<int>())) "epoch"
-                Expect.floatClose Accuracy.low (float row[1]) (num "train_loss") "train loss"
-                Expect.floatClose Accuracy.low (float row[4] / 100.0) (num "test_accuracy") "test accuracy"
+                Expect.equal row[0] (string m.Epoch) "epoch"
+                Expect.floatClose Accuracy.low (float row[1]) m.TrainLoss "train loss"
+                Expect.floatClose Accuracy.low (float row[4] / 100.0) m.TestAccuracy "test accuracy"
             Expect.stringContains html "50.00%" "final accuracy in the summary"
             Expect.stringContains html "<table id=\"comparison\">" "the runs compared"
             Expect.stringContains html "ShearX 1 → Rotate 9" "the final policies"

@@ -7,29 +7,40 @@ open System.Text.Json.Nodes
 open Expecto
 open AdvAA.Core.Augment
 open AdvAA.Core.Data
+open AdvAA.Core.Methods
 open AdvAA.Core.Training
 open AdvAA.Tests.TestSupport
 
 /// The embedded sample, loaded once (every test takes its own limited view through the config).
 let private sample = lazy (DataSources.EmbeddedSample())
 
-/// Tiny but complete configurations: 128 training images, 100 test images, batch 32, M = 2.
+/// Tiny but complete configurations: 128 training images, 100 test images, batch 32, M = 2 for
+/// the methods that default to several instances.
 type Tiny =
-    static member Config(method: string, ?epochs: int, ?model: string, ?learningRate: float -> float, ?policy: Policy,
-                         ?batchSize: int, ?instances: float) =
+    static member Spec(method: string, ?instances: float, ?policy: PolicyDocument) : MethodSpec =
+        let spec = MethodRegistry.Defaults method
+        let spec = match policy with Some p -> spec.With("policy", p) | None -> spec
+        match spec with
+        | :? CopiesSpec as copies ->
+            let m = defaultArg instances (if copies.InstancesAt 0.0 > 1 then 2.0 else 1.0)
+            spec.With("instances", EpochSchedule.Constant m)
+        | _ -> spec
+
+    static member Config(method: string, ?epochs: int, ?model: string, ?learningRate: float -> float, ?policy: PolicyDocument,
+                         ?batchSize: int, ?instances: float, ?dropout: float, ?seed: int64) =
         TrainConfig(
-            Method = method,
+            Method = Tiny.Spec(method, ?instances = instances, ?policy = policy),
             Model = defaultArg model "wrn-10-1",
+            Dropout = defaultArg dropout 0.0,
             TrainLimit = Nullable 128L,
             TestLimit = Nullable 100L,
             Epochs = defaultArg epochs 2,
             BatchSize = defaultArg batchSize 32,
-            Instances = Func<float, float>(fun _ -> defaultArg instances 2.0),
-            InstancesDescription = "2",
-            LearningRate = (match learningRate with Some f -> Func<float, float> f | None -> Func<float, float>(fun e -> 0.05 * (1.0 - e / 3.0))),
-            LearningRateDescription = "linear 0.05→0 over 3",
-            Policy = (match policy with Some p -> p | None -> null),
-            Seed = 7L,
+            LearningRate =
+                (match learningRate with
+                 | Some f -> EpochSchedule(Func<float, float> f, "a test's")
+                 | None -> EpochSchedule(Func<float, float>(fun e -> 0.05 * (1.0 - e / 3.0)), "linear 0.05→0 over 3")),
+            Seed = defaultArg seed 7L,
             Device = "cpu",
             EvalBatchSize = 50)
 
@@ -57,7 +68,7 @@ let tests =
         test "an adversarial run writes config, metrics, policies and a checkpoint per epoch" {
             use dir = new TempDir()
             let folder = RunFolder.Create(dir.File "run")
-            let metrics = train (Tiny.Config Methods.Adversarial) folder None
+            let metrics = train (Tiny.Config "adversarial") folder None
             Expect.equal metrics.Length 2 "two epochs"
             for m in metrics do
                 Expect.equal m.Instances 2 "M = 2 instance losses"
@@ -66,7 +77,7 @@ let tests =
                 Expect.isSome (Option.ofNullable m.ControllerEntropy) "controller entropy recorded"
                 Expect.isGreaterThan m.ImagesPerSecond 0.0 "throughput"
             let config = JsonNode.Parse(fileText folder RunFolder.ConfigFile) |> nonNull
-            Expect.equal (config["experiment"]["method"] |> nonNull |> fun n -> n.GetValue<string>()) "adversarial" "config names the method"
+            Expect.equal (config["experiment"]["method"]["name"] |> nonNull |> fun n -> n.GetValue<string>()) "adversarial" "config names the method"
             Expect.equal (config["data"]["train_images"] |> nonNull |> fun n -> n.GetValue<int>()) 128 "config records the data"
             let policies = folder.ReadLines RunFolder.PoliciesFile
             Expect.equal policies.Count 2 "a policies line per epoch"
@@ -86,7 +97,7 @@ let tests =
 
         test "a run stopped after epoch 1 and resumed ends with the metrics of an uninterrupted run" {
             use dir = new TempDir()
-            let config = Tiny.Config(Methods.Adversarial, epochs = 3)
+            let config = Tiny.Config("adversarial", epochs = 3)
             let whole = RunFolder.Create(dir.File "whole")
             train config whole None |> ignore
             let parted = RunFolder.Create(dir.File "parted")
@@ -101,21 +112,27 @@ let tests =
         }
 
         test "every method trains through the same trainer" {
-            for method in Methods.All.Keys do
+            use sources = new TempDir()
+            // transfer replays a finished run's policies
+            let source = RunFolder.Create(sources.File "source")
+            train (Tiny.Config("random", epochs = 1)) source None |> ignore
+            for method in MethodRegistry.Names do
                 use dir = new TempDir()
                 let config =
-                    if method = Methods.Policy then Tiny.Config(method, epochs = 1, policy = AutoAugmentPolicy.Cifar10)
-                    else Tiny.Config(method, epochs = 1)
+                    match method with
+                    | "policy" -> Tiny.Config(method, epochs = 1, policy = PolicyDocument.Single AutoAugmentPolicy.Cifar10)
+                    | "transfer" -> (Tiny.Config(method, epochs = 1)).WithMethod((MethodRegistry.Defaults method).With("from", source.Path))
+                    | _ -> Tiny.Config(method, epochs = 1)
                 let metrics = train config (RunFolder.Create(dir.File method)) None
                 let m = List.exactlyOne metrics
-                Expect.equal m.Instances (if Methods.UsesInstances method then 2 else 1) (method + ": instances")
+                Expect.equal m.Instances (if List.contains method [ "fixed"; "random"; "adversarial"; "transfer" ] then 2 else 1) (method + ": instances")
                 Expect.isTrue (Double.IsFinite m.TrainLoss && m.TrainLoss > 0.0) (method + ": a finite training loss")
-                Expect.equal (Option.ofNullable m.ControllerEntropy |> Option.isSome) (method = Methods.Adversarial) (method + ": a controller only for adversarial")
+                Expect.equal (Option.ofNullable m.ControllerEntropy |> Option.isSome) (method = "adversarial") (method + ": a controller only for adversarial")
         }
 
         test "a diverging loss stops the run and keeps the last good checkpoint" {
             use dir = new TempDir()
-            let config = Tiny.Config(Methods.Baseline, epochs = 3, learningRate = (fun e -> if e < 1.0 then 0.05 else 1e12))
+            let config = Tiny.Config("baseline", epochs = 3, learningRate = (fun e -> if e < 1.0 then 0.05 else 1e12))
             let folder = RunFolder.Create(dir.File "run")
             let msg = throwsMessage<TrainingDivergedException> (fun () -> train config folder None |> ignore)
             containsAll msg [ "epoch 2"; "epoch-0001" ]
@@ -125,17 +142,17 @@ let tests =
 
         test "a corrupt checkpoint or one from another model is a clear error" {
             use dir = new TempDir()
-            let config = Tiny.Config(Methods.Baseline, epochs = 1)
+            let config = Tiny.Config("baseline", epochs = 1)
             let folder = RunFolder.Create(dir.File "run")
             train config folder None |> ignore
-            let other = Tiny.Config(Methods.Baseline, epochs = 2, model = "wrn-10-2")
+            let other = Tiny.Config("baseline", epochs = 2, model = "wrn-10-2")
             let msg = throwsMessage<RunFolderException> (fun () -> train other (RunFolder.Open folder.Path) None |> ignore)
-            containsAll msg [ "different run"; "model"; "wrn-10-2" ]
+            containsAll msg [ "holds another run"; "model: recorded \"wrn-10-1\", now \"wrn-10-2\"" ]
             let checkpoint = Checkpoints.Latest folder |> nonNull
             let modelFile = Path.Combine(checkpoint.Folder, "model.bin")
             let bytes = File.ReadAllBytes modelFile
             File.WriteAllBytes(modelFile, bytes[.. bytes.Length / 2])
-            let resumed = Tiny.Config(Methods.Baseline, epochs = 2)
+            let resumed = Tiny.Config("baseline", epochs = 2)
             let msg = throwsMessage<RunFolderException> (fun () -> train resumed (RunFolder.Open folder.Path) None |> ignore)
             containsAll msg [ modelFile; "corrupt" ]
             Expect.equal (folder.ReadLines RunFolder.MetricsFile).Count 1 "nothing already written was changed"
@@ -145,12 +162,12 @@ let tests =
             let bad (config: TrainConfig) parts =
                 let msg = throwsMessage<ConfigException> (fun () -> config.Validate() |> ignore)
                 containsAll msg parts
-            bad (Tiny.Config "magic") [ "'magic'"; "adversarial" ]
-            bad (Tiny.Config(Methods.Adversarial, model = "vgg")) [ "vgg" ]
-            bad (Tiny.Config(Methods.Adversarial, epochs = 0)) [ "epochs = 0" ]
-            bad (Tiny.Config(Methods.Adversarial, batchSize = 0)) [ "batch size = 0" ]
-            bad (Tiny.Config(Methods.Adversarial, instances = 0.0)) [ "instances M"; "at least 1" ]
-            bad (Tiny.Config Methods.Policy) [ "policy" ]
+            containsAll (throwsMessage<ConfigException> (fun () -> Tiny.Config "magic" |> ignore)) [ "'magic'"; "adversarial" ]
+            bad (Tiny.Config("adversarial", model = "vgg")) [ "vgg" ]
+            bad (Tiny.Config("adversarial", epochs = 0)) [ "epochs = 0" ]
+            bad (Tiny.Config("adversarial", batchSize = 0)) [ "batch size = 0" ]
+            bad (Tiny.Config("adversarial", instances = 0.0)) [ "adversarial.instances = 0"; "1..4096" ]
+            bad (Tiny.Config "policy") [ "policy.policy"; "a policy file" ]
         }
 
         test "an existing run folder is never overwritten" {

@@ -24,6 +24,24 @@ public sealed record Policy(IReadOnlyList<SubPolicy> SubPolicies)
     public override int GetHashCode() => SubPolicies.Aggregate(0, HashCode.Combine);
 }
 
+/// <summary>
+/// A policy file's content: one policy that every copy of an image draws from, or M policies, one
+/// per instance (copy m uses policy m), as a run learned them. <see cref="Source"/> says where it came
+/// from (a file, a run's epoch) and is not part of its identity.
+/// </summary>
+public sealed record PolicyDocument(IReadOnlyList<Policy> Policies, bool PerInstance, string? Source = null)
+{
+    public static PolicyDocument Single(Policy policy, string? source = null) => new([policy], false, source);
+
+    public bool Equals(PolicyDocument? other) => other is not null && PerInstance == other.PerInstance && Policies.SequenceEqual(other.Policies);
+    public override int GetHashCode() => Policies.Aggregate(PerInstance.GetHashCode(), HashCode.Combine);
+
+    /// <summary>"25 sub-policies" or "8 policies, one per instance", and the source.</summary>
+    public string Describe() =>
+        (PerInstance ? $"{Policies.Count} policies, one per instance" : $"{Policies[0].SubPolicies.Count} sub-policies")
+        + (Source != null ? $" (from {Source})" : "");
+}
+
 /// <summary>What the trainer calls for every batch: each sample draws its own ops.</summary>
 public interface IPolicySource
 {
@@ -219,4 +237,97 @@ public static class AutoAugmentPolicy
 
     /// <summary>The policy as a source over <see cref="SearchSpace.Default"/>.</summary>
     public static PolicyAugment Cifar10Source() => new(Cifar10, SearchSpace.Default, "autoaugment-cifar10");
+}
+
+/// <summary>
+/// M policies on M copies of a batch (Algorithm 1): copy m of each image takes policy m and, per
+/// image, one of its Q sub-policies uniformly; every stage of it is applied (or, where stage
+/// probabilities are given, fires with its probability). Levels are scaled by a magnitude factor
+/// (rounded down, clamped to the levels), and the whole policy is applied to a sample with
+/// probability <c>policyProbability</c>.
+/// </summary>
+public static class InstancePolicies
+{
+    /// <param name="copies">uint8 [M·N, C, H, W], copy-major (copy m of image i at m·N + i).</param>
+    /// <param name="ops">int64 [M, Q, K] op ids (on the CPU).</param>
+    /// <param name="levels">int64 [M, Q, K] levels.</param>
+    /// <param name="stageProbabilities">float32 [M, Q, K], or null when every stage always fires.</param>
+    public static Tensor Apply(Tensor copies, SearchSpace space, Tensor ops, Tensor levels, Tensor? stageProbabilities,
+        torch.Generator generator, double magnitudeScale = 1.0, double policyProbability = 1.0)
+    {
+        long m = ops.shape[0], q = ops.shape[1], k = ops.shape[2];
+        long n = copies.shape[0] / m;
+        if (ops.dim() != 3 || !levels.shape.SequenceEqual(ops.shape) || n * m != copies.shape[0])
+            throw new AugmentException($"policies [{string.Join(",", ops.shape)}] do not fit {copies.shape[0]} copies");
+        using var scope = torch.NewDisposeScope();
+        var device = copies.device;
+        var choice = torch.randint(0, q, [m, n], generator: generator, dtype: ScalarType.Int64);
+        var index = choice.unsqueeze(-1).expand(m, n, k);
+        var chosenOps = ops.gather(1, index).reshape(m * n, k);
+        var chosenLevels = levels.gather(1, index).reshape(m * n, k).to_type(ScalarType.Float32);
+        if (stageProbabilities is not null)
+        {
+            var fires = torch.rand([m * n, k], generator: generator).lt(stageProbabilities.gather(1, index).reshape(m * n, k));
+            chosenOps = torch.where(fires, chosenOps, torch.full_like(chosenOps, -1));
+        }
+        // Levels are whole numbers (BatchAugment checks): a fractional product is rounded down.
+        if (magnitudeScale != 1.0)
+            chosenLevels = chosenLevels.mul(magnitudeScale).floor_().clamp(0, space.Levels - 1);
+        var augmented = BatchAugment.Apply(copies, space, chosenOps.to(device), chosenLevels.to(device), generator);
+        if (policyProbability < 1.0)
+        {
+            var apply = torch.rand([copies.shape[0]], generator: generator).lt(policyProbability).to(device).view(-1, 1, 1, 1);
+            augmented = torch.where(apply, augmented, copies);
+        }
+        return augmented.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>[M, Q, K] tables (ops, levels, stage probabilities or null when all are 1) of policies in a space.</summary>
+    public static (Tensor Ops, Tensor Levels, Tensor? Probabilities) Tables(IReadOnlyList<Policy> policies, SearchSpace space, string name)
+    {
+        if (policies.Count == 0) throw new AugmentException($"{name}: no policies");
+        int q = policies[0].SubPolicies.Count, k = policies[0].SubPolicies[0].Stages.Count;
+        var ops = new long[policies.Count * q * k];
+        var levels = new long[ops.Length];
+        var probabilities = new float[ops.Length];
+        for (int m = 0; m < policies.Count; m++)
+        {
+            if (policies[m].SubPolicies.Count != q)
+                throw new AugmentException($"{name}: policy {m} has {policies[m].SubPolicies.Count} sub-policies, policy 0 has {q}; all must have the same shape");
+            for (int j = 0; j < q; j++)
+            {
+                var stages = policies[m].SubPolicies[j].Stages;
+                if (stages.Count != k)
+                    throw new AugmentException($"{name}: policy {m}, sub-policy {j} has {stages.Count} stages, expected {k} like the first");
+                for (int s = 0; s < k; s++)
+                {
+                    string at = $"{name}: policy {m}, sub-policy {j}, stage {s}";
+                    int op;
+                    try { op = space.IndexOf(stages[s].Op); }
+                    catch (AugmentException e) { throw new AugmentException($"{at}: {e.Message}"); }
+                    if (stages[s].Level < 0 || stages[s].Level >= space.Levels)
+                        throw new AugmentException($"{at}: level {stages[s].Level} of {stages[s].Op} is outside 0..{space.Levels - 1}");
+                    int i = (m * q + j) * k + s;
+                    (ops[i], levels[i], probabilities[i]) = (op, stages[s].Level, (float)stages[s].Probability);
+                }
+            }
+        }
+        long[] shape = [policies.Count, q, k];
+        return (torch.tensor(ops, shape), torch.tensor(levels, shape),
+            probabilities.All(p => p == 1f) ? null : torch.tensor(probabilities, shape));
+    }
+
+    /// <summary>The policies of [M, Q, K] op and level tables, by op name.</summary>
+    public static IReadOnlyList<Policy> Describe(Tensor ops, Tensor levels, SearchSpace space)
+    {
+        long[] o = ops.cpu().data<long>().ToArray();
+        long[] l = levels.cpu().data<long>().ToArray();
+        long m = ops.shape[0], q = ops.shape[1], k = ops.shape[2];
+        return Enumerable.Range(0, (int)m).Select(i => new Policy(Enumerable.Range(0, (int)q).Select(j =>
+            new SubPolicy(Enumerable.Range(0, (int)k).Select(s =>
+            {
+                long at = ((long)i * q + j) * k + s;
+                return new PolicyStage(space.Ops[(int)o[at]].Name, (int)l[at]);
+            }).ToArray())).ToArray())).ToArray();
+    }
 }

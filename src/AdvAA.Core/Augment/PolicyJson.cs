@@ -4,68 +4,79 @@ using System.IO;
 using System.Linq;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using AdvAA.Core.Training;
 
 namespace AdvAA.Core.Augment;
 
 /// <summary>
-/// The policy file format, version 1:
+/// The policy file format. Version 1 holds one policy, which every copy of an image draws from:
 /// <code>
 /// { "format": "advaa-policy", "version": 1,
 ///   "subPolicies": [ [ { "op": "Invert", "level": 0, "probability": 0.1 }, { "op": "Contrast", "level": 6 } ], ... ] }
 /// </code>
-/// Each sub-policy is an array of stages; "probability" is optional (default 1). Unknown fields are errors.
-/// Errors name the source, the JSON path of the bad field and its value.
+/// Version 2 holds M policies, one per instance (copy m of each batch uses policy m), as
+/// `advaa policy export` writes a run's learned policies: <c>"policies": [ [ sub-policies ], ... ]</c>.
+/// Each sub-policy is an array of stages; "probability" is optional (default 1); an optional
+/// "source" says where the policy came from. Unknown fields are errors; errors name the source,
+/// the JSON path of the bad field and its value.
 /// </summary>
 public static class PolicyJson
 {
     public const string FormatName = "advaa-policy";
     public const int Version = 1;
+    public const int PerInstanceVersion = 2;
 
-    /// <summary>The policy as indented JSON (probability written only where it is not 1).</summary>
-    public static string Serialize(Policy policy)
+    /// <summary>One policy as indented version-1 JSON (probability written only where it is not 1).</summary>
+    public static string Serialize(Policy policy) => Serialize(PolicyDocument.Single(policy));
+
+    /// <summary>A document as indented JSON: version 1 for one policy, 2 for one per instance.</summary>
+    public static string Serialize(PolicyDocument document) => ToJson(document).ToJsonString(JsonOptions.Indented) + "\n";
+
+    /// <summary>A document as a JSON object (what config.json records of a policy).</summary>
+    public static JsonObject ToJson(PolicyDocument document)
     {
-        using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        static JsonArray SubPolicies(Policy policy) => new(policy.SubPolicies.Select(sub => (JsonNode?)new JsonArray(sub.Stages.Select(stage =>
         {
-            w.WriteStartObject();
-            w.WriteString("format", FormatName);
-            w.WriteNumber("version", Version);
-            w.WriteStartArray("subPolicies");
-            foreach (var sub in policy.SubPolicies)
-            {
-                w.WriteStartArray();
-                foreach (var stage in sub.Stages)
-                {
-                    w.WriteStartObject();
-                    w.WriteString("op", stage.Op);
-                    w.WriteNumber("level", stage.Level);
-                    if (stage.Probability != 1.0) w.WriteNumber("probability", stage.Probability);
-                    w.WriteEndObject();
-                }
-                w.WriteEndArray();
-            }
-            w.WriteEndArray();
-            w.WriteEndObject();
-        }
-        return Encoding.UTF8.GetString(stream.ToArray()) + "\n";
+            var o = new JsonObject { ["op"] = stage.Op, ["level"] = stage.Level };
+            if (stage.Probability != 1.0) o["probability"] = stage.Probability;
+            return (JsonNode?)o;
+        }).ToArray())).ToArray());
+        var json = new JsonObject { ["format"] = FormatName, ["version"] = document.PerInstance ? PerInstanceVersion : Version };
+        if (document.Source != null) json["source"] = document.Source;
+        if (document.PerInstance) json["policies"] = new JsonArray(document.Policies.Select(p => (JsonNode?)SubPolicies(p)).ToArray());
+        else json["subPolicies"] = SubPolicies(document.Policies[0]);
+        return json;
     }
 
     public static void Write(Policy policy, string path) => File.WriteAllText(path, Serialize(policy));
 
-    /// <summary>Reads a policy file; with a space, op names and levels are checked against it too.</summary>
-    public static Policy Read(string path, SearchSpace? space = null)
+    /// <summary>Reads a version-1 policy file; with a space, op names and levels are checked against it too.</summary>
+    public static Policy Read(string path, SearchSpace? space = null) => Single(ReadDocument(path, space), path);
+
+    /// <summary>Parses version-1 policy JSON; <paramref name="source"/> names it in errors.</summary>
+    public static Policy Parse(string json, string source = "policy", SearchSpace? space = null) => Single(ParseDocument(json, source, space), source);
+
+    static Policy Single(PolicyDocument document, string source) =>
+        document.PerInstance
+            ? throw new AugmentException($"{source}: holds {document.Policies.Count} {(document.Policies.Count == 1 ? "policy" : "policies")} for one instance each (version {PerInstanceVersion}); one policy for every copy (version {Version}) is expected here")
+            : document.Policies[0];
+
+    /// <summary>Reads a policy file of either version; its absolute path becomes the document's source unless the file names one.</summary>
+    public static PolicyDocument ReadDocument(string path, SearchSpace? space = null)
     {
-        string text;
-        try { text = File.ReadAllText(path); }
+        string text, full = Path.GetFullPath(path);
+        try { text = File.ReadAllText(full); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new AugmentException($"{path}: cannot read the policy file: {e.Message}", e);
+            throw new AugmentException($"{full}: cannot read the policy file: {e.Message}", e);
         }
-        return Parse(text, path, space);
+        var document = ParseDocument(text, full, space);
+        return document.Source == null ? document with { Source = full } : document;
     }
 
-    /// <summary>Parses policy JSON; <paramref name="source"/> names it in errors.</summary>
-    public static Policy Parse(string json, string source = "policy", SearchSpace? space = null)
+    /// <summary>Parses policy JSON of either version; <paramref name="source"/> names it in errors.</summary>
+    public static PolicyDocument ParseDocument(string json, string source = "policy", SearchSpace? space = null)
     {
         JsonDocument doc;
         try { doc = JsonDocument.Parse(json); }
@@ -77,35 +88,51 @@ public static class PolicyJson
         {
             var root = doc.RootElement;
             Expect(source, "$", root, JsonValueKind.Object, "an object");
-            CheckFields(source, "$", root, "format", "version", "subPolicies");
             var format = Field(source, "$", root, "format");
             if (format.ValueKind != JsonValueKind.String || format.GetString() != FormatName)
                 throw Bad(source, "$.format", format, $"\"{FormatName}\"");
             var version = Field(source, "$", root, "version");
-            if (version.ValueKind != JsonValueKind.Number || !version.TryGetInt32(out int v) || v != Version)
-                throw Bad(source, "$.version", version, $"{Version} (the only version this AdvAA reads)");
-            var subs = Field(source, "$", root, "subPolicies");
-            Expect(source, "$.subPolicies", subs, JsonValueKind.Array, "a non-empty array of sub-policies");
-            if (subs.GetArrayLength() == 0)
-                throw Bad(source, "$.subPolicies", subs, "a non-empty array of sub-policies");
-            var result = new List<SubPolicy>();
-            int q = 0;
-            foreach (var sub in subs.EnumerateArray())
+            if (version.ValueKind != JsonValueKind.Number || !version.TryGetInt32(out int v) || v is not (Version or PerInstanceVersion))
+                throw Bad(source, "$.version", version, $"{Version} or {PerInstanceVersion} (the versions this AdvAA reads)");
+            bool perInstance = v == PerInstanceVersion;
+            string body = perInstance ? "policies" : "subPolicies";
+            CheckFields(source, "$", root, "format", "version", "source", body);
+            string? from = null;
+            if (root.TryGetProperty("source", out var s))
             {
-                string subPath = $"$.subPolicies[{q}]";
-                if (sub.ValueKind != JsonValueKind.Array || sub.GetArrayLength() == 0)
-                    throw Bad(source, subPath, sub, "a non-empty array of stages");
-                var stages = new List<PolicyStage>();
-                int k = 0;
-                foreach (var stage in sub.EnumerateArray())
-                    stages.Add(ReadStage(source, $"{subPath}[{k++}]", stage, space));
-                result.Add(new SubPolicy(stages));
-                q++;
+                if (s.ValueKind != JsonValueKind.String) throw Bad(source, "$.source", s, "a text saying where the policy came from");
+                from = s.GetString();
             }
-            return new Policy(result);
+            var content = Field(source, "$", root, body);
+            if (!perInstance)
+                return new PolicyDocument([ReadPolicy(source, "$.subPolicies", content, space)], false, from);
+            if (content.ValueKind != JsonValueKind.Array || content.GetArrayLength() == 0)
+                throw Bad(source, "$.policies", content, "a non-empty array of policies");
+            var policies = content.EnumerateArray().Select((p, m) => ReadPolicy(source, $"$.policies[{m}]", p, space)).ToArray();
+            return new PolicyDocument(policies, true, from);
         }
     }
 
+    static Policy ReadPolicy(string source, string path, JsonElement subs, SearchSpace? space)
+    {
+        if (subs.ValueKind != JsonValueKind.Array || subs.GetArrayLength() == 0)
+            throw Bad(source, path, subs, "a non-empty array of sub-policies");
+        var result = new List<SubPolicy>();
+        int q = 0;
+        foreach (var sub in subs.EnumerateArray())
+        {
+            string subPath = $"{path}[{q}]";
+            if (sub.ValueKind != JsonValueKind.Array || sub.GetArrayLength() == 0)
+                throw Bad(source, subPath, sub, "a non-empty array of stages");
+            var stages = new List<PolicyStage>();
+            int k = 0;
+            foreach (var stage in sub.EnumerateArray())
+                stages.Add(ReadStage(source, $"{subPath}[{k++}]", stage, space));
+            result.Add(new SubPolicy(stages));
+            q++;
+        }
+        return new Policy(result);
+    }
     static PolicyStage ReadStage(string source, string path, JsonElement e, SearchSpace? space)
     {
         Expect(source, path, e, JsonValueKind.Object, "an object with op, level and optionally probability");

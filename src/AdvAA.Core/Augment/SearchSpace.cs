@@ -51,6 +51,26 @@ public sealed class SearchSpace
     /// <summary>The AutoAugment paper's 16 ops (the table without Identity) with their default ranges, 10 levels.</summary>
     public static SearchSpace Default { get; } = new(OpTable.Defaults.Where(o => o.Kind != OpKind.Identity).ToArray());
 
+    /// <summary>
+    /// The space for images of this size: each built-in op whose pixel range (TranslateX/Y, Cutout) is
+    /// still its default for 32×32 images gets the default for this size; ranges set by hand stay.
+    /// The space itself for 32×32.
+    /// </summary>
+    public SearchSpace SizedTo(int height, int width)
+    {
+        if (height == OpTable.DefaultImageSize && width == OpTable.DefaultImageSize) return this;
+        var sized = OpTable.ForImageSize(height, width);
+        var ops = Ops.Select(op =>
+        {
+            int i = OpTable.Defaults.ToList().FindIndex(d => d.Name == op.Name && op.Kind != OpKind.Custom);
+            if (i < 0) return op;
+            var (standard, scaled) = (OpTable.Defaults[i], sized[i]);
+            bool isPixelOp = standard.Low != scaled.Low || standard.High != scaled.High;
+            return isPixelOp && op.Low == standard.Low && op.High == standard.High ? scaled.WithSigned(op.Signed) : op;
+        }).ToArray();
+        return new SearchSpace(ops, Levels, CustomOps);
+    }
+
     public IReadOnlyList<OpDefinition> Ops { get; }
     public int Levels { get; }
     public IReadOnlyList<ICustomOp> CustomOps { get; }

@@ -54,6 +54,21 @@ public sealed class ImageDataset : IDisposable
         return new ImageDataset(Images.narrow(0, 0, n), Labels.narrow(0, 0, n), Classes, Source);
     }
 
+    /// <summary>
+    /// A cheap identity of the content: SHA-256 over the shape, the class names, every label and every
+    /// k-th image (at most 1024 images), so a resumed run can tell that it reads the same data.
+    /// </summary>
+    public string ContentHash()
+    {
+        using var scope = NewDisposeScope();
+        long step = Math.Max(1, (Count + 1023) / 1024);
+        var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        hash.AppendData(System.Text.Encoding.UTF8.GetBytes($"{string.Join(",", Images.shape)}|{string.Join("\u0001", Classes)}|"));
+        hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(Labels.contiguous().data<long>().ToArray().AsSpan()));
+        hash.AppendData(Images.index_select(0, arange(0, Count, step)).contiguous().data<byte>().ToArray());
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
+    }
+
     public void Dispose()
     {
         Images.Dispose();

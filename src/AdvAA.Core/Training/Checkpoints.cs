@@ -24,23 +24,36 @@ public static class Checkpoints
         string root = run.File(RunFolder.CheckpointFolder);
         Directory.CreateDirectory(root);
         string final = Path.Combine(root, $"{Prefix}{epoch:D4}");
-        string temp = Path.Combine(root, $".{Prefix}{epoch:D4}.tmp-{Environment.ProcessId}");
-        if (Directory.Exists(temp)) Directory.Delete(temp, true);
-        Directory.CreateDirectory(temp);
-        var hashes = new JsonObject();
-        foreach ((string name, Action<Stream> write) in parts)
+        string temp = Path.Combine(root, $".{Prefix}{epoch:D4}{RunFolder.TempMarker}{Environment.ProcessId}");
+        try
         {
-            string file = Path.Combine(temp, name + ".bin");
-            using (var stream = new FileStream(file, FileMode.CreateNew, FileAccess.Write))
-                write(stream);  // writers may close the stream (TorchSharp's do), so sync it afterwards
-            using (var written = new FileStream(file, FileMode.Open, FileAccess.ReadWrite))
-                written.Flush(flushToDisk: true);
-            hashes[name] = Sha256(file);
+            if (Directory.Exists(temp)) Directory.Delete(temp, true);
+            Directory.CreateDirectory(temp);
+            var hashes = new JsonObject();
+            foreach ((string name, Action<Stream> write) in parts)
+            {
+                string file = Path.Combine(temp, name + ".bin");
+                using (var stream = new FileStream(file, FileMode.CreateNew, FileAccess.Write))
+                    write(stream);  // writers may close the stream (TorchSharp's do), so sync it afterwards
+                using (var written = new FileStream(file, FileMode.Open, FileAccess.ReadWrite))
+                    written.Flush(flushToDisk: true);
+                hashes[name] = Sha256(file);
+            }
+            var state = new JsonObject { ["epoch"] = epoch, ["identity"] = identity.DeepClone(), ["parts"] = hashes };
+            using (var stream = new FileStream(Path.Combine(temp, StateFile), FileMode.CreateNew, FileAccess.Write))
+            {
+                stream.Write(System.Text.Encoding.UTF8.GetBytes(state.ToJsonString(JsonOptions.Indented) + "\n"));
+                stream.Flush(flushToDisk: true);
+            }
+            if (Directory.Exists(final)) Directory.Delete(final, true);
+            Directory.Move(temp, final);
         }
-        var state = new JsonObject { ["epoch"] = epoch, ["identity"] = identity.DeepClone(), ["parts"] = hashes };
-        File.WriteAllText(Path.Combine(temp, StateFile), state.ToJsonString(JsonOptions.Indented) + "\n");
-        if (Directory.Exists(final)) Directory.Delete(final, true);
-        Directory.Move(temp, final);
+        catch
+        {
+            // A failed write (a full disk) leaves the previous checkpoint as the newest whole one, and no debris.
+            if (Directory.Exists(temp)) Directory.Delete(temp, true);
+            throw;
+        }
         foreach (string old in Directory.EnumerateDirectories(root))
         {
             string name = Path.GetFileName(old);
@@ -106,6 +119,14 @@ public sealed class Checkpoint
     }
 
     public bool Has(string part) => parts.ContainsKey(part);
+
+    /// <summary>A text part (UTF-8), checked like <see cref="Read"/>.</summary>
+    public string ReadText(string part)
+    {
+        string text = "";
+        Read(part, s => { using var reader = new StreamReader(s); text = reader.ReadToEnd(); });
+        return text;
+    }
 
     /// <summary>Reads a part after checking its SHA-256, so a damaged file is named, not misread.</summary>
     public void Read(string part, Action<Stream> read)

@@ -40,6 +40,18 @@ public sealed record EpochMetrics(
         ["augment_seconds"] = AugmentSeconds,
         ["controller_seconds"] = ControllerSeconds,
     };
+
+    /// <summary>A metrics.jsonl line; <paramref name="where"/> (file:line) names it in errors.</summary>
+    public static EpochMetrics FromJson(JsonObject json, string where) => new(
+        RecordJson.Value<int>(json, "epoch", where),
+        RecordJson.Number(json, "train_loss", where), RecordJson.Number(json, "train_accuracy", where),
+        RecordJson.Number(json, "test_loss", where), RecordJson.Number(json, "test_accuracy", where),
+        RecordJson.Number(json, "lr", where), RecordJson.Value<int>(json, "instances", where),
+        RecordJson.Numbers(json, "instance_losses", where),
+        json["controller_entropy"] is null ? null : RecordJson.Number(json, "controller_entropy", where),
+        json["controller_loss"] is null ? null : RecordJson.Number(json, "controller_loss", where),
+        RecordJson.Number(json, "seconds", where), RecordJson.Number(json, "images_per_second", where),
+        RecordJson.Number(json, "augment_seconds", where), RecordJson.Number(json, "controller_seconds", where));
 }
 
 /// <summary>Progress within an epoch, for progress displays.</summary>

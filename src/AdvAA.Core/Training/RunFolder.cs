@@ -64,18 +64,55 @@ public sealed class RunFolder
         return new RunFolder(full);
     }
 
-    /// <summary>Writes a whole file atomically.</summary>
+    /// <summary>Writes a whole file atomically; a failed write (a full disk) leaves neither the temporary file nor a changed target.</summary>
     public static void WriteAtomically(string path, string text)
     {
-        string temp = $"{path}.tmp-{Environment.ProcessId}";
-        System.IO.File.WriteAllText(temp, text, new UTF8Encoding(false));
-        System.IO.File.Move(temp, path, overwrite: true);
+        string temp = $"{path}{TempMarker}{Environment.ProcessId}";
+        try
+        {
+            using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+            {
+                stream.Write(new UTF8Encoding(false).GetBytes(text));
+                stream.Flush(flushToDisk: true);
+            }
+            System.IO.File.Move(temp, path, overwrite: true);
+        }
+        catch
+        {
+            TryDelete(temp);
+            throw;
+        }
     }
 
-    public void WriteConfig(JsonObject config) =>
-        WriteAtomically(File(ConfigFile), config.ToJsonString(JsonOptions.Indented) + "\n");
+    /// <summary>What temporary names carry before the writer's process id.</summary>
+    public const string TempMarker = ".tmp-";
 
-    public JsonObject ReadConfig()
+    static void TryDelete(string file)
+    {
+        try { System.IO.File.Delete(file); }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+    }
+
+    /// <summary>
+    /// Removes what failed writes of earlier processes left behind (temporary files and checkpoint
+    /// folders); called by the holder of the lock before it writes anything.
+    /// </summary>
+    public void RemoveLeftovers()
+    {
+        foreach (string file in Directory.EnumerateFiles(Path, "*" + TempMarker + "*"))
+            TryDelete(file);
+        string checkpoints = File(CheckpointFolder);
+        if (Directory.Exists(checkpoints))
+            foreach (string dir in Directory.EnumerateDirectories(checkpoints, "." + "*" + TempMarker + "*"))
+                Directory.Delete(dir, true);
+    }
+
+    public void WriteConfig(RunConfig config) =>
+        WriteAtomically(File(ConfigFile), config.ToJson().ToJsonString(JsonOptions.Indented) + "\n");
+
+    /// <summary>config.json as a JSON object; malformed JSON is an error naming the file and line.</summary>
+    public JsonObject ReadConfigJson()
     {
         string path = File(ConfigFile);
         try
@@ -88,6 +125,32 @@ public sealed class RunFolder
             throw new RunFolderException($"{path}: malformed JSON at line {e.LineNumber + 1}: {e.Message}", e);
         }
     }
+
+    /// <summary>config.json, typed; a folder of another run format is an error naming it.</summary>
+    public RunConfig ReadConfig() => RunConfig.FromJson(ReadConfigJson(), File(ConfigFile));
+
+    /// <summary>The epochs of metrics.jsonl (none when it does not exist yet).</summary>
+    public IReadOnlyList<EpochMetrics> ReadMetrics() => ReadRecords(MetricsFile, EpochMetrics.FromJson);
+
+    /// <summary>The lines of policies.jsonl (none when it does not exist yet).</summary>
+    public IReadOnlyList<PolicyRecord> ReadPolicies() => ReadRecords(PoliciesFile, PolicyRecord.FromJson);
+
+    IReadOnlyList<T> ReadRecords<T>(string file, Func<JsonObject, string, T> read)
+    {
+        string path = File(file);
+        if (!System.IO.File.Exists(path)) return [];
+        return ReadJsonLines(path).Select((line, i) => read(line, $"{path}:{i + 1}")).ToArray();
+    }
+
+    /// <summary>Replaces metrics.jsonl and policies.jsonl by these records (what the last checkpoint covers).</summary>
+    public void RewriteLogs(IEnumerable<EpochMetrics> metrics, IEnumerable<PolicyRecord> policies)
+    {
+        WriteAtomically(File(MetricsFile), Lines(metrics.Select(m => m.ToJson())));
+        WriteAtomically(File(PoliciesFile), Lines(policies.Select(p => p.ToJson())));
+    }
+
+    internal static string Lines(IEnumerable<JsonObject> records) =>
+        string.Concat(records.Select(r => r.ToJsonString(JsonOptions.Compact) + "\n"));
 
     /// <summary>Appends one JSON object as a line and flushes it to disk.</summary>
     public void AppendLine(string file, JsonObject record)
@@ -107,7 +170,11 @@ public sealed class RunFolder
     public static IReadOnlyList<JsonObject> ReadJsonLines(string path)
     {
         if (!System.IO.File.Exists(path)) throw new RunFolderException($"{path} does not exist");
-        string text = System.IO.File.ReadAllText(path);
+        return ParseJsonLines(System.IO.File.ReadAllText(path), path);
+    }
+
+    internal static IReadOnlyList<JsonObject> ParseJsonLines(string text, string path)
+    {
         string[] lines = text.Split('\n');
         bool lastComplete = text.EndsWith('\n');
         var records = new List<JsonObject>();
@@ -130,21 +197,56 @@ public sealed class RunFolder
     }
 
     /// <summary>
-    /// Keeps only the records of epochs up to <paramref name="lastEpoch"/> (those a checkpoint
-    /// covers), rewriting the file atomically; used before resuming.
+    /// Takes the folder's exclusive lock for one writer (an OS file lock, released on any exit of the
+    /// process); a folder another live process holds is an error naming it. A lock left by a dead
+    /// process is taken over.
     /// </summary>
-    public void TruncateToEpoch(string file, int lastEpoch)
+    public RunLock Lock(string command) => RunLock.Take(this, command);
+}
+
+/// <summary>The exclusive lock of a run folder: <c>.lock</c> (an OS lock) and <c>.lock-holder</c> (who holds it, for messages).</summary>
+public sealed class RunLock : IDisposable
+{
+    public const string LockFile = ".lock";
+    public const string HolderFile = ".lock-holder";
+    readonly FileStream handle;
+    readonly string holderPath;
+
+    RunLock(FileStream handle, string holderPath, string? previousHolder)
     {
-        string path = File(file);
-        if (!System.IO.File.Exists(path)) return;
-        var kept = ReadJsonLines(path).Where(r => EpochOf(r, path) <= lastEpoch);
-        WriteAtomically(path, string.Concat(kept.Select(r => r.ToJsonString(JsonOptions.Compact) + "\n")));
+        this.handle = handle;
+        this.holderPath = holderPath;
+        TakenOverFrom = previousHolder;
     }
 
-    static int EpochOf(JsonObject record, string path) =>
-        record["epoch"] is JsonValue v && v.TryGetValue(out int epoch)
-            ? epoch
-            : throw new RunFolderException($"{path}: a record has no integer \"epoch\" field: {record.ToJsonString()}");
+    /// <summary>The holder a dead process left behind, when this lock took it over.</summary>
+    public string? TakenOverFrom { get; }
+
+    internal static RunLock Take(RunFolder run, string command)
+    {
+        string lockPath = run.File(LockFile), holderPath = run.File(HolderFile);
+        FileStream handle;
+        try
+        {
+            handle = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException)
+        {
+            string holder = System.IO.File.Exists(holderPath) ? System.IO.File.ReadAllText(holderPath).Trim() : "another process";
+            throw new RunFolderException($"run folder {run.Path} is in use by {holder}: one run folder has one writer; wait for it to finish or stop it");
+        }
+        string? previous = System.IO.File.Exists(holderPath) ? System.IO.File.ReadAllText(holderPath).Trim() : null;
+        var who = $"process {Environment.ProcessId} on {Environment.MachineName} ({command}, since {DateTime.Now:yyyy-MM-dd HH:mm:ss})";
+        RunFolder.WriteAtomically(holderPath, who + "\n");
+        return new RunLock(handle, holderPath, previous);
+    }
+
+    public void Dispose()
+    {
+        try { System.IO.File.Delete(holderPath); }
+        catch (IOException) { }
+        handle.Dispose();
+    }
 }
 
 /// <summary>The JSON settings every run file uses.</summary>

@@ -1,0 +1,128 @@
+using System;
+using System.Collections.Generic;
+using AdvAA.Core.Augment;
+using AdvAA.Core.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AdvAA.Core.Methods;
+
+/// <summary>Parameter texts shared by several specs, so that each reads the same everywhere.</summary>
+internal static class Describe
+{
+    public const string Instances = "M: augmented copies of each batch per step, each with its own draws (a schedule over epochs)";
+    public const string MagnitudeScale = "multiplies every sampled level (rounded down, clamped to the levels), e.g. to ramp magnitudes up";
+    public const string PolicyProbability = "probability that a sample's policy is applied at all (standard augmentation always is)";
+}
+
+/// <summary>A method spec that trains on M copies of each batch.</summary>
+public abstract record CopiesSpec : MethodSpec
+{
+    [Parameter("instances", Describe.Instances, Min = 1, Max = 4096)]
+    public EpochSchedule Instances { get; init; } = EpochSchedule.Constant(1);
+
+    /// <summary>M at a (fractional) epoch, rounded to the nearest whole number (halves away from zero).</summary>
+    public int InstancesAt(double progress) => (int)Math.Round(Instances.At(progress), MidpointRounding.AwayFromZero);
+}
+
+/// <summary>
+/// The shape every copy method shares: each batch of N images becomes M copies (instance-major),
+/// each copy augmented by <see cref="Augment"/> with its own draws, then standard crop/flip and,
+/// when the spec asks, Cutout.
+/// </summary>
+public abstract class CopiesMethod(MethodContext context, int cutout) : ITrainingMethod
+{
+    protected MethodContext Context { get; } = context;
+    /// <summary>The current epoch (set by <see cref="BeginEpoch"/>).</summary>
+    protected EpochContext Epoch { get; private set; } = null!;
+    /// <summary>M for the current epoch.</summary>
+    protected int Instances { get; private set; } = 1;
+
+    /// <summary>M for an epoch.</summary>
+    protected abstract int InstancesFor(EpochContext epoch);
+
+    /// <summary>Augments M·N copies (copy-major) of N images; the standard pipeline follows.</summary>
+    protected abstract Tensor Augment(Tensor copies, int n, StepContext step);
+
+    public virtual void BeginEpoch(EpochContext epoch)
+    {
+        Epoch = epoch;
+        Instances = InstancesFor(epoch);
+    }
+
+    public TrainingBatch BuildBatch(Tensor images, Tensor labels, StepContext step)
+    {
+        int m = Instances;
+        Tensor copies = m > 1 ? images.repeat(m, 1, 1, 1) : images;
+        Tensor targets = m > 1 ? labels.repeat(m) : labels;
+        Tensor augmented = Augment(copies, (int)images.shape[0], step);
+        return new TrainingBatch(Standard(augmented, cutout, Epoch.Streams.Augment), targets, m);
+    }
+
+    /// <summary>Crop/flip, then Cutout of <paramref name="size"/> pixels unless 0.</summary>
+    internal static Tensor Standard(Tensor batch, int size, Generator generator)
+    {
+        Tensor cropped = StandardAugment.CropFlip(batch, generator);
+        return size > 0 ? StandardAugment.Cutout(cropped, size, generator) : cropped;
+    }
+
+    public virtual void Observe(TrainingBatch batch, Tensor losses) { }
+
+    public virtual MethodEpochRecord EndEpoch(EpochLosses losses) => MethodEpochRecord.Empty;
+
+    public virtual IReadOnlyList<StatePart> StateParts => [];
+
+    public virtual void Dispose() { }
+}
+
+/// <summary>Copies augmented by a policy source (AutoAugment, RandAugment, TrivialAugment, a policy): each copy draws on its own.</summary>
+public sealed class SourceMethod(MethodContext context, CopiesSpec spec, IPolicySource source) : CopiesMethod(context, spec.Cutout)
+{
+    protected override int InstancesFor(EpochContext epoch) => spec.InstancesAt(epoch.Progress);
+
+    protected override Tensor Augment(Tensor copies, int n, StepContext step) => source.Augment(copies, Epoch.Streams.Augment);
+}
+
+/// <summary>
+/// Copies augmented by M policies of the search space, one per copy, chosen at the start of each
+/// epoch by <see cref="ChoosePolicies"/> (random draws, the controller, a recorded run, a file).
+/// Records the epoch's policies in policies.jsonl.
+/// </summary>
+/// <param name="space">The space the policies are over (the run's, or a transfer source's).</param>
+public abstract class InstancePoliciesMethod(MethodContext context, SearchSpace space, int cutout, EpochSchedule magnitudeScale, EpochSchedule policyProbability)
+    : CopiesMethod(context, cutout)
+{
+    Tensor? ops, levels, probabilities;
+
+    /// <summary>The epoch's [M, Q, K] op ids and levels (CPU, int64) and stage probabilities (or null).</summary>
+    protected abstract (Tensor Ops, Tensor Levels, Tensor? Probabilities) ChoosePolicies(EpochContext epoch);
+
+    protected override int InstancesFor(EpochContext epoch)
+    {
+        ReleasePolicies();
+        (ops, levels, probabilities) = ChoosePolicies(epoch);
+        ops.DetachFromDisposeScope();
+        levels.DetachFromDisposeScope();
+        probabilities?.DetachFromDisposeScope();
+        return (int)ops.shape[0];
+    }
+
+    /// <summary>The current epoch's policies (valid between BeginEpoch and EndEpoch).</summary>
+    protected (Tensor Ops, Tensor Levels) Current => (ops!, levels!);
+
+    protected override Tensor Augment(Tensor copies, int n, StepContext step) =>
+        InstancePolicies.Apply(copies, space, ops!, levels!, probabilities, Epoch.Streams.Augment,
+            magnitudeScale.At(Epoch.Progress), policyProbability.At(Epoch.Progress));
+
+    public override MethodEpochRecord EndEpoch(EpochLosses losses) =>
+        new() { Policies = InstancePolicies.Describe(ops!, levels!, space) };
+
+    void ReleasePolicies()
+    {
+        ops?.Dispose();
+        levels?.Dispose();
+        probabilities?.Dispose();
+    }
+
+    public override void Dispose() => ReleasePolicies();
+}

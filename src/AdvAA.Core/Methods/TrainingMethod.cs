@@ -1,0 +1,142 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using AdvAA.Core.Augment;
+using AdvAA.Core.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AdvAA.Core.Methods;
+
+/// <summary>
+/// A training method (DESIGN.md "Training methods"): it turns each batch of N images into the batch
+/// the target trains on and may learn from the losses it sees. The trainer calls, per epoch:
+/// <see cref="BeginEpoch"/>, then per step <see cref="BuildBatch"/> and <see cref="Observe"/>,
+/// then <see cref="EndEpoch"/>; <see cref="StateParts"/> go into every checkpoint.
+/// </summary>
+public interface ITrainingMethod : IDisposable
+{
+    void BeginEpoch(EpochContext epoch);
+
+    /// <summary>images: uint8 [N,C,H,W] and labels: int64 [N] on the device; the result lives in the step's dispose scope.</summary>
+    TrainingBatch BuildBatch(Tensor images, Tensor labels, StepContext step);
+
+    /// <summary>The per-sample losses (float32 [B], detached) of the batch this method built.</summary>
+    void Observe(TrainingBatch batch, Tensor losses);
+
+    /// <summary>Ends the epoch; <paramref name="losses"/> has each instance's epoch-mean loss.</summary>
+    MethodEpochRecord EndEpoch(EpochLosses losses);
+
+    /// <summary>Named state to checkpoint (a controller, its optimiser, ...); empty for stateless methods.</summary>
+    IReadOnlyList<StatePart> StateParts { get; }
+}
+
+/// <summary>What a method knows of the run it trains in, when it is made.</summary>
+/// <param name="Space">The search space, sized to the data's images (<see cref="SearchSpace.SizedTo"/>).</param>
+public sealed record MethodContext(SearchSpace Space, int Classes, int Channels, int Height, int Width, Device Device, int Epochs, long Seed);
+
+/// <summary>
+/// The start of an epoch. <paramref name="Epoch"/> counts from 1; <paramref name="Progress"/> is the
+/// epochs done before it. <paramref name="Score"/> gives the model's per-sample losses (float32 [B],
+/// no gradients, evaluation mode) of uint8 images and their targets.
+/// </summary>
+public sealed record EpochContext(int Epoch, double Progress, EpochStreams Streams, Func<Tensor, Tensor, Tensor> Score, Device Device);
+
+/// <summary>One step of an epoch; <paramref name="Progress"/> is fractional epochs since the start of training.</summary>
+public readonly record struct StepContext(int Step, int Steps, double Progress);
+
+/// <summary>
+/// The batch the target trains on. Images: uint8 [B,C,H,W]; Targets: int64 [B] class labels or
+/// float32 [B, classes] soft targets. Samples are in instance-major order: sample i belongs to
+/// instance i / (B / Instances), so instance m's loss is the mean over its contiguous block.
+/// </summary>
+public sealed record TrainingBatch
+{
+    public TrainingBatch(Tensor images, Tensor targets, int instances = 1)
+    {
+        BatchAugment.CheckImages(images);
+        long b = images.shape[0];
+        bool hard = targets.dtype == ScalarType.Int64 && targets.dim() == 1;
+        bool soft = targets.dtype == ScalarType.Float32 && targets.dim() == 2;
+        if (!(hard || soft) || targets.shape[0] != b)
+            throw new ArgumentException($"targets must be int64 [{b}] or float32 [{b}, classes]; got {targets.dtype} [{string.Join(",", targets.shape)}]", nameof(targets));
+        if (instances < 1 || b % instances != 0)
+            throw new ArgumentException($"{b} samples cannot be split into {instances} equal instances", nameof(instances));
+        Images = images;
+        Targets = targets;
+        Instances = instances;
+    }
+
+    public Tensor Images { get; }
+    public Tensor Targets { get; }
+    public int Instances { get; }
+    public bool SoftTargets => Targets.dim() == 2;
+
+    /// <summary>The class each sample counts as for accuracy: the label, or the soft target's largest class.</summary>
+    public Tensor Classes => SoftTargets ? Targets.argmax(1) : Targets;
+}
+
+/// <summary>Each instance's mean training loss over the epoch.</summary>
+public sealed record EpochLosses(double[] InstanceLosses);
+
+/// <summary>
+/// What a method reports at the end of an epoch, for metrics.jsonl and policies.jsonl: the M policies
+/// it applied (null for methods without policies), their normalised losses, the controller's
+/// entropy, loss and distribution, and the seconds the method spent outside building batches.
+/// </summary>
+public sealed record MethodEpochRecord
+{
+    public IReadOnlyList<Policy>? Policies { get; init; }
+    public double[]? NormalizedLosses { get; init; }
+    public double? ControllerEntropy { get; init; }
+    public double? ControllerLoss { get; init; }
+    public ControllerDistribution? Distribution { get; init; }
+    public double Seconds { get; init; }
+
+    public static MethodEpochRecord Empty { get; } = new();
+}
+
+/// <summary>A named part of a method's state in a checkpoint (file <c>&lt;name&gt;.bin</c>).</summary>
+public sealed record StatePart(string Name, Action<Stream> Save, Action<Stream> Load);
+
+/// <summary>
+/// The random streams of one epoch, each from its own generator seeded by (seed, epoch, stream), so
+/// that every epoch's randomness depends only on them and a resumed run repeats it exactly.
+/// </summary>
+public sealed class EpochStreams : IDisposable
+{
+    public EpochStreams(long seed, int epoch)
+    {
+        Seed = seed;
+        Epoch = epoch;
+        Augment = new Generator((ulong)SeedOf(seed, epoch, AugmentStream));
+        Policy = new Generator((ulong)SeedOf(seed, epoch, PolicyStream));
+    }
+
+    public const int AugmentStream = 1, PolicyStream = 2, DistributionStream = 3;
+
+    public long Seed { get; }
+    public int Epoch { get; }
+    /// <summary>Per-sample augmentation draws: sub-policy choices, signs, crops, flips, Cutout squares (CPU).</summary>
+    public Generator Augment { get; }
+    /// <summary>The epoch's policies: the controller's samples or random ones (CPU).</summary>
+    public Generator Policy { get; }
+
+    /// <summary>A seed for another stream of this epoch.</summary>
+    public long SeedFor(int stream) => SeedOf(Seed, Epoch, stream);
+
+    /// <summary>A 64-bit seed for one stream of one epoch (SplitMix64 of the three).</summary>
+    public static long SeedOf(long seed, int epoch, int stream)
+    {
+        ulong z = (ulong)seed * 0x9E3779B97F4A7C15UL + (ulong)epoch * 0xBF58476D1CE4E5B9UL + (ulong)stream * 0x94D049BB133111EBUL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return (long)((z ^ (z >> 31)) & 0x7FFFFFFFFFFFFFFFUL);
+    }
+
+    public void Dispose()
+    {
+        Augment.Dispose();
+        Policy.Dispose();
+    }
+}

@@ -1,0 +1,328 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+using System.Text.Json.Nodes;
+using AdvAA.Core.Augment;
+using AdvAA.Core.Methods;
+
+namespace AdvAA.Core.Training;
+
+/// <summary>
+/// Reading the run files' JSON: a missing or mistyped field is a <see cref="RunFolderException"/>
+/// naming where it was looked for (file, line, field).
+/// </summary>
+internal static class RecordJson
+{
+    public static JsonNode Field(JsonObject o, string name, string where) =>
+        o[name] ?? throw new RunFolderException($"{where}: field \"{name}\" is missing");
+
+    public static T Value<T>(JsonObject o, string name, string where)
+    {
+        var node = Field(o, name, where);
+        try { return node.GetValue<T>(); }
+        catch (Exception e) when (e is InvalidOperationException or FormatException)
+        {
+            throw new RunFolderException($"{where}: field \"{name}\" is {node.ToJsonString()}: expected {Expected<T>()}", e);
+        }
+    }
+
+    public static T? Optional<T>(JsonObject o, string name, string where) where T : struct =>
+        o[name] is null ? null : Value<T>(o, name, where);
+
+    public static string? OptionalText(JsonObject o, string name, string where) =>
+        o[name] is null ? null : Value<string>(o, name, where);
+
+    public static JsonObject Object(JsonObject o, string name, string where) =>
+        Field(o, name, where) as JsonObject ?? throw new RunFolderException($"{where}: field \"{name}\" is not a JSON object");
+
+    public static JsonArray Array(JsonObject o, string name, string where) =>
+        Field(o, name, where) as JsonArray ?? throw new RunFolderException($"{where}: field \"{name}\" is not a JSON array");
+
+    /// <summary>A number, or one of the strings non-finite values are written as ("NaN", "Infinity").</summary>
+    public static double Number(JsonNode? node, string what, string where)
+    {
+        if (node is JsonValue v)
+        {
+            if (v.TryGetValue(out double d)) return d;
+            if (v.TryGetValue(out string? s) && double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out d) && !double.IsFinite(d)) return d;
+        }
+        throw new RunFolderException($"{where}: {what} is {node?.ToJsonString() ?? "missing"}: expected a number");
+    }
+
+    public static double Number(JsonObject o, string name, string where) => Number(Field(o, name, where), $"field \"{name}\"", where);
+
+    public static double[] Numbers(JsonObject o, string name, string where) =>
+        Array(o, name, where).Select((n, i) => Number(n, $"{name}[{i}]", where)).ToArray();
+
+    public static string[] Texts(JsonObject o, string name, string where) =>
+        Array(o, name, where).Select((n, i) => n?.GetValue<string>() ?? throw new RunFolderException($"{where}: {name}[{i}] is null")).ToArray();
+
+    public static JsonArray NumberArray(IEnumerable<double> values) => new(values.Select(JsonOptions.Number).ToArray());
+
+    static string Expected<T>() =>
+        typeof(T) == typeof(string) ? "a text" : typeof(T) == typeof(bool) ? "true or false" : "a number";
+}
+
+/// <summary>A search space as config.json records it: the ops in controller order with their ranges and signs, and the levels.</summary>
+public sealed record SearchSpaceRecord(int Levels, IReadOnlyList<OpRecord> Ops)
+{
+    public static SearchSpaceRecord Of(SearchSpace space) =>
+        new(space.Levels, space.Ops.Select(o => new OpRecord(o.Name, o.Low, o.High, o.Signed, o.Kind == OpKind.Custom)).ToArray());
+
+    public JsonObject ToJson() => new()
+    {
+        ["levels"] = Levels,
+        ["ops"] = new JsonArray(Ops.Select(o =>
+        {
+            var op = new JsonObject { ["name"] = o.Name, ["low"] = o.Low, ["high"] = o.High, ["signed"] = o.Signed };
+            if (o.Custom) op["custom"] = true;
+            return (JsonNode?)op;
+        }).ToArray()),
+    };
+
+    public static SearchSpaceRecord FromJson(JsonObject json, string where) =>
+        new(RecordJson.Value<int>(json, "levels", where),
+            RecordJson.Array(json, "ops", where).Select((n, i) =>
+            {
+                string at = $"{where}: ops[{i}]";
+                var o = n as JsonObject ?? throw new RunFolderException($"{at} is not an object");
+                return new OpRecord(RecordJson.Value<string>(o, "name", at), RecordJson.Number(o, "low", at), RecordJson.Number(o, "high", at),
+                    RecordJson.Value<bool>(o, "signed", at), RecordJson.Optional<bool>(o, "custom", at) ?? false);
+            }).ToArray());
+
+    public IReadOnlyList<string> OpNames => Ops.Select(o => o.Name).ToArray();
+
+    /// <summary>
+    /// The space again: built-in ops from the op table with the recorded ranges and signs; custom ops
+    /// need their code, matched by name in <paramref name="customOps"/> (else an error naming them).
+    /// </summary>
+    public SearchSpace Rebuild(IReadOnlyList<ICustomOp>? customOps = null, string where = "the recorded search space")
+    {
+        var customs = customOps ?? [];
+        var missing = Ops.Where(o => o.Custom && !customs.Any(c => string.Equals(c.Name, o.Name, StringComparison.OrdinalIgnoreCase))).Select(o => o.Name).ToArray();
+        if (missing.Length > 0)
+            throw new AugmentException($"{where} has the custom op{(missing.Length > 1 ? "s" : "")} {string.Join(", ", missing)}, whose code only the script that defined {(missing.Length > 1 ? "them" : "it")} has");
+        var ops = Ops.Select(o =>
+        {
+            if (o.Custom) return OpDefinition.Custom(o.Name, $"user op {o.Name}", o.Low, o.High, o.Signed);
+            var op = OpTable.Get(o.Name);
+            return op.HasMagnitude ? op.WithRange(o.Low, o.High).WithSigned(o.Signed) : op;
+        }).ToArray();
+        return new SearchSpace(ops, Levels, customs.Where(c => Ops.Any(o => o.Custom && string.Equals(o.Name, c.Name, StringComparison.OrdinalIgnoreCase))).ToArray());
+    }
+}
+
+public sealed record OpRecord(string Name, double Low, double High, bool Signed, bool Custom);
+
+/// <summary>
+/// The data a run trained on, as config.json records it: where it was read from (an absolute path),
+/// its format, sizes, classes, statistics and a content hash that a resumed run must match.
+/// </summary>
+public sealed record DataRecord(string Format, string Source, long TrainImages, long TestImages, int[] ImageShape,
+    string[] Classes, double[] Mean, double[] Std, string Content)
+{
+    public JsonObject ToJson() => new()
+    {
+        ["format"] = Format,
+        ["source"] = Source,
+        ["train_images"] = TrainImages,
+        ["test_images"] = TestImages,
+        ["image_shape"] = new JsonArray(ImageShape.Select(v => (JsonNode?)v).ToArray()),
+        ["classes"] = new JsonArray(Classes.Select(c => (JsonNode?)c).ToArray()),
+        ["mean"] = RecordJson.NumberArray(Mean),
+        ["std"] = RecordJson.NumberArray(Std),
+        ["content_sha256"] = Content,
+    };
+
+    public static DataRecord FromJson(JsonObject json, string where) => new(
+        RecordJson.Value<string>(json, "format", where), RecordJson.Value<string>(json, "source", where),
+        RecordJson.Value<long>(json, "train_images", where), RecordJson.Value<long>(json, "test_images", where),
+        RecordJson.Numbers(json, "image_shape", where).Select(v => (int)v).ToArray(), RecordJson.Texts(json, "classes", where),
+        RecordJson.Numbers(json, "mean", where), RecordJson.Numbers(json, "std", where), RecordJson.Value<string>(json, "content_sha256", where));
+
+    /// <summary>What must match for a resumed run to train on the same data (the path may differ: data can move).</summary>
+    public JsonObject Identity() => new()
+    {
+        ["format"] = Format,
+        ["train_images"] = TrainImages,
+        ["test_images"] = TestImages,
+        ["content_sha256"] = Content,
+    };
+}
+
+/// <summary>The resolved experiment as config.json's "experiment" records it (schedules by description).</summary>
+public sealed record ExperimentRecord(
+    MethodSpec Method, string Model, double Dropout, string? Data, long? TrainLimit, long? TestLimit,
+    int Epochs, int BatchSize, long Seed, string Device, string LearningRate, double Momentum, bool Nesterov,
+    double WeightDecay, SearchSpaceRecord SearchSpace, int EvalBatchSize)
+{
+    public JsonObject ToJson() => new()
+    {
+        ["method"] = Method.ToJson(),
+        ["model"] = Model,
+        ["dropout"] = Dropout,
+        ["data"] = Data,  // null: the embedded sample
+        ["train_limit"] = TrainLimit,
+        ["test_limit"] = TestLimit,
+        ["epochs"] = Epochs,
+        ["batch_size"] = BatchSize,
+        ["seed"] = Seed,
+        ["device"] = Device,
+        ["learning_rate"] = LearningRate,
+        ["momentum"] = Momentum,
+        ["nesterov"] = Nesterov,
+        ["weight_decay"] = WeightDecay,
+        ["search_space"] = SearchSpace.ToJson(),
+        ["eval_batch_size"] = EvalBatchSize,
+    };
+
+    public static ExperimentRecord FromJson(JsonObject json, string where) => new(
+        MethodRegistry.FromJson(RecordJson.Object(json, "method", where), $"{where}: method"),
+        RecordJson.Value<string>(json, "model", where), RecordJson.Number(json, "dropout", where),
+        RecordJson.OptionalText(json, "data", where),
+        RecordJson.Optional<long>(json, "train_limit", where), RecordJson.Optional<long>(json, "test_limit", where),
+        RecordJson.Value<int>(json, "epochs", where), RecordJson.Value<int>(json, "batch_size", where),
+        RecordJson.Value<long>(json, "seed", where), RecordJson.Value<string>(json, "device", where),
+        RecordJson.Value<string>(json, "learning_rate", where), RecordJson.Number(json, "momentum", where),
+        RecordJson.Value<bool>(json, "nesterov", where), RecordJson.Number(json, "weight_decay", where),
+        SearchSpaceRecord.FromJson(RecordJson.Object(json, "search_space", where), $"{where}: search_space"),
+        RecordJson.Value<int>(json, "eval_batch_size", where));
+}
+
+/// <summary>config.json: the run format, the versions, the device, the experiment, the data, how the run was started.</summary>
+public sealed record RunConfig(
+    string? AdvaaVersion, string? TorchSharpVersion, string? LibTorchVersion, string Backend, string Device, string Created,
+    ExperimentRecord Experiment, DataRecord Data, long ModelParameters, JsonObject? Origin)
+{
+    /// <summary>The run folder format this AdvAA writes and resumes (config.json's "format_version").</summary>
+    public const int FormatVersion = 2;
+
+    public JsonObject ToJson() => new()
+    {
+        ["format"] = "advaa-run",
+        ["format_version"] = FormatVersion,
+        ["advaa_version"] = AdvaaVersion,
+        ["torchsharp_version"] = TorchSharpVersion,
+        ["libtorch_version"] = LibTorchVersion,
+        ["backend"] = Backend,
+        ["device"] = Device,
+        ["created"] = Created,
+        ["experiment"] = Experiment.ToJson(),
+        ["data"] = Data.ToJson(),
+        ["model_parameters"] = ModelParameters,
+        ["origin"] = Origin?.DeepClone(),
+    };
+
+    public static RunConfig FromJson(JsonObject json, string where)
+    {
+        int version = json["format_version"] is JsonValue v && v.TryGetValue(out int n) ? n : 1;
+        if (version != FormatVersion)
+            throw new RunFolderException(
+                $"{where} is run format {version}{(version == 1 ? " (written by AdvAA 0.1 before the method plug-ins)" : "")}; this AdvAA reads run format {FormatVersion}: train the run again with this version");
+        return new(RecordJson.OptionalText(json, "advaa_version", where), RecordJson.OptionalText(json, "torchsharp_version", where),
+            RecordJson.OptionalText(json, "libtorch_version", where), RecordJson.Value<string>(json, "backend", where),
+            RecordJson.Value<string>(json, "device", where), RecordJson.Value<string>(json, "created", where),
+            ExperimentRecord.FromJson(RecordJson.Object(json, "experiment", where), $"{where}: experiment"),
+            DataRecord.FromJson(RecordJson.Object(json, "data", where), $"{where}: data"),
+            RecordJson.Value<long>(json, "model_parameters", where), json["origin"] as JsonObject);
+    }
+
+    /// <summary>
+    /// What a checkpoint and a resumed run must share with the run that wrote it: the method with all
+    /// its parameters, the search space where the method uses one, the model, the seed, the batch,
+    /// the data's identity.
+    /// </summary>
+    public JsonObject Identity() => new()
+    {
+        ["format_version"] = FormatVersion,
+        ["method"] = Experiment.Method.Identity(),
+        ["search_space"] = Experiment.Method.UsesSearchSpace ? Experiment.SearchSpace.ToJson() : null,
+        ["model"] = Experiment.Model,
+        ["dropout"] = Experiment.Dropout,
+        ["classes"] = Data.Classes.Length,
+        ["seed"] = Experiment.Seed,
+        ["batch_size"] = Experiment.BatchSize,
+        ["train_limit"] = Experiment.TrainLimit,
+        ["test_limit"] = Experiment.TestLimit,
+        ["data"] = Data.Identity(),
+    };
+
+    /// <summary>The first difference between two identities as "path: recorded X, now Y", or null when they match.</summary>
+    public static string? Difference(JsonNode? recorded, JsonNode? now, string path = "")
+    {
+        if (recorded is JsonObject a && now is JsonObject b)
+        {
+            foreach (string key in a.Select(p => p.Key).Union(b.Select(p => p.Key)))
+                if (Difference(a[key], b[key], path.Length == 0 ? key : $"{path}.{key}") is { } d) return d;
+            return null;
+        }
+        string x = recorded?.ToJsonString() ?? "null", y = now?.ToJsonString() ?? "null";
+        return x == y ? null : $"{path}: recorded {Shorten(x)}, now {Shorten(y)}";
+    }
+
+    static string Shorten(string json) => json.Length <= 120 ? json : json[..117] + "...";
+}
+
+/// <summary>The controller's op and level distribution of one epoch (paper Fig. 6), from many policies drawn on their own stream.</summary>
+public sealed record ControllerDistribution(int PoliciesDrawn, IReadOnlyList<KeyValuePair<string, double>> Ops, double[] Levels)
+{
+    public JsonObject ToJson() => new()
+    {
+        ["policies_drawn"] = PoliciesDrawn,
+        ["ops"] = new JsonObject(Ops.Select(o => KeyValuePair.Create(o.Key, (JsonNode?)o.Value))),
+        ["levels"] = RecordJson.NumberArray(Levels),
+    };
+
+    public static ControllerDistribution FromJson(JsonObject json, string where) => new(
+        RecordJson.Value<int>(json, "policies_drawn", where),
+        RecordJson.Object(json, "ops", where).Select(p => KeyValuePair.Create(p.Key, RecordJson.Number(p.Value, $"ops.{p.Key}", where))).ToArray(),
+        RecordJson.Numbers(json, "levels", where));
+}
+
+/// <summary>
+/// A line of policies.jsonl: the epoch's M policies by op name (methods without policies have
+/// none), each instance's mean loss, their normalised losses and the controller's distribution
+/// (adversarial).
+/// </summary>
+public sealed record PolicyRecord(int Epoch, string Method, IReadOnlyList<Policy>? Policies, double[] InstanceLosses,
+    double[]? NormalizedLosses, ControllerDistribution? Distribution)
+{
+    public JsonObject ToJson()
+    {
+        var record = new JsonObject { ["epoch"] = Epoch, ["method"] = Method };
+        if (Policies != null)
+            record["policies"] = new JsonArray(Policies.Select(p => (JsonNode?)new JsonArray(p.SubPolicies.Select(sub =>
+                (JsonNode?)new JsonArray(sub.Stages.Select(s => (JsonNode?)(s.Probability == 1.0
+                    ? new JsonArray(s.Op, s.Level)
+                    : new JsonArray(s.Op, s.Level, s.Probability))).ToArray())).ToArray())).ToArray());
+        record["instance_losses"] = RecordJson.NumberArray(InstanceLosses);
+        if (NormalizedLosses != null) record["normalized_losses"] = RecordJson.NumberArray(NormalizedLosses);
+        if (Distribution != null) record["controller_distribution"] = Distribution.ToJson();
+        return record;
+    }
+
+    public static PolicyRecord FromJson(JsonObject json, string where)
+    {
+        IReadOnlyList<Policy>? policies = null;
+        if (json["policies"] != null)
+            policies = RecordJson.Array(json, "policies", where).Select((p, m) =>
+                new Policy(Items(p, $"policies[{m}]", where).Select((sub, q) =>
+                    new SubPolicy(Items(sub, $"policies[{m}][{q}]", where).Select((stage, k) =>
+                    {
+                        string at = $"policies[{m}][{q}][{k}]";
+                        var parts = Items(stage, at, where);
+                        if (parts.Count is < 2 or > 3 || parts[0] is not JsonValue op || !op.TryGetValue(out string? name)
+                            || parts[1] is not JsonValue level || !level.TryGetValue(out int l))
+                            throw new RunFolderException($"{where}: {at} is {stage?.ToJsonString()}: expected [op, level] or [op, level, probability]");
+                        return new PolicyStage(name, l, parts.Count == 3 ? RecordJson.Number(parts[2], at + "[2]", where) : 1.0);
+                    }).ToArray())).ToArray())).ToArray();
+        return new(RecordJson.Value<int>(json, "epoch", where), RecordJson.Value<string>(json, "method", where), policies,
+            RecordJson.Numbers(json, "instance_losses", where),
+            json["normalized_losses"] != null ? RecordJson.Numbers(json, "normalized_losses", where) : null,
+            json["controller_distribution"] != null ? ControllerDistribution.FromJson(RecordJson.Object(json, "controller_distribution", where), where + ": controller_distribution") : null);
+    }
+
+    static IReadOnlyList<JsonNode?> Items(JsonNode? node, string at, string where) =>
+        (IReadOnlyList<JsonNode?>?)(node as JsonArray)?.ToList() ?? throw new RunFolderException($"{where}: {at} is {node?.ToJsonString() ?? "null"}: expected an array");
+}
