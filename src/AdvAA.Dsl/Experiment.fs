@@ -33,7 +33,7 @@ type Method =
     /// A given policy: one every copy draws from (`Policy.ofPairs`, `Policy.ofTriples`), or one per
     /// instance (`Policy.ofFile` of what `advaa policy export` writes).
     | FixedPolicy of PolicyDocument
-    /// M copies of each batch with standard augmentation only (the paper's "Fixed").
+    /// M copies of each batch with standard augmentation only, no Cutout (the paper's "Fixed").
     | Fixed
     /// M copies, each augmented by a random policy drawn every epoch (the paper's "Random").
     | Random

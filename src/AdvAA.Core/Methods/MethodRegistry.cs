@@ -28,7 +28,7 @@ public static class MethodRegistry
         Add("randaugment", "RandAugment(N, M) (Cubuk et al. 2019), then standard augmentation + Cutout", new RandAugmentSpec { Cutout = 16 }),
         Add("trivialaugment", "TrivialAugment (Müller & Hutter 2021), wide space by default, then standard augmentation + Cutout", new TrivialAugmentSpec { Cutout = 16 }),
         Add("policy", "a given policy file (one policy, or one per instance as `advaa policy export` writes), then standard augmentation + Cutout", new PolicySpec { Cutout = 16 }),
-        Add("fixed", "M copies of each batch with standard augmentation + Cutout only (paper's 'Fixed')", new StandardSpec { Instances = M(8), Cutout = 16 }),
+        Add("fixed", "M copies of each batch with standard augmentation only: crop + flip, no Cutout (the paper's 'Fixed', Table 4)", new StandardSpec { Instances = M(8) }),
         Add("random", "M copies, copy m augmented by a random policy drawn each epoch (paper's 'Random')", new RandomSpec { Instances = M(8), Cutout = 16 }),
         Add("adversarial", "Adversarial AutoAugment (Zhang et al. 2020): M policies from the LSTM controller, trained with REINFORCE to raise the target loss", new AdversarialSpec { Instances = M(8), Cutout = 16 }),
         Add("transfer", "the learned policies of another run, epoch by epoch (the paper's §4.6), without a controller", new TransferSpec { Cutout = 16 }),

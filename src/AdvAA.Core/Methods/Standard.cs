@@ -5,7 +5,7 @@ namespace AdvAA.Core.Methods;
 /// <summary>
 /// Standard augmentation only (random crop of the 4-pixel padded image, horizontal flip, optional
 /// Cutout) on M copies: the registry's baseline (M = 1), cutout (Cutout 16) and fixed (the
-/// paper's "Fixed": M = 8 copies, no Cutout).
+/// paper's "Fixed", Table 4: M = 8 copies with the standard augmentation only, no Cutout).
 /// </summary>
 public sealed record StandardSpec : CopiesSpec
 {
