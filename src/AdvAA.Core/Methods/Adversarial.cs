@@ -47,7 +47,8 @@ public sealed class AdversarialMethod : InstancePoliciesMethod
         : base(context, context.Space, spec.Cutout, spec.MagnitudeScale, spec.PolicyProbability)
     {
         Spec = spec;
-        controller = new PolicyController(context.Space.Ops.Count, context.Space.Levels, spec.SubPolicies, spec.OpsPerSubPolicy, spec.Embedding, spec.Hidden);
+        controller = new PolicyController(context.Space.Ops.Count, context.Space.Levels, spec.SubPolicies, spec.OpsPerSubPolicy, spec.Embedding, spec.Hidden,
+            EpochStreams.SeedOf(context.Seed, 0, EpochStreams.MethodInitStream));
         trainer = new ControllerTrainer(controller, spec.ControllerLearningRate, spec.EntropyWeight);
     }
 

@@ -101,7 +101,8 @@ public sealed record StatePart(string Name, Action<Stream> Save, Action<Stream> 
 
 /// <summary>
 /// The random streams of one epoch, each from its own generator seeded by (seed, epoch, stream), so
-/// that every epoch's randomness depends only on them and a resumed run repeats it exactly.
+/// that every epoch's randomness depends only on them and a resumed run repeats it exactly; no
+/// stream is the global generator, so trainers in one process cannot disturb each other.
 /// </summary>
 public sealed class EpochStreams : IDisposable
 {
@@ -113,7 +114,10 @@ public sealed class EpochStreams : IDisposable
         Policy = new Generator((ulong)SeedOf(seed, epoch, PolicyStream));
     }
 
-    public const int AugmentStream = 1, PolicyStream = 2, DistributionStream = 3;
+    public const int AugmentStream = 1, PolicyStream = 2, DistributionStream = 3, DropoutStream = 4;
+
+    /// <summary>Streams of "epoch 0", drawn once when a run is made: the target's and the method's initial weights.</summary>
+    public const int ModelInitStream = 5, MethodInitStream = 6;
 
     public long Seed { get; }
     public int Epoch { get; }

@@ -20,10 +20,19 @@ public static class ModelRegistry
     /// <summary>
     /// A freshly initialised model taking normalised float32 [N,3,32,32] and returning logits [N, numClasses].
     /// Names are case-insensitive. <paramref name="dropout"/> is the WideResNet in-block dropout rate.
+    /// The weights are drawn from a generator seeded by <paramref name="seed"/> alone.
     /// </summary>
     /// <exception cref="ArgumentException">An unknown name, a bad WideResNet shape, numClasses &lt; 1,
     /// dropout outside [0, 1), or dropout for a model without dropout.</exception>
-    public static nn.Module<Tensor, Tensor> Create(string name, int numClasses, double dropout = 0.0)
+    public static nn.Module<Tensor, Tensor> Create(string name, int numClasses, double dropout = 0.0, long seed = 0)
+    {
+        var model = Construct(name, numClasses, dropout);
+        using var generator = new Generator((ulong)seed);
+        Initialization.Apply(model, generator);
+        return model;
+    }
+
+    static nn.Module<Tensor, Tensor> Construct(string name, int numClasses, double dropout)
     {
         string key = name.Trim().ToLowerInvariant();
         if (TryParseWideResNet(key, name, out int depth, out int widen))

@@ -47,7 +47,6 @@ public sealed class ResNet : Module<Tensor, Tensor>
         }
         fc = Linear(inChannels, numClasses);
         RegisterComponents();
-        Initialization.Apply(this);
     }
 
     public override Tensor forward(Tensor input)

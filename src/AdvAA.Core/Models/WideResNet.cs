@@ -13,7 +13,7 @@ namespace AdvAA.Core.Models;
 /// channels (strides 1, 2, 2), then batch norm, ReLU, global average pooling and a linear layer.
 /// State-dict names: <c>conv1</c>, <c>layers.{0,1,2}.{block}.{bn1,conv1,bn2,conv2,shortcut}</c>, <c>bn</c>, <c>fc</c>.
 /// </summary>
-public sealed class WideResNet : Module<Tensor, Tensor>
+public sealed class WideResNet : Module<Tensor, Tensor>, IStochasticModel
 {
     private readonly Conv2d conv1;
     private readonly ModuleList<Module<Tensor, Tensor>> layers;
@@ -28,14 +28,16 @@ public sealed class WideResNet : Module<Tensor, Tensor>
         int[] widths = [16 * widen, 32 * widen, 64 * widen];
         conv1 = Conv2d(3, 16, 3, padding: 1, bias: false);
         layers = new ModuleList<Module<Tensor, Tensor>>(
-            Stage(16, widths[0], blocks, 1, dropout),
-            Stage(widths[0], widths[1], blocks, 2, dropout),
-            Stage(widths[1], widths[2], blocks, 2, dropout));
+            Stage(16, widths[0], blocks, 1, dropout, Noise),
+            Stage(widths[0], widths[1], blocks, 2, dropout, Noise),
+            Stage(widths[1], widths[2], blocks, 2, dropout, Noise));
         bn = BatchNorm2d(widths[2]);
         fc = Linear(widths[2], numClasses);
         RegisterComponents();
-        Initialization.Apply(this);
     }
+
+    /// <summary>The random source of every block's dropout.</summary>
+    public DropoutNoise Noise { get; } = new();
 
     /// <summary>Throws unless depth = 6n + 4 (n ≥ 1) and widen ≥ 1.</summary>
     internal static void CheckShape(int depth, int widen)
@@ -46,12 +48,12 @@ public sealed class WideResNet : Module<Tensor, Tensor>
             throw new ArgumentException($"WideResNet widen factor {widen} is not valid: expected an integer ≥ 1", nameof(widen));
     }
 
-    private static Sequential Stage(int inChannels, int outChannels, int blocks, int stride, double dropout)
+    private static Sequential Stage(int inChannels, int outChannels, int blocks, int stride, double dropout, DropoutNoise noise)
     {
         var list = new List<(string, Module<Tensor, Tensor>)>();
         for (int i = 0; i < blocks; i++)
             list.Add((i.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                new PreActBlock(i == 0 ? inChannels : outChannels, outChannels, i == 0 ? stride : 1, dropout)));
+                new PreActBlock(i == 0 ? inChannels : outChannels, outChannels, i == 0 ? stride : 1, dropout, noise)));
         return Sequential(list);
     }
 
@@ -78,8 +80,9 @@ internal sealed class PreActBlock : Module<Tensor, Tensor>
     private readonly Conv2d conv2;
     private readonly Conv2d? shortcut;
     private readonly double dropout;
+    private readonly DropoutNoise noise;
 
-    public PreActBlock(int inChannels, int outChannels, int stride, double dropout) : base(nameof(PreActBlock))
+    public PreActBlock(int inChannels, int outChannels, int stride, double dropout, DropoutNoise noise) : base(nameof(PreActBlock))
     {
         bn1 = BatchNorm2d(inChannels);
         conv1 = Conv2d(inChannels, outChannels, 3, stride: stride, padding: 1, bias: false);
@@ -89,6 +92,7 @@ internal sealed class PreActBlock : Module<Tensor, Tensor>
             ? null
             : Conv2d(inChannels, outChannels, 1, stride: stride, bias: false);
         this.dropout = dropout;
+        this.noise = noise;
         RegisterComponents();
     }
 
@@ -98,7 +102,7 @@ internal sealed class PreActBlock : Module<Tensor, Tensor>
         var activated = functional.relu(bn1.forward(input));
         var identity = shortcut is null ? input : shortcut.forward(activated);
         var x = functional.relu(bn2.forward(conv1.forward(activated)));
-        if (dropout > 0) x = functional.dropout(x, dropout, training);
+        x = noise.Apply(x, dropout, training);
         return conv2.forward(x).add_(identity).MoveToOuterDisposeScope();
     }
 }

@@ -42,7 +42,8 @@ public sealed class PolicyController : Module
     private readonly int embeddingSize;
     private readonly int hiddenSize;
 
-    public PolicyController(int numOps, int numLevels, int subPolicies = 5, int opsPerSubPolicy = 2, int embeddingSize = 32, int hiddenSize = 100)
+    /// <param name="seed">Seeds the generator the initial parameters are drawn from (never the global one).</param>
+    public PolicyController(int numOps, int numLevels, int subPolicies = 5, int opsPerSubPolicy = 2, int embeddingSize = 32, int hiddenSize = 100, long seed = 0)
         : base(nameof(PolicyController))
     {
         RequirePositive(numOps, nameof(numOps));
@@ -63,7 +64,8 @@ public sealed class PolicyController : Module
         levelHead = Linear(hiddenSize, numLevels);
         RegisterComponents();
         using var noGrad = no_grad();
-        foreach (var p in parameters()) init.uniform_(p, -0.1, 0.1);
+        using var generator = new Generator((ulong)seed);
+        foreach (var p in parameters()) p.uniform_(-0.1, 0.1, generator);
     }
 
     public int NumOps { get; }

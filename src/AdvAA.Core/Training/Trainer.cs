@@ -58,14 +58,14 @@ public sealed class Trainer : IDisposable
         this.data = new DataSplits(train, Limit(data.Test, config.TestLimit), data.Format);
         space = this.config.Method.TrainingSpace(config.Space).SizedTo(train.Height, train.Width);
         device = TorchBackend.ResolveDevice(TorchBackend.ParseDevice(config.Device));
-        torch.manual_seed(config.Seed);
-        model = ModelRegistry.Create(config.Model, train.Classes.Count, config.Dropout);
+        model = ModelRegistry.Create(config.Model, train.Classes.Count, config.Dropout, EpochStreams.SeedOf(config.Seed, 0, EpochStreams.ModelInitStream));
         model.to(device);
         method = config.Method.Create(new MethodContext(space, train.Classes.Count, train.Channels, train.Height, train.Width, device, config.Epochs, config.Seed));
         optimizer = torch.optim.SGD(model.parameters(), config.LearningRate.At(0), config.Momentum, 0, config.WeightDecay, config.Nesterov);
         normalizer = Normalizer.FromDataset(train);
         loader = new BatchLoader(train, config.BatchSize, device, shuffle: true, config.Seed, dropLast: true);
-        dataRecord = new DataRecord(data.Format, data.Train.Source, this.data.Train.Count, this.data.Test.Count,
+        // The data set as read (its identity); the limits are recorded with the experiment.
+        dataRecord = new DataRecord(data.Format, data.Train.Source, data.Train.Count, data.Test.Count,
             [train.Channels, train.Height, train.Width], train.Classes.ToArray(), normalizer.Mean.ToArray(), normalizer.Std.ToArray(),
             $"{data.Train.ContentHash()}/{data.Test.ContentHash()}");
     }
@@ -111,8 +111,15 @@ public sealed class Trainer : IDisposable
         var identity = description.Identity();
         if (File.Exists(run.File(RunFolder.ConfigFile)))
         {
-            if (RunConfig.Difference(run.ReadConfig().Identity(), identity) is { } difference)
-                throw new RunFolderException($"run folder {run.Path} holds another run: {difference}. Resume it with the settings it was started with, or start a new run with another --out");
+            RunConfig recorded = run.ReadConfig();
+            if (RunConfig.Difference(recorded.Identity(), identity) is { } difference)
+            {
+                string context = difference.StartsWith("data", StringComparison.Ordinal)
+                    ? $" (the run read {recorded.Data.Source}; this one reads {dataRecord.Source})"
+                    : difference.StartsWith("method", StringComparison.Ordinal) ? $" (the method now: {config.Method.Name}, {config.Method.Summary})" : "";
+                throw new RunFolderException(
+                    $"run folder {run.Path} holds another run: {difference}{context}. Resume it with the settings it was started with, or start a new run with another --out");
+            }
         }
         else run.WriteConfig(description);
 
@@ -174,7 +181,8 @@ public sealed class Trainer : IDisposable
     {
         var clock = Stopwatch.StartNew();
         using var streams = new EpochStreams(config.Seed, epoch);
-        torch.manual_seed(streams.SeedFor(0));
+        using var dropout = new Generator((ulong)streams.SeedFor(EpochStreams.DropoutStream), device);
+        if (model is IStochasticModel stochastic) stochastic.Noise.Generator = dropout;
         double progress = epoch - 1;
         var methodClock = Stopwatch.StartNew();
         method.BeginEpoch(new EpochContext(epoch, progress, streams, Score, device));
@@ -248,6 +256,7 @@ public sealed class Trainer : IDisposable
         finally
         {
             instanceLossSum?.Dispose();
+            if (model is IStochasticModel noisy) noisy.Noise.Generator = null;
         }
     }
 
