@@ -52,8 +52,10 @@ for seed in $seeds; do
       # A run folder started but without a complete epoch holds nothing to keep; anything else
       # at that path is left for advaa train to refuse.
       if [ -f "$run/config.json" ]; then rm -rf "$run"; fi
+      # M = 8 copies for the paper's M-instance methods; baseline trains on one.
+      copies=(); case $method in fixed|random|adversarial) copies=(--instances 8);; esac
       "$advaa" train --method "$method" --model small --data "$out/data" --epochs "$epochs" \
-        --instances 8 --batch "$batch" --seed "$seed" --device "$device" --out "$run"
+        "${copies[@]}" --batch "$batch" --seed "$seed" --device "$device" --out "$run"
     fi
   done
 done

@@ -55,6 +55,9 @@ let epochsOf (folder: string) =
 /// The flags of a tiny `advaa train` run: 64 training images, 50 test images, batch 32, M = 2.
 let private tinyTrain = [ "--epochs"; "1"; "--batch"; "32"; "--instances"; "2"; "--train-limit"; "64"; "--test-limit"; "50"; "--device"; "cpu" ]
 
+/// The same without M, for methods that take none.
+let private tinyTrainOne = [ "--epochs"; "1"; "--batch"; "32"; "--train-limit"; "64"; "--test-limit"; "50"; "--device"; "cpu" ]
+
 /// A tiny experiment script (baseline, 64 images, batch 32, 1 epoch) with `extra` lines after it.
 let private script (dir: TempDir) (name: string) (lines: string list) =
     let path = dir.File name
@@ -199,6 +202,98 @@ let tests =
             containsAll err [ "was made by `advaa run`, not `advaa train`"; "--resume " + folder ]
         }
 
+        test "methods lists every method with its parameters; an unknown one is named" {
+            let code, out, err = cli [ "methods" ]
+            expectCode (code, out, err) 0
+            for entry in AdvAA.Core.Methods.MethodRegistry.All do
+                Expect.stringContains out (entry.Name + "  " + entry.Description) entry.Name
+            containsAll out [ "controller_lr       number    0.00035  > 0, ≤ 10"; "--param name=value" ]
+            let code, out, _ = cli [ "methods"; "randaugment" ]
+            Expect.equal code 0 "one method"
+            containsAll out [ "n          integer   2"; "m          integer   9   0..30" ]
+            Expect.isFalse (out.Contains "adversarial") "only the one asked for"
+            let code, out, err = cli [ "methods"; "magic" ]
+            expectCode (code, out, err) 1
+            containsAll err [ "advaa: unknown method 'magic'" ]
+        }
+
+        test "--param sets any method parameter; a bad name or value is an error naming it" {
+            use dir = new TempDir()
+            let folder = dir.File "run"
+            let code, out, err = cli ([ "train"; "--method"; "randaugment"; "--param"; "n=3"; "--param"; "randaugment.m=12"; "--cutout"; "0"; "--out"; folder ] @ tinyTrain)
+            expectCode (code, out, err) 0
+            let m = jsonAt [ "experiment"; "method" ] (JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "config.json"))) |> nonNull)
+            Expect.equal ((nonNull m["n"]).GetValue<int>(), (nonNull m["m"]).GetValue<int>(), (nonNull m["cutout"]).GetValue<int>()) (3, 12, 0) "recorded"
+            let failing (args: string list) (code: int) (parts: string list) =
+                let c, out, err = cli ("train" :: args @ [ "--out"; dir.File "never" ] @ tinyTrainOne)
+                expectCode (c, out, err) code
+                containsAll err parts
+                Expect.isFalse (Directory.Exists(dir.File "never")) "nothing written"
+            failing [ "--param"; "n" ] 2 [ "--param n: expected name=value" ]
+            failing [ "--method"; "randaugment"; "--param"; "depth=3" ] 1 [ "method 'randaugment' has no parameter 'depth'"; "n, m" ]
+            failing [ "--method"; "randaugment"; "--param"; "m=99" ] 1 [ "randaugment.m = 99"; "0..30" ]
+            failing [ "--method"; "adversarial"; "--param"; "hidden=lots" ] 1 [ "adversarial.hidden = lots: expected an integer" ]
+            failing [ "--method"; "uncertainty"; "--instances"; "2" ] 1 [ "Instances is set, but method uncertainty has no parameter 'instances'" ]
+            failing [ "--from"; dir.File "nowhere" ] 1 [ "transfer.from = " + dir.File "nowhere"; "does not exist" ]
+            failing [ "--from"; folder ] 1 [ "records no policies"; "adversarial, random" ]
+            failing [ "--from"; folder; "--policy"; folder ] 1 [ "--policy and --from exclude each other" ]
+        }
+
+        test "policy export writes a run's policies that --policy trains with; bad exports name the problem and write nothing" {
+            use dir = new TempDir()
+            let source = dir.File "source"
+            expectCode (cli ([ "train"; "--method"; "adversarial"; "--epochs"; "2"; "--out"; source ] @ List.skip 2 tinyTrain)) 0
+            let file = dir.File "p.json"
+            let code, out, err = cli [ "policy"; "export"; source; "--epoch"; "1"; "--out"; file ]
+            expectCode (code, out, err) 0
+            containsAll out [ "wrote " + file; "2 policies, one per instance"; source + ", epoch 1" ]
+            let document = AdvAA.Core.Augment.PolicyJson.ReadDocument file
+            Expect.equal (document.Policies.Count, document.PerInstance) (2, true) "M = 2 policies"
+            let recorded = (AdvAA.Core.Training.RunFolder.Open(source).ReadPolicies()).[0].Policies |> List.ofSeq
+            Expect.equal (List.ofSeq document.Policies) recorded "epoch 1's policies"
+            let replay = dir.File "replay"
+            let code, out, err = cli ([ "train"; "--policy"; file; "--out"; replay ] @ tinyTrain)
+            expectCode (code, out, err) 0
+            containsAll out [ "run      policy-small: policy" ]
+            let failing (args: string list) (parts: string list) =
+                let code, out, err = cli ("policy" :: "export" :: args)
+                expectCode (code, out, err) 1
+                containsAll err parts
+                noTrace err
+            failing [ source; "--epoch"; "7"; "--out"; dir.File "e7.json" ] [ source + " has no epoch 7"; "epochs 1..2" ]
+            failing [ source; "--out"; file ] [ file + " already exists" ]
+            failing [ dir.File "nowhere"; "--out"; dir.File "x.json" ] [ dir.File "nowhere"; "does not exist" ]
+            let plain = dir.File "plain"
+            expectCode (cli ([ "train"; "--method"; "baseline"; "--out"; plain ] @ tinyTrain)) 0
+            failing [ plain; "--out"; dir.File "b.json" ] [ plain + " (method baseline) records no policies" ]
+            for f in [ "e7.json"; "x.json"; "b.json" ] do
+                Expect.isFalse (File.Exists(dir.File f)) (f + " is not written")
+            expectCode (cli [ "policy"; "export"; source ]) 2
+        }
+
+        test "train --resume refuses a changed policy file, naming what changed, and counts progress from the checkpoint" {
+            use dir = new TempDir()
+            let policy = dir.File "p.json"
+            File.WriteAllText(policy, """{ "format": "advaa-policy", "version": 1, "subPolicies": [ [ { "op": "Rotate", "level": 3 } ] ] }""")
+            let folder = dir.File "run"
+            expectCode (cli ([ "train"; "--policy"; policy; "--out"; folder ] @ tinyTrain)) 0
+            File.WriteAllText(policy, """{ "format": "advaa-policy", "version": 1, "subPolicies": [ [ { "op": "Rotate", "level": 5 } ] ] }""")
+            let before = snapshot folder
+            let code, out, err = cli [ "train"; "--resume"; folder; "--epochs"; "2" ]
+            expectCode (code, out, err) 1
+            containsAll err [ folder; "method.policy.subPolicies[0][0].level: recorded 3, now 5"; "from " + policy ]
+            Expect.equal (snapshot folder) before "nothing changed"
+            // A cut last metrics line: the checkpoint says the run is complete, and the line comes back.
+            File.WriteAllText(policy, """{ "format": "advaa-policy", "version": 1, "subPolicies": [ [ { "op": "Rotate", "level": 3 } ] ] }""")
+            let metrics = Path.Combine(folder, "metrics.jsonl")
+            let text = File.ReadAllText metrics
+            File.WriteAllText(metrics, text.Substring(0, text.Length / 2))
+            let code, out, err = cli [ "train"; "--resume"; folder ]
+            expectCode (code, out, err) 0
+            Expect.stringContains out "the run was already complete: 1 epoch" "complete by its checkpoint"
+            Expect.equal (epochsOf folder) [ 1 ] "the cut line is rebuilt"
+        }
+
         test "run trains a script, with flags overriding it, and --resume continues it" {
             use dir = new TempDir()
             let path = script dir "tiny.fsx" []
@@ -281,6 +376,10 @@ let tests =
                 lines.Add line
                 line <- p.StandardOutput.ReadLine()
             if isNull line then failtestf "no epoch line; output:\n%s\n%s" (String.concat "\n" lines) stderr.Result
+            // A second writer is refused while this one trains, naming it.
+            let code, out, err = cli [ "run"; path; "--epochs"; "1000"; "--resume"; folder ]
+            expectCode (code, out, err) 1
+            containsAll err [ folder + " is in use by process " + string p.Id; "advaa run" ]
             Expect.equal (kill (p.Id, sigint)) 0 "SIGINT sent"
             let rest = p.StandardOutput.ReadToEnd()
             if not (p.WaitForExit 120_000) then

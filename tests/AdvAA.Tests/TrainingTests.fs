@@ -27,12 +27,12 @@ type Tiny =
         | _ -> spec
 
     static member Config(method: string, ?epochs: int, ?model: string, ?learningRate: float -> float, ?policy: PolicyDocument,
-                         ?batchSize: int, ?instances: float, ?dropout: float, ?seed: int64) =
+                         ?batchSize: int, ?instances: float, ?dropout: float, ?seed: int64, ?trainLimit: int64) =
         TrainConfig(
             Method = Tiny.Spec(method, ?instances = instances, ?policy = policy),
             Model = defaultArg model "wrn-10-1",
             Dropout = defaultArg dropout 0.0,
-            TrainLimit = Nullable 128L,
+            TrainLimit = Nullable(defaultArg trainLimit 128L),
             TestLimit = Nullable 100L,
             Epochs = defaultArg epochs 2,
             BatchSize = defaultArg batchSize 32,
@@ -78,7 +78,8 @@ let tests =
                 Expect.isGreaterThan m.ImagesPerSecond 0.0 "throughput"
             let config = JsonNode.Parse(fileText folder RunFolder.ConfigFile) |> nonNull
             Expect.equal (config["experiment"]["method"]["name"] |> nonNull |> fun n -> n.GetValue<string>()) "adversarial" "config names the method"
-            Expect.equal (config["data"]["train_images"] |> nonNull |> fun n -> n.GetValue<int>()) 128 "config records the data"
+            Expect.equal (config["data"]["train_images"] |> nonNull |> fun n -> n.GetValue<int>()) 2000 "config records the data set"
+            Expect.equal (config["experiment"]["train_limit"] |> nonNull |> fun n -> n.GetValue<int>()) 128 "and the subset trained on"
             let policies = folder.ReadLines RunFolder.PoliciesFile
             Expect.equal policies.Count 2 "a policies line per epoch"
             let first = policies[0]["policies"] |> nonNull

@@ -257,7 +257,13 @@ public sealed record RunConfig(
                 if (Difference(a[key], b[key], path.Length == 0 ? key : $"{path}.{key}") is { } d) return d;
             return null;
         }
-        string x = recorded?.ToJsonString() ?? "null", y = now?.ToJsonString() ?? "null";
+        if (recorded is JsonArray x1 && now is JsonArray y1 && x1.Count == y1.Count)
+        {
+            for (int i = 0; i < x1.Count; i++)
+                if (Difference(x1[i], y1[i], $"{path}[{i}]") is { } d) return d;
+            return null;
+        }
+        string x = recorded?.ToJsonString(JsonOptions.Compact) ?? "null", y = now?.ToJsonString(JsonOptions.Compact) ?? "null";
         return x == y ? null : $"{path}: recorded {Shorten(x)}, now {Shorten(y)}";
     }
 
