@@ -2,7 +2,6 @@
 module AdvAA.Cli.TrainCommand
 
 open System.IO
-open System.Text.Json.Nodes
 open Argu
 open AdvAA.Core.Methods
 open AdvAA.Core.Training
@@ -98,17 +97,11 @@ let experiment (results: ParseResults<TrainArgs>) : Experiment =
 /// The arguments an `advaa train` run recorded in its config.json.
 let private recorded (folder: string) : string list =
     let run = RunFolder.Open folder
-    let config = run.ReadConfigJson()
-    let path = run.File RunFolder.ConfigFile
-    match config["origin"] with
-    | :? JsonObject as origin ->
-        let program = origin["program"] |> Option.ofObj |> Option.map (fun p -> p.GetValue<string>())
-        match program, origin["arguments"] with
-        | Some "advaa train", (:? JsonArray as arguments) -> [ for a in arguments -> (nonNull a).GetValue<string>() ]
-        | Some program, _ ->
-            raise (RunFolderException(sprintf "%s was made by `%s`, not `advaa train`: continue it the way it was started, with --resume %s" run.Path program run.Path))
-        | None, _ -> raise (RunFolderException(sprintf "%s: \"origin\" names no program" path))
-    | _ -> raise (RunFolderException(sprintf "%s records no \"origin\" (the options of the run), so `advaa train --resume` cannot continue it" path))
+    match run.ReadConfig().Origin with
+    | null -> raise (RunFolderException(sprintf "%s records no \"origin\" (the options of the run), so `advaa train --resume` cannot continue it" (run.File RunFolder.ConfigFile)))
+    | origin when origin.Program = "advaa train" -> List.ofSeq origin.Arguments
+    | origin ->
+        raise (RunFolderException(sprintf "%s was made by `%s`, not `advaa train`: continue it the way it was started, with --resume %s" run.Path origin.Program run.Path))
 
 /// The flags as config.json records them: paths made absolute, so a resume from another folder reads the same files.
 let private replayable (args: TrainArgs list) =

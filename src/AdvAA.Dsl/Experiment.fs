@@ -43,6 +43,9 @@ type Method =
     | Uncertainty of candidates: int * keep: int
     /// The policies another run learned, replayed epoch by epoch (the paper's §4.6): its folder.
     | Transfer of run: string
+    /// Any method of the registry by name with its defaults (e.g. one added in C# that has no case
+    /// here yet); `Parameters` and the experiment's fields set its parameters.
+    | Named of method: string
 
 /// The policy controller's shape and training (random uses the shape; defaults from AdvAA.Core).
 type Controller =
@@ -139,6 +142,7 @@ module Method =
         | Adversarial -> "adversarial"
         | Uncertainty _ -> "uncertainty"
         | Transfer _ -> "transfer"
+        | Named n -> (MethodRegistry.Get n).Name
 
     /// The method with this name (case-insensitive) and its default parameters.
     let ofName (text: string) : Method =
@@ -163,11 +167,15 @@ module Method =
             Uncertainty(s.Candidates, s.Keep)
         | "policy" -> fail "method 'policy' needs a policy: FixedPolicy (Policy.ofPairs [...]) in a script, or --policy FILE"
         | "transfer" -> fail "method 'transfer' needs a run to replay: Transfer \"runs/<run>\" in a script, or --from RUN"
-        | other -> fail (sprintf "method '%s' has no F# case yet; set Parameters on the closest one" other)
+        | other -> Named other
 
     /// The Core spec of the case: the registry's defaults with the case's own values.
     let spec (m: Method) : MethodSpec =
-        let d = MethodRegistry.Defaults(name m)
+        let d =
+            try
+                MethodRegistry.Defaults(name m)
+            with :? ConfigException as e ->
+                fail e.Message
         match m with
         | RandAugment(n, mm) -> d.With("n", n).With("m", mm)
         | TrivialAugment wide -> d.With("wide", wide)
@@ -307,12 +315,8 @@ module Experiment =
         match e.Data with
         | DataPath p when String.IsNullOrWhiteSpace p -> fail "Data = DataPath \"\": give a folder or archive, or EmbeddedSample"
         | _ -> ()
-        for name, limit in [ "TrainLimit", e.TrainLimit; "TestLimit", e.TestLimit ] do
-            match limit with
-            | Some n when n < 1 -> fail (sprintf "%s = Some %d: expected at least 1 image" name n)
-            | _ -> ()
         let lr = learningRate e
-        check "LearningRate" 0.0 10.0 e lr
+        check "LearningRate" 0.0 TrainConfig.MaxLearningRate e lr
         let config =
             TrainConfig(
                 Method = methodSpec e,

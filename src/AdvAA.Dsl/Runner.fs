@@ -88,11 +88,7 @@ module Runner =
     let resumeCommand (session: Session) (folder: string) =
         CommandLine.join (session.Program @ session.Arguments @ [ "--resume"; folder ])
 
-    let private origin (session: Session) =
-        let o = JsonObject()
-        o["program"] <- JsonValue.Create(String.concat " " session.Program)
-        o["arguments"] <- JsonArray(session.Arguments |> List.map (fun a -> JsonValue.Create a :> JsonNode | null) |> Array.ofList)
-        o
+    let private origin (session: Session) = RunOrigin(String.concat " " session.Program, Array.ofList session.Arguments)
 
     /// Runs `work` with a token that Ctrl+C cancels: the first Ctrl+C lets the current epoch finish
     /// and write its checkpoint; a second one ends the process at once (the last checkpoint stays whole).

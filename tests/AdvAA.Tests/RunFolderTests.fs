@@ -141,6 +141,22 @@ let tests =
                 Expect.equal (epochs run) [ 1 .. last.Epoch ] "still exactly the covered epochs"
         }
 
+        test "a run folder of an earlier format is refused by report, resume and export, naming its format" {
+            use dir = new TempDir()
+            let folder = RunFolder.Create(dir.File "old")
+            train (Tiny.Config("baseline", epochs = 1)) folder None |> ignore
+            // What AdvAA wrote before run format 2: no format fields, the method as a bare name.
+            let config = folder.ReadConfigJson()
+            config.Remove "format" |> ignore
+            config.Remove "format_version" |> ignore
+            (nonNull (config["experiment"] :?> Text.Json.Nodes.JsonObject))["method"] <- Text.Json.Nodes.JsonValue.Create "baseline"
+            File.WriteAllText(folder.File RunFolder.ConfigFile, config.ToJsonString())
+            let expected = [ folder.File RunFolder.ConfigFile; "run format 1"; "this AdvAA reads run format 2" ]
+            containsAll (throwsMessage<RunFolderException> (fun () -> Report.load folder.Path |> ignore)) expected
+            containsAll (throwsMessage<RunFolderException> (fun () -> train (Tiny.Config("baseline", epochs = 2)) (RunFolder.Open folder.Path) None |> ignore)) expected
+            containsAll (throwsMessage<RunFolderException> (fun () -> AdvAA.Cli.PolicyCommand.exportable folder.Path None |> ignore)) expected
+        }
+
         test "an atomic write that fails leaves the target as it was and no temporary file" {
             use dir = new TempDir()
             let target = dir.File "target"

@@ -190,10 +190,23 @@ public sealed record ExperimentRecord(
         RecordJson.Value<int>(json, "eval_batch_size", where));
 }
 
+/// <summary>How a run was started: the program (e.g. "advaa train", "dotnet fsi") and its arguments (without --out and --resume).</summary>
+public sealed record RunOrigin(string Program, IReadOnlyList<string> Arguments)
+{
+    public JsonObject ToJson() => new()
+    {
+        ["program"] = Program,
+        ["arguments"] = new JsonArray(Arguments.Select(a => (JsonNode?)a).ToArray()),
+    };
+
+    public static RunOrigin FromJson(JsonObject json, string where) =>
+        new(RecordJson.Value<string>(json, "program", where), RecordJson.Texts(json, "arguments", where));
+}
+
 /// <summary>config.json: the run format, the versions, the device, the experiment, the data, how the run was started.</summary>
 public sealed record RunConfig(
     string? AdvaaVersion, string? TorchSharpVersion, string? LibTorchVersion, string Backend, string Device, string Created,
-    ExperimentRecord Experiment, DataRecord Data, long ModelParameters, JsonObject? Origin)
+    ExperimentRecord Experiment, DataRecord Data, long ModelParameters, RunOrigin? Origin)
 {
     /// <summary>The run folder format this AdvAA writes and resumes (config.json's "format_version").</summary>
     public const int FormatVersion = 2;
@@ -211,7 +224,7 @@ public sealed record RunConfig(
         ["experiment"] = Experiment.ToJson(),
         ["data"] = Data.ToJson(),
         ["model_parameters"] = ModelParameters,
-        ["origin"] = Origin?.DeepClone(),
+        ["origin"] = Origin?.ToJson(),
     };
 
     public static RunConfig FromJson(JsonObject json, string where)
@@ -225,7 +238,8 @@ public sealed record RunConfig(
             RecordJson.Value<string>(json, "device", where), RecordJson.Value<string>(json, "created", where),
             ExperimentRecord.FromJson(RecordJson.Object(json, "experiment", where), $"{where}: experiment"),
             DataRecord.FromJson(RecordJson.Object(json, "data", where), $"{where}: data"),
-            RecordJson.Value<long>(json, "model_parameters", where), json["origin"] as JsonObject);
+            RecordJson.Value<long>(json, "model_parameters", where),
+            json["origin"] is JsonObject origin ? RunOrigin.FromJson(origin, $"{where}: origin") : null);
     }
 
     /// <summary>

@@ -1,6 +1,5 @@
 using System;
 using System.IO;
-using System.Text.Json.Nodes;
 using AdvAA.Core.Augment;
 using AdvAA.Core.Methods;
 using AdvAA.Core.Models;
@@ -46,11 +45,14 @@ public sealed record TrainConfig
     public int EvalBatchSize { get; init; } = 500;
     /// <summary>Synchronise the device around augmentation to time it exactly (slower on GPUs).</summary>
     public bool Profile { get; init; }
-    /// <summary>How the run was started (e.g. the command and its arguments), recorded in config.json as "origin" so that it can be resumed the same way.</summary>
-    public JsonObject? Origin { get; init; }
+    /// <summary>How the run was started (the command and its arguments), recorded in config.json so that it can be resumed the same way.</summary>
+    public RunOrigin? Origin { get; init; }
 
     /// <summary>A copy with <see cref="Origin"/> set (for callers that cannot use a <c>with</c> expression).</summary>
-    public TrainConfig WithOrigin(JsonObject origin) => this with { Origin = origin };
+    public TrainConfig WithOrigin(RunOrigin origin) => this with { Origin = origin };
+
+    /// <summary>The largest learning rate a schedule may reach (a guard against typos such as 1e2).</summary>
+    public const double MaxLearningRate = 10;
 
     /// <summary>A copy with another method spec (for callers that cannot use a <c>with</c> expression).</summary>
     public TrainConfig WithMethod(MethodSpec method) => this with { Method = method };
@@ -79,7 +81,7 @@ public sealed record TrainConfig
             {
                 if (t > Epochs) continue;
                 double lr = LearningRate.At(t);
-                Require(double.IsFinite(lr) && lr >= 0, "learning rate", $"{lr} at epoch {t}", "finite and at least 0");
+                Require(double.IsFinite(lr) && lr >= 0 && lr <= MaxLearningRate, "learning rate", $"{lr} at epoch {t}", $"in [0, {MaxLearningRate}]");
             }
         return this with { Method = Method.Validate(Epochs, Space) };
     }
