@@ -316,7 +316,7 @@ module Experiment =
         | DataPath p when String.IsNullOrWhiteSpace p -> fail "Data = DataPath \"\": give a folder or archive, or EmbeddedSample"
         | _ -> ()
         let lr = learningRate e
-        check "LearningRate" 0.0 TrainConfig.MaxLearningRate e lr
+        check "LearningRate" TrainConfig.MinLearningRate TrainConfig.MaxLearningRate e lr
         let config =
             TrainConfig(
                 Method = methodSpec e,

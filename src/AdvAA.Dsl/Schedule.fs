@@ -224,7 +224,8 @@ module Schedule =
             match outside with
             | None -> Ok()
             | Some(e, v) ->
-                Error(sprintf "schedule '%s' = %s leaves [%s, %s] at epoch %s: its value there is %s" name (describe s) (num lo) (num hi) (num e) (num v))
+                let range = if Double.IsPositiveInfinity hi then sprintf "[%s, ∞)" (num lo) else sprintf "[%s, %s]" (num lo) (num hi)
+                Error(sprintf "schedule '%s' = %s leaves %s at epoch %s: its value there is %s" name (describe s) range (num e) (num v))
 
     /// The schedule as a delegate from epoch to value, for AdvAA.Core.
     let toFunc (s: Schedule) : Func<float, float> = Func<float, float>(at s)

@@ -222,7 +222,6 @@ let tests =
             containsAll (invalid { tiny with Model = "vgg" }) [ "unknown model 'vgg'"; "small" ]
             containsAll (invalid { tiny with BatchSize = 0 }) [ "batch size = 0"; "at least 1" ]
             containsAll (invalid { tiny with TrainLimit = Some 0 }) [ "train limit = 0"; "at least 1" ]
-            containsAll (invalid { tiny with LearningRate = Some(Schedule.constant 20.0) }) [ "LearningRate"; "[0, 10]" ]
             containsAll (invalid { tiny with Device = "tpu" }) [ "Device = \"tpu\""; "auto, cpu or cuda" ]
             containsAll (invalid { tiny with Name = "a/b" }) [ "Name = \"a/b\"" ]
             containsAll (invalid { tiny with Data = DataPath "" }) [ "DataPath \"\"" ]

@@ -51,8 +51,8 @@ public sealed record TrainConfig
     /// <summary>A copy with <see cref="Origin"/> set (for callers that cannot use a <c>with</c> expression).</summary>
     public TrainConfig WithOrigin(RunOrigin origin) => this with { Origin = origin };
 
-    /// <summary>The largest learning rate a schedule may reach (a guard against typos such as 1e2).</summary>
-    public const double MaxLearningRate = 10;
+    /// <summary>The values a learning-rate schedule may take: finite and at least 0.</summary>
+    public const double MinLearningRate = 0, MaxLearningRate = double.PositiveInfinity;
 
     /// <summary>A copy with another method spec (for callers that cannot use a <c>with</c> expression).</summary>
     public TrainConfig WithMethod(MethodSpec method) => this with { Method = method };
@@ -81,7 +81,7 @@ public sealed record TrainConfig
             {
                 if (t > Epochs) continue;
                 double lr = LearningRate.At(t);
-                Require(double.IsFinite(lr) && lr >= 0 && lr <= MaxLearningRate, "learning rate", $"{lr} at epoch {t}", $"in [0, {MaxLearningRate}]");
+                Require(double.IsFinite(lr) && lr >= MinLearningRate && lr <= MaxLearningRate, "learning rate", $"{lr} at epoch {t}", "finite and at least 0");
             }
         return this with { Method = Method.Validate(Epochs, Space) };
     }
