@@ -27,6 +27,8 @@ type TrainArgs =
     | Policy of file: string
     | From of run: string
     | Param of setting: string
+    | Precision of precision: string
+    | Memory_Format of format: string
     | Report
 
     interface IArgParserTemplate with
@@ -50,6 +52,8 @@ type TrainArgs =
             | Policy _ -> "a policy file (advaa-policy JSON, e.g. from advaa policy export): trains with method 'policy'."
             | From _ -> "a finished run whose learned policies to replay epoch by epoch: trains with method 'transfer'."
             | Param _ -> CommandLineParam.usage
+            | Precision _ -> CommandLineParam.precisionUsage
+            | Memory_Format _ -> "channels-last|nchw: the layout of the input batches (default channels-last, faster convolutions)."
             | Report -> "write the run's report at the end (plots, policy grid, index.html; see advaa report)."
 
 let private parser = lazy (ArgumentParser.Create<TrainArgs>(programName = "advaa train"))
@@ -86,6 +90,8 @@ let experiment (results: ParseResults<TrainArgs>) : Experiment =
             TestLimit = results.TryGetResult(TrainArgs.Test_Limit)
             Dropout = defaultArg (results.TryGetResult(TrainArgs.Dropout)) d.Dropout
             CutoutSize = results.TryGetResult(TrainArgs.Cutout)
+            Precision = defaultArg (results.TryGetResult TrainArgs.Precision) d.Precision
+            MemoryFormat = defaultArg (results.TryGetResult TrainArgs.Memory_Format) d.MemoryFormat
             Parameters =
                 results.GetResults TrainArgs.Param
                 |> List.map (CommandLine.parameter (fun message -> results.Raise(message, ErrorCode.CommandLine, true))) }

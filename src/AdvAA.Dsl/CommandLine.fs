@@ -26,7 +26,8 @@ type Overrides =
       TrainLimit: int option
       TestLimit: int option
       /// Method parameters by name (`--param name=value`), applied after the script's.
-      Parameters: (string * string) list }
+      Parameters: (string * string) list
+      Precision: string option }
 
     static member None =
         { Epochs = None
@@ -36,11 +37,13 @@ type Overrides =
           Data = None
           TrainLimit = None
           TestLimit = None
-          Parameters = [] }
+          Parameters = []
+          Precision = None }
 
 /// What `--param` flags share between `advaa run` and `advaa train`.
 module CommandLineParam =
     let usage = "a method parameter, name=value (e.g. n=3 or randaugment.n=3; repeatable; see advaa methods)."
+    let precisionUsage = "auto|fp32|bf16: bf16 trains under autocast (default auto: bf16 where the device does it fast, else fp32)."
 
 /// The flags of a script run, the same for `advaa run script.fsx ...` and `dotnet fsi script.fsx ...`.
 [<RequireQualifiedAccess>]
@@ -55,6 +58,7 @@ type RunArgs =
     | Train_Limit of images: int
     | Test_Limit of images: int
     | Param of setting: string
+    | Precision of precision: string
     | Report
 
     interface IArgParserTemplate with
@@ -70,6 +74,7 @@ type RunArgs =
             | Train_Limit _ -> "train on a seeded subset of this many images (quick trials)."
             | Test_Limit _ -> "evaluate on a seeded subset of this many test images."
             | Param _ -> CommandLineParam.usage
+            | Precision _ -> CommandLineParam.precisionUsage
             | Report -> "write the report of each finished run (plots, policy grid, index.html; see advaa report)."
 
 /// A parsed script-run command line.
@@ -136,7 +141,8 @@ module CommandLine =
               TestLimit = results.TryGetResult RunArgs.Test_Limit
               Parameters =
                 results.GetResults RunArgs.Param
-                |> List.map (parameter (fun message -> results.Raise(message, ErrorCode.CommandLine, true))) }
+                |> List.map (parameter (fun message -> results.Raise(message, ErrorCode.CommandLine, true)))
+              Precision = results.TryGetResult RunArgs.Precision }
           Resume = resume
           Replay = List.ofArray (results.Parser.PrintCommandLineArguments kept)
           Report = results.Contains RunArgs.Report }

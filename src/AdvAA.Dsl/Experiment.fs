@@ -99,6 +99,10 @@ type Experiment =
         Seed: int64
         /// auto, cpu or cuda.
         Device: string
+        /// auto (bf16 where the device does it fast, else fp32), fp32 or bf16 (autocast; weights stay fp32).
+        Precision: string
+        /// The input batches' layout: channels-last (faster convolutions) or nchw.
+        MemoryFormat: string
         /// The run folder (must not exist or be empty); None: runs/<name>-<yyyyMMdd-HHmmss>.
         Out: string option
     }
@@ -241,6 +245,8 @@ module Experiment =
           BatchSize = 128
           Seed = 0L
           Device = "auto"
+          Precision = "auto"
+          MemoryFormat = MemoryFormats.ChannelsLast
           Out = None }
 
     /// The paper's learning rate from `initial`: for wrn-28-10 a step ×0.2 at 30%, 60% and 80% of
@@ -332,6 +338,8 @@ module Experiment =
                 BatchSize = e.BatchSize,
                 Seed = e.Seed,
                 Device = e.Device,
+                Precision = e.Precision,
+                MemoryFormat = e.MemoryFormat,
                 LearningRate = coreSchedule lr,
                 Momentum = e.Momentum,
                 Nesterov = e.Nesterov,
@@ -354,6 +362,7 @@ module Experiment =
         { e with
             Epochs = defaultArg o.Epochs e.Epochs
             Device = defaultArg o.Device e.Device
+            Precision = defaultArg o.Precision e.Precision
             Out = Option.orElse e.Out o.Out
             Seed = defaultArg o.Seed e.Seed
             Data = o.Data |> Option.map DataPath |> Option.defaultValue e.Data
@@ -379,7 +388,7 @@ module Experiment =
           yield sprintf "model          %s%s" e.Model (if e.Dropout > 0.0 then sprintf " (dropout %g)" e.Dropout else "")
           yield sprintf "method         %s: %s" spec.Name (MethodRegistry.Get spec.Name).Description
           yield sprintf "parameters     %s" spec.Summary
-          yield sprintf "epochs         %d, batch %d per instance, seed %d, device %s" e.Epochs e.BatchSize e.Seed e.Device
+          yield sprintf "epochs         %d, batch %d per instance, seed %d, device %s, precision %s, %s" e.Epochs e.BatchSize e.Seed e.Device e.Precision e.MemoryFormat
           yield sprintf "learning rate  %s (SGD, momentum %g%s, weight decay %g)" c.LearningRate.Description e.Momentum (if e.Nesterov then ", Nesterov" else "") e.WeightDecay
           match e.Method with
           | FixedPolicy p ->

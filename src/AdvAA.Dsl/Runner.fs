@@ -134,7 +134,10 @@ module Runner =
         let out = session.Display.Out
         use trainer = new Trainer(config.WithOrigin(origin session), data)
         let folder = openFolder ()
-        out.WriteLine(sprintf "run      %s: %s, model %s (%.2fM parameters), %s of %d steps, device %O" name config.Method.Name config.Model (float trainer.ParameterCount / 1e6) (epochs config.Epochs) trainer.BatchesPerEpoch trainer.Device)
+        match trainer.PrecisionWarning with
+        | null -> ()
+        | warning -> out.WriteLine(sprintf "warning  %s" warning)
+        out.WriteLine(sprintf "run      %s: %s, model %s (%.2fM parameters), %s of %d steps, device %O, %s, %s" name config.Method.Name config.Model (float trainer.ParameterCount / 1e6) (epochs config.Epochs) trainer.BatchesPerEpoch trainer.Device (Precisions.Name trainer.Precision) config.MemoryFormat)
         out.WriteLine(sprintf "folder   %s" folder.Path)
         let clock = Stopwatch.StartNew()
         let mutable epochsHere = 0

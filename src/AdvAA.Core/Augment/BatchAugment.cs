@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using AdvAA.Core.Backend;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -19,9 +20,11 @@ public static class BatchAugment
     /// Applies stages k = 0..K−1 in order. opIds: int64 [N,K], indices into space.Ops, or −1 for "no op at
     /// this stage"; levels: float32 or int64 [N,K], whole numbers in 0..space.Levels−1. Signed ops draw a
     /// random sign per sample and stage. Random draws use <paramref name="generator"/> (the default CPU
-    /// generator when null) on its own device and move to the images' device in one copy.
+    /// generator when null) on its own device and move to the images' device in one copy. The host
+    /// reads the per-op counts of all stages at once (one wait for a GPU per call); ids and levels are
+    /// checked first (another wait) unless <paramref name="trusted"/> says the caller made them valid.
     /// </summary>
-    public static Tensor Apply(Tensor images, SearchSpace space, Tensor opIds, Tensor levels, torch.Generator? generator)
+    public static Tensor Apply(Tensor images, SearchSpace space, Tensor opIds, Tensor levels, torch.Generator? generator, bool trusted = false)
     {
         CheckImages(images);
         long n = images.shape[0];
@@ -35,23 +38,32 @@ public static class BatchAugment
         var tables = space.TablesOn(device);
         var ids = opIds.to(device);
         var lv = levels.to(device).to(ScalarType.Float32);
-        var badId = ids.lt(-1).logical_or_(ids.ge(space.Ops.Count));
-        var badLevel = lv.ge(0).logical_and_(lv.le(space.Levels - 1)).logical_and_(lv.eq(lv.floor())).logical_not_();
-        if (badId.logical_or(badLevel).any().item<bool>())
-            throw BadStageInput(space, ids, lv, badId, badLevel);
+        if (!trusted)
+        {
+            var badId = ids.lt(-1).logical_or_(ids.ge(space.Ops.Count));
+            var badLevel = lv.ge(0).logical_and_(lv.le(space.Levels - 1)).logical_and_(lv.eq(lv.floor())).logical_not_();
+            if (HostSync.Item<bool>(badId.logical_or(badLevel).any()))
+                throw BadStageInput(space, ids, lv, badId, badLevel);
+        }
 
         long stages = ids.shape[1];
+        if (stages == 0) return images.clone().MoveToOuterDisposeScope();
         var safeIds = ids.clamp_min(0);
         var cells = safeIds.mul(space.Levels).add_(lv.to(ScalarType.Int64));
         // Per sample and stage: the sign, and two uniforms for ops that place something (Cutout's centre).
         var uniforms = Draw.Uniform(new[] { n, stages, 3 }, generator, device);
         var negate = uniforms.select(2, 0).lt(0.5);
         var values = torch.where(negate, tables.Reflected.take(cells), tables.Values.take(cells));
+        // Every stage's op ranks and, in one read, how many samples chose each op at each stage.
+        long rankCount = space.Ops.Count + 1;
+        var ranks = tables.RankOfId.take(ids.add(1));
+        long[] counts = HostSync.Longs(torch.bincount(ranks.add(torch.arange(stages, device: device).mul_(rankCount)).flatten(), minlength: stages * rankCount));
 
         var x = images;
         for (long k = 0; k < stages; k++)
-            x = Stage(x, space, tables, ids.select(1, k), values.select(1, k), uniforms.select(1, k).narrow(1, 1, 2), checkValues: false);
-        return (stages == 0 ? images.clone() : x).MoveToOuterDisposeScope();
+            x = Stage(x, space, tables, ranks.select(1, k), counts.AsSpan((int)(k * rankCount), (int)rankCount).ToArray(),
+                ids.select(1, k), values.select(1, k), uniforms.select(1, k).narrow(1, 1, 2));
+        return x.MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -68,9 +80,14 @@ public static class BatchAugment
             throw new AugmentException($"values must be float32 [{n}] (one per image); got {Describe(values)}");
         using var scope = torch.NewDisposeScope();
         var device = images.device;
+        var tables = space.TablesOn(device);
+        var ids = opIds.to(device);
+        var vs = values.to(device);
+        CheckValues(space, tables, ids, vs);
         var uniforms = Draw.Uniform(new[] { n, 2L }, generator, device);
-        return Stage(images, space, space.TablesOn(device), opIds.to(device), values.to(device), uniforms, checkValues: true)
-            .MoveToOuterDisposeScope();
+        var ranks = tables.RankOfId.index_select(0, ids.add(1));
+        long[] counts = HostSync.Longs(torch.bincount(ranks, minlength: space.Ops.Count + 1));
+        return Stage(images, space, tables, ranks, counts, ids, vs, uniforms).MoveToOuterDisposeScope();
     }
 
     /// <summary>Throws unless images are uint8 [N,C,H,W] with C = 1 or 3.</summary>
@@ -83,16 +100,12 @@ public static class BatchAugment
 
     /// <summary>
     /// One stage: sorts the samples by op, computes each pass on its samples and scatters the results back.
+    /// <paramref name="host"/> holds how many samples chose the op of each rank (read by the caller).
     /// Every sample reads the whole stage input (SamplePairing's partner).
     /// </summary>
-    static Tensor Stage(Tensor x, SearchSpace space, SpaceTables tables, Tensor ids, Tensor values, Tensor uniforms, bool checkValues)
+    static Tensor Stage(Tensor x, SearchSpace space, SpaceTables tables, Tensor ranks, long[] host, Tensor ids, Tensor values, Tensor uniforms)
     {
-        if (checkValues) CheckValues(space, tables, ids, values);
-        int opCount = space.Ops.Count;
-        var ranks = tables.RankOfId.index_select(0, ids.add(1));
         var (_, order) = ranks.sort(0, descending: false, stable: true);
-        // The one host synchronisation: how many samples chose each op.
-        long[] host = torch.bincount(ranks, minlength: opCount + 1).cpu().data<long>().ToArray();
 
         long active = host.Take(tables.ActiveRanks).Sum();
         if (active == 0) return x.clone();
@@ -156,7 +169,7 @@ public static class BatchAugment
         var badId = ids.lt(-1).logical_or_(ids.ge(opCount));
         var badValue = ids.ge(0).logical_and_(tables.HasMagnitude.index_select(0, safe)).logical_and_(valid.logical_not_());
         var bad = badId.logical_or_(badValue);
-        if (bad.any().item<bool>())
+        if (HostSync.Item<bool>(bad.any()))
             throw BadValues(space, ids, values, bad);
     }
 

@@ -123,7 +123,7 @@ public sealed class PolicyAugment : IPolicySource
         var ops = Rows(tables.Ops);
         ops = torch.where(u.narrow(1, 1, stages).lt(Rows(tables.Probabilities)), ops, torch.full_like(ops, -1));
         var levels = Rows(tables.Levels);
-        return BatchAugment.Apply(images, Space, ops, levels, generator).MoveToOuterDisposeScope();
+        return BatchAugment.Apply(images, Space, ops, levels, generator, trusted: true).MoveToOuterDisposeScope();
     }
 }
 
@@ -169,7 +169,7 @@ public sealed class RandAugment : IPolicySource
         long n = images.shape[0];
         var ops = Draw.Below(Draw.Uniform(new[] { n, N }, generator, images.device), Space.Ops.Count);
         var levels = torch.full_like(ops, M);
-        return BatchAugment.Apply(images, Space, ops, levels, generator).MoveToOuterDisposeScope();
+        return BatchAugment.Apply(images, Space, ops, levels, generator, trusted: true).MoveToOuterDisposeScope();
     }
 }
 
@@ -210,7 +210,7 @@ public sealed class TrivialAugment : IPolicySource
         var u = Draw.Uniform(new[] { n, 2L }, generator, images.device);
         var ops = Draw.Below(u.narrow(1, 0, 1), Space.Ops.Count);
         var levels = Draw.Below(u.narrow(1, 1, 1), Space.Levels);
-        return BatchAugment.Apply(images, Space, ops, levels, generator).MoveToOuterDisposeScope();
+        return BatchAugment.Apply(images, Space, ops, levels, generator, trusted: true).MoveToOuterDisposeScope();
     }
 }
 
@@ -273,7 +273,7 @@ public static class InstancePolicies
         // Levels are whole numbers (BatchAugment checks): a fractional product is rounded down.
         if (magnitudeScale != 1.0)
             chosenLevels = chosenLevels.mul(magnitudeScale).floor_().clamp(0, space.Levels - 1);
-        var augmented = BatchAugment.Apply(copies, space, chosenOps.to(device), chosenLevels.to(device), generator);
+        var augmented = BatchAugment.Apply(copies, space, chosenOps.to(device), chosenLevels.to(device), generator, trusted: true);
         if (policyProbability < 1.0)
         {
             var apply = torch.rand([copies.shape[0]], generator: generator).lt(policyProbability).to(device).view(-1, 1, 1, 1);

@@ -61,6 +61,13 @@ public static class TorchBackend
         lock (Gate) return Handles.TryGetValue(file, out IntPtr handle) ? handle : IntPtr.Zero;
     }
 
+    /// <summary>The handle of a native library the backend loaded, by file name (e.g. libtorch_cpu.so), or zero.</summary>
+    internal static IntPtr Handle(string file)
+    {
+        EnsureInitialized();
+        lock (Gate) return Handles.TryGetValue(file, out IntPtr handle) ? handle : IntPtr.Zero;
+    }
+
     /// <summary>The backend loaded in this process, or null before the first TorchSharp call.</summary>
     public static NativeBackend? Current { get { lock (Gate) return loaded; } }
 

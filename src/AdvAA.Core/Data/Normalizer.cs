@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Concurrent;
 using System.Linq;
 using static TorchSharp.torch;
 
@@ -59,14 +60,24 @@ public sealed class Normalizer
     public double[] Mean => (double[])mean.Clone();
     public double[] Std => (double[])std.Clone();
 
-    /// <summary>uint8 [B,C,H,W] → float32 [B,C,H,W] on the same device.</summary>
-    public Tensor Apply(Tensor images)
+    readonly ConcurrentDictionary<string, (Tensor Mean, Tensor Std)> onDevice = new();
+
+    /// <summary>
+    /// uint8 [B,C,H,W] → float32 [B,C,H,W] on the same device; with <paramref name="channelsLast"/> the
+    /// result is laid out channels-last (NHWC in memory, NCHW in shape), the layout convolutions run
+    /// fastest on, made in the same pass.
+    /// </summary>
+    public Tensor Apply(Tensor images, bool channelsLast = false)
     {
         if (images.dtype != ScalarType.Byte || images.Dimensions != 4 || images.shape[1] != mean.Length)
             throw new ArgumentException($"expected uint8 [B,{mean.Length},H,W] images, not {images.dtype} [{string.Join(",", images.shape)}]", nameof(images));
         using var scope = NewDisposeScope();
-        Tensor m = tensor(mean.Select(v => (float)v).ToArray(), ScalarType.Float32, images.device).view(1, -1, 1, 1);
-        Tensor s = tensor(std.Select(v => (float)v).ToArray(), ScalarType.Float32, images.device).view(1, -1, 1, 1);
-        return images.to_type(ScalarType.Float32).div_(255f).sub_(m).div_(s).MoveToOuterDisposeScope();
+        var (m, s) = onDevice.GetOrAdd(images.device.ToString(), _ =>
+            (tensor(mean.Select(v => (float)v).ToArray(), ScalarType.Float32, images.device).DetachFromDisposeScope(),
+             tensor(std.Select(v => (float)v).ToArray(), ScalarType.Float32, images.device).DetachFromDisposeScope()));
+        if (!channelsLast)
+            return images.to_type(ScalarType.Float32).div_(255f).sub_(m.view(1, -1, 1, 1)).div_(s.view(1, -1, 1, 1)).MoveToOuterDisposeScope();
+        // NHWC values, viewed back as NCHW: the channels-last strides.
+        return images.permute(0, 2, 3, 1).contiguous().to_type(ScalarType.Float32).div_(255f).sub_(m).div_(s).permute(0, 3, 1, 2).MoveToOuterDisposeScope();
     }
 }

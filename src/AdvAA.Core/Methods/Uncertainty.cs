@@ -50,7 +50,7 @@ public sealed class UncertaintyMethod(MethodContext context, UncertaintySpec spe
         Tensor levels = torch.randint(0, space.Levels, [k * n, OpsPerCandidate], generator: generator, dtype: ScalarType.Int64).to_type(ScalarType.Float32);
         double scale = spec.MagnitudeScale.At(epoch.Progress);
         if (scale != 1.0) levels = levels.mul(scale).floor_().clamp(0, space.Levels - 1);
-        candidates = BatchAugment.Apply(candidates, space, ops.to(epoch.Device), levels.to(epoch.Device), generator);
+        candidates = BatchAugment.Apply(candidates, space, ops.to(epoch.Device), levels.to(epoch.Device), generator, trusted: true);
         candidates = CopiesMethod.Standard(candidates, spec.Cutout, generator);
         Tensor candidateLabels = labels.repeat(k);
         Tensor scores = epoch.Score(candidates, candidateLabels).view(k, n).t().clamp_min(1e-12).cpu();   // [N, K]

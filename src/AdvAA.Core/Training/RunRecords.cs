@@ -155,7 +155,7 @@ public sealed record DataRecord(string Format, string Source, long TrainImages, 
 public sealed record ExperimentRecord(
     MethodSpec Method, string Model, double Dropout, string? Data, long? TrainLimit, long? TestLimit,
     int Epochs, int BatchSize, long Seed, string Device, string LearningRate, double Momentum, bool Nesterov,
-    double WeightDecay, SearchSpaceRecord SearchSpace, int EvalBatchSize)
+    double WeightDecay, SearchSpaceRecord SearchSpace, int EvalBatchSize, string Precision, string MemoryFormat)
 {
     public JsonObject ToJson() => new()
     {
@@ -175,6 +175,8 @@ public sealed record ExperimentRecord(
         ["weight_decay"] = WeightDecay,
         ["search_space"] = SearchSpace.ToJson(),
         ["eval_batch_size"] = EvalBatchSize,
+        ["precision"] = Precision,
+        ["memory_format"] = MemoryFormat,
     };
 
     public static ExperimentRecord FromJson(JsonObject json, string where) => new(
@@ -187,7 +189,8 @@ public sealed record ExperimentRecord(
         RecordJson.Value<string>(json, "learning_rate", where), RecordJson.Number(json, "momentum", where),
         RecordJson.Value<bool>(json, "nesterov", where), RecordJson.Number(json, "weight_decay", where),
         SearchSpaceRecord.FromJson(RecordJson.Object(json, "search_space", where), $"{where}: search_space"),
-        RecordJson.Value<int>(json, "eval_batch_size", where));
+        RecordJson.Value<int>(json, "eval_batch_size", where),
+        RecordJson.Value<string>(json, "precision", where), RecordJson.Value<string>(json, "memory_format", where));
 }
 
 /// <summary>How a run was started: the program (e.g. "advaa train", "dotnet fsi") and its arguments (without --out and --resume).</summary>
@@ -259,6 +262,8 @@ public sealed record RunConfig(
         ["batch_size"] = Experiment.BatchSize,
         ["train_limit"] = Experiment.TrainLimit,
         ["test_limit"] = Experiment.TestLimit,
+        ["precision"] = Experiment.Precision,
+        ["memory_format"] = Experiment.MemoryFormat,
         ["data"] = Data.Identity(),
     };
 

@@ -1,6 +1,7 @@
 using System;
 using System.IO;
 using AdvAA.Core.Augment;
+using AdvAA.Core.Backend;
 using AdvAA.Core.Methods;
 using AdvAA.Core.Models;
 
@@ -41,6 +42,11 @@ public sealed record TrainConfig
     /// <summary>The ops, ranges and levels of methods that draw from a search space (sized to the data's images in training).</summary>
     public SearchSpace Space { get; init; } = SearchSpace.Default;
 
+    /// <summary>auto (bf16 where the device does it fast, else fp32), fp32 or bf16 (autocast; weights and optimiser stay fp32).</summary>
+    public string Precision { get; init; } = "auto";
+    /// <summary>The layout of the target's input batches: channels-last (faster convolutions; the default) or nchw.</summary>
+    public string MemoryFormat { get; init; } = MemoryFormats.ChannelsLast;
+
     /// <summary>Batch size for evaluation on the test set.</summary>
     public int EvalBatchSize { get; init; } = 500;
     /// <summary>Synchronise the device around augmentation to time it exactly (slower on GPUs).</summary>
@@ -76,6 +82,9 @@ public sealed record TrainConfig
         Require(Momentum is >= 0 and < 1, "momentum", Momentum, "in [0, 1)");
         Require(WeightDecay >= 0, "weight decay", WeightDecay, "at least 0");
         Require(EvalBatchSize >= 1, "evaluation batch size", EvalBatchSize, "at least 1");
+        try { Precisions.Parse(Precision); }
+        catch (BackendException e) { throw new ConfigException(e.Message); }
+        Require(MemoryFormat is MemoryFormats.ChannelsLast or MemoryFormats.Nchw, "memory format", MemoryFormat, $"{MemoryFormats.ChannelsLast} or {MemoryFormats.Nchw}");
         for (int e = 0; e <= Epochs; e++)
             foreach (double t in new[] { (double)e, e + 0.5 })
             {
@@ -95,7 +104,14 @@ public sealed record TrainConfig
     /// The resolved experiment as config.json records it, with the search space the run trains with
     /// (sized to its images) and the data path made absolute.
     /// </summary>
-    public ExperimentRecord Record(SearchSpace sizedSpace) => new(
+    public ExperimentRecord Record(SearchSpace sizedSpace, Precision precision) => new(
         Method, Model, Dropout, Data is null ? null : Path.GetFullPath(Data), TrainLimit, TestLimit, Epochs, BatchSize, Seed, Device,
-        LearningRate.Description, Momentum, Nesterov, WeightDecay, SearchSpaceRecord.Of(sizedSpace), EvalBatchSize);
+        LearningRate.Description, Momentum, Nesterov, WeightDecay, SearchSpaceRecord.Of(sizedSpace), EvalBatchSize,
+        Precisions.Name(precision), MemoryFormat);
+}
+
+/// <summary>The layouts of input batches.</summary>
+public static class MemoryFormats
+{
+    public const string ChannelsLast = "channels-last", Nchw = "nchw";
 }

@@ -40,6 +40,8 @@ public sealed class Trainer : IDisposable
     readonly Normalizer normalizer;
     readonly BatchLoader loader;
     readonly ITrainingMethod method;
+    readonly bool channelsLast;
+    Precision precision;
 
     /// <summary>Raised after each epoch has been written to the run folder.</summary>
     public event EventHandler<EpochMetrics>? EpochCompleted;
@@ -58,6 +60,9 @@ public sealed class Trainer : IDisposable
         this.data = new DataSplits(train, Limit(data.Test, config.TestLimit), data.Format);
         space = this.config.Method.TrainingSpace(config.Space).SizedTo(train.Height, train.Width);
         device = TorchBackend.ResolveDevice(TorchBackend.ParseDevice(config.Device));
+        precision = Precisions.Resolve(Precisions.Parse(config.Precision), device, out string? warning);
+        PrecisionWarning = warning;
+        channelsLast = config.MemoryFormat == MemoryFormats.ChannelsLast;
         model = ModelRegistry.Create(config.Model, train.Classes.Count, config.Dropout, EpochStreams.SeedOf(config.Seed, 0, EpochStreams.ModelInitStream));
         model.to(device);
         method = config.Method.Create(new MethodContext(space, train.Classes.Count, train.Channels, train.Height, train.Width, device, config.Epochs, config.Seed));
@@ -88,12 +93,18 @@ public sealed class Trainer : IDisposable
     /// <summary>The search space the method trains with: the experiment's, sized to the data's images.</summary>
     public SearchSpace Space => space;
 
+    /// <summary>The precision the target trains in (auto resolved for the device; a resumed run keeps its own).</summary>
+    public Precision Precision => precision;
+
+    /// <summary>Why the precision asked for is a poor fit for the device (bf16 without hardware support), or null.</summary>
+    public string? PrecisionWarning { get; }
+
     /// <summary>What config.json records: the versions, the device, the experiment, the data.</summary>
     public RunConfig Describe()
     {
         NativeBackend backend = TorchBackend.Initialize(TorchBackend.ParseDevice(config.Device));
         return new RunConfig(typeof(Trainer).Assembly.GetName().Version?.ToString(3), typeof(torch).Assembly.GetName().Version?.ToString(3),
-            backend.LibTorchVersion, backend.Kind, device.ToString(), DateTime.UtcNow.ToString("O"), config.Record(space), dataRecord,
+            backend.LibTorchVersion, backend.Kind, device.ToString(), DateTime.UtcNow.ToString("O"), config.Record(space, precision), dataRecord,
             ParameterCount, config.Origin);
     }
 
@@ -107,11 +118,14 @@ public sealed class Trainer : IDisposable
     {
         using var writer = run.Lock(command);
         run.RemoveLeftovers();
+        RunConfig? recorded = File.Exists(run.File(RunFolder.ConfigFile)) ? run.ReadConfig() : null;
+        // "auto" resumes in the precision the run chose, whatever this device would choose.
+        if (recorded != null && Precisions.Parse(config.Precision) is null)
+            precision = Precisions.Parse(recorded.Experiment.Precision) ?? precision;
         RunConfig description = Describe();
         var identity = description.Identity();
-        if (File.Exists(run.File(RunFolder.ConfigFile)))
+        if (recorded != null)
         {
-            RunConfig recorded = run.ReadConfig();
             if (RunConfig.Difference(recorded.Identity(), identity) is { } difference)
             {
                 string context = difference.StartsWith("data", StringComparison.Ordinal)
@@ -205,11 +219,11 @@ public sealed class Trainer : IDisposable
 
                 var augmentClock = Stopwatch.StartNew();
                 TrainingBatch batch = method.BuildBatch(images, labels, new StepContext(step, steps, at));
-                Tensor inputs = normalizer.Apply(batch.Images);
+                Tensor inputs = normalizer.Apply(batch.Images, channelsLast);
                 if (config.Profile) Synchronize();
                 augmentSeconds += augmentClock.Elapsed.TotalSeconds;
 
-                Tensor logits = model.forward(inputs);
+                Tensor logits = Forward(inputs);
                 Tensor perSample = Losses(logits, batch.Targets);
                 Tensor loss = perSample.mean();
                 optimizer.zero_grad();
@@ -230,7 +244,7 @@ public sealed class Trainer : IDisposable
                 step++;
                 if (step % 10 == 0 || step == steps)
                 {
-                    double value = loss.item<float>();
+                    double value = HostSync.Item<float>(loss);
                     if (!double.IsFinite(value)) throw Diverged(epoch, step, value, run);
                     StepCompleted?.Invoke(this, new StepProgress(epoch, config.Epochs, step, steps, value));
                 }
@@ -260,6 +274,13 @@ public sealed class Trainer : IDisposable
         }
     }
 
+    /// <summary>The model's logits in float32; the forward pass runs in the run's precision (bf16: autocast).</summary>
+    Tensor Forward(Tensor inputs)
+    {
+        using var region = Autocast.For(precision, device.type);
+        return model.forward(inputs).to_type(ScalarType.Float32);
+    }
+
     /// <summary>Per-sample cross-entropy against class labels or soft targets.</summary>
     static Tensor Losses(Tensor logits, Tensor targets) =>
         targets.dim() == 2
@@ -273,7 +294,7 @@ public sealed class Trainer : IDisposable
         try
         {
             using var noGrad = torch.no_grad();
-            return Losses(model.forward(normalizer.Apply(images)), targets);
+            return Losses(Forward(normalizer.Apply(images, channelsLast)), targets);
         }
         finally
         {
@@ -304,7 +325,7 @@ public sealed class Trainer : IDisposable
         foreach ((Tensor images, Tensor labels) in evalLoader.Epoch(0))
         {
             using var scope = torch.NewDisposeScope();
-            Tensor logits = model.forward(normalizer.Apply(images));
+            Tensor logits = Forward(normalizer.Apply(images, channelsLast));
             lossSum += functional.cross_entropy(logits, labels, reduction: Reduction.Sum).item<float>();
             correct += logits.argmax(1).eq(labels).sum().item<long>();
             total += labels.shape[0];

@@ -1,0 +1,99 @@
+module AdvAA.Tests.SpeedTests
+
+open System
+open System.IO
+open Expecto
+open TorchSharp
+open AdvAA.Core.Backend
+open AdvAA.Core.Data
+open AdvAA.Core.Methods
+open AdvAA.Core.Models
+open AdvAA.Core.Training
+open AdvAA.Tests.TestSupport
+open AdvAA.Tests.TrainingTests
+
+let private bf16Config (precision: string) (epochs: int) =
+    TrainConfig(
+        Method = Tiny.Spec("adversarial"), Model = "wrn-10-1", TrainLimit = Nullable 64L, TestLimit = Nullable 50L, Epochs = epochs,
+        BatchSize = 32, LearningRate = EpochSchedule.Constant 0.05, Seed = 7L, Device = "cpu", EvalBatchSize = 50, Precision = precision)
+
+[<Tests>]
+let tests =
+    testSequenced <| testList "speed" [
+        test "autocast runs convolutions in bfloat16 inside its region only, and restores what was before" {
+            TorchBackend.ResolveDevice DeviceRequest.Cpu |> ignore
+            use conv = torch.nn.Conv2d(3L, 4L, 3L)
+            use x = torch.randn(2L, 3L, 8L, 8L)
+            Expect.isFalse (Autocast.IsEnabled DeviceType.CPU) "off by default"
+            do
+                use _outer = Autocast.Enter(DeviceType.CPU, torch.ScalarType.BFloat16)
+                Expect.equal (conv.forward x).dtype torch.ScalarType.BFloat16 "a convolution in the region runs in bf16"
+                Expect.equal (x + x).dtype torch.ScalarType.Float32 "an addition is not on the autocast list"
+                do
+                    use _inner = Autocast.Enter(DeviceType.CPU, torch.ScalarType.BFloat16)
+                    Expect.isTrue (Autocast.IsEnabled DeviceType.CPU) "nested"
+                Expect.isTrue (Autocast.IsEnabled DeviceType.CPU) "the outer region is still on after the inner one"
+            Expect.isFalse (Autocast.IsEnabled DeviceType.CPU) "off again"
+            Expect.equal (conv.forward x).dtype torch.ScalarType.Float32 "fp32 outside"
+            Expect.equal conv.weight.dtype torch.ScalarType.Float32 "the weights stay fp32"
+            do
+                use _none = Autocast.For(Precision.Fp32, DeviceType.CPU)
+                Expect.isFalse (Autocast.IsEnabled DeviceType.CPU) "fp32's region does nothing"
+        }
+
+        test "precision: auto follows the hardware, bf16 without it warns, a resumed run keeps its own, a bad value is named" {
+            let cpu = TorchBackend.ResolveDevice DeviceRequest.Cpu
+            let fast = Precisions.FastBf16 cpu
+            let auto = Precisions.Resolve(Nullable(), cpu) |> fun (p, _) -> p
+            Expect.equal auto (if fast then Precision.Bf16 else Precision.Fp32) "auto: bf16 only where it is fast"
+            let _, warning = Precisions.Resolve(Nullable Precision.Bf16, cpu)
+            Expect.equal (isNull warning) fast "a warning where bf16 is emulated"
+            use dir = new TempDir()
+            let folder = RunFolder.Create(dir.File "run")
+            train (bf16Config "bf16" 1) folder None |> ignore
+            let config = folder.ReadConfig()
+            Expect.equal config.Experiment.Precision "bf16" "recorded"
+            let m = folder.ReadMetrics()[0]
+            Expect.isTrue (Double.IsFinite m.TrainLoss && Double.IsFinite m.TestLoss) "bf16 trains to finite losses"
+            // Resumed with auto, it goes on in bf16 whatever this machine would choose.
+            use trainer = new Trainer(bf16Config "auto" 2, DataSources.EmbeddedSample())
+            trainer.Run(RunFolder.Open folder.Path) |> ignore
+            Expect.equal trainer.Precision Precision.Bf16 "kept"
+            Expect.equal (folder.ReadMetrics() |> Seq.map (fun m -> m.Epoch) |> List.ofSeq) [ 1; 2 ] "continued"
+            let msg = throwsMessage<RunFolderException> (fun () -> train (bf16Config "fp32" 3) (RunFolder.Open folder.Path) None |> ignore)
+            containsAll msg [ "precision: recorded \"bf16\", now \"fp32\"" ]
+            let msg = throwsMessage<ConfigException> (fun () -> (bf16Config "fp16" 1).Validate() |> ignore)
+            containsAll msg [ "precision 'fp16'"; "auto, fp32 or bf16" ]
+            let msg = throwsMessage<ConfigException> (fun () -> (TrainConfig(MemoryFormat = "nhwc")).Validate() |> ignore)
+            containsAll msg [ "memory format = nhwc"; "channels-last or nchw" ]
+        }
+
+        test "channels-last input: the same values in the layout convolutions run fastest on" {
+            let data = DataSources.EmbeddedSample()
+            let normalizer = Normalizer.FromDataset data.Train
+            use images = data.Train.Images.narrow(0L, 0L, 8L)
+            use nchw = normalizer.Apply(images)
+            use last = normalizer.Apply(images, channelsLast = true)
+            Expect.equal last.shape nchw.shape "the same NCHW shape"
+            Expect.equal (last.stride()) [| 3L * 32L * 32L; 1L; 32L * 3L; 3L |] "channels-last strides"
+            Expect.isTrue (last.allclose(nchw, rtol = 0.0, atol = 1e-6)) "the same values"
+            use model = ModelRegistry.Create("small", 10, seed = 1L)
+            model.eval()
+            use a = model.forward nchw
+            use b = model.forward last
+            Expect.isTrue (a.allclose(b, rtol = 1e-4, atol = 1e-4)) "the same logits either way"
+        }
+
+        test "a training step reads from the device once, plus the loss check every 10 steps" {
+            let counts = ResizeArray<int64>()
+            let config = Tiny.Config("adversarial", epochs = 1, batchSize = 8, trainLimit = 160L)
+            use trainer = new Trainer(config, DataSources.EmbeddedSample())
+            trainer.StepCompleted.Add(fun _ -> counts.Add HostSync.Count)
+            use dir = new TempDir()
+            trainer.Run(RunFolder.Create(dir.File "run")) |> ignore
+            // 20 steps: reports after steps 10 and 20. Between them: one read of the op counts per step
+            // (M = 2 copies, 2 stages each, one BatchAugment call), and the loss read at step 20.
+            Expect.equal counts.Count 2 "two reports"
+            Expect.equal (counts[1] - counts[0]) 11L "10 steps x 1 read + 1 loss check"
+        }
+    ]
