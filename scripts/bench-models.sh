@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Parameter counts and CPU speed of the models and the policy controller.
-# ADVAA_BENCH_MODELS=small,resnet18 selects the models timed (default: small); ADVAA_DEVICE picks the device.
+# Training-step speed of the models (fp32 and bf16, NCHW and channels-last) and of the policy
+# controller, on this machine (not a test): `advaa bench models`.
+# usage: scripts/bench-models.sh [advaa bench models flags, e.g. --models small resnet18 --batches 128 1024 --device cuda]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dotnet build src/AdvAA.Cli -c Release -v quiet -nologo >/dev/null
-dotnet fsi --quiet scripts/bench-models.fsx
+exec src/AdvAA.Cli/bin/Release/net10.0/advaa bench models "$@"

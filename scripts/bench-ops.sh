@@ -15,7 +15,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cores=$(nproc)
 for threads in $(printf '%s\n' "$cores" 1 | sort -un); do
-  dotnet fsi scripts/bench-ops.fsx "$count" "$runs" --threads "$threads" --dump "$work/images.u8" | tee -a "$work/advaa.txt"
+  src/AdvAA.Cli/bin/Release/net10.0/advaa bench ops --count "$count" --runs "$runs" --threads "$threads" --dump "$work/images.u8" | tee -a "$work/advaa.txt"
 done
 best() { grep -o "RESULT $1_threads[0-9]*_images_per_s [0-9]*" "$2" | awk '{print $3}' | sort -n | tail -1; }
 advaa=$(best advaa_cpu "$work/advaa.txt")

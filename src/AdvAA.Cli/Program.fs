@@ -16,6 +16,7 @@ type CliArgs =
     | [<CliPrefix(CliPrefix.None)>] Report of ParseResults<ReportCommand.ReportArgs>
     | [<CliPrefix(CliPrefix.None)>] Methods of ParseResults<MethodsCommand.MethodsArgs>
     | [<CliPrefix(CliPrefix.None)>] Policy of ParseResults<PolicyCommand.PolicyArgs>
+    | [<CliPrefix(CliPrefix.None)>] Bench of ParseResults<BenchCommand.BenchArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -29,6 +30,7 @@ type CliArgs =
             | Report _ -> "write plots, the final policies applied to images and an HTML page for one or more run folders."
             | Methods _ -> "print the training methods: what each does, its parameters, their defaults and ranges."
             | Policy _ -> "policy files: export a run's learned policies (advaa policy export RUN --out FILE)."
+            | Bench _ -> "how fast this machine augments (bench ops) and trains (bench models), in images/s."
 
 [<EntryPoint>]
 let main argv =
@@ -46,6 +48,7 @@ let main argv =
         | Report a -> ReportCommand.run a
         | Methods a -> MethodsCommand.run a
         | Policy a -> PolicyCommand.run a
+        | Bench a -> BenchCommand.run a
     with
     | :? ArguParseException as e ->
         if e.ErrorCode = ErrorCode.HelpText then

@@ -1,4 +1,5 @@
-/// The ops against PIL 9.4's outputs (../shared/golden/ops): run alone with `-- --filter-test-list golden`.
+/// The ops against PIL 9.4's outputs (../shared/golden/ops): run alone with `-- --filter-test-list golden`;
+/// on the device ADVAA_DEVICE names (scripts/gpu-check.sh runs them on CUDA).
 module AdvAA.Tests.GoldenTests
 
 open System
@@ -7,6 +8,7 @@ open System.Text.Json
 open Expecto
 open TorchSharp
 open AdvAA.Core.Augment
+open AdvAA.Core.Backend
 
 /// ADVAA_GOLDEN_OPS, else ../shared/golden/ops from the current directory; None when absent.
 let goldenFolder () =
@@ -43,7 +45,8 @@ let goldenTests =
                 let geti (name: string) = root.GetProperty(name).GetInt32()
                 let n, h, w, c = geti "n", geti "height", geti "width", geti "channels"
                 Expect.equal (root.GetProperty("layout").GetString()) "NHWC" "layout"
-                use inputs = readNhwc (Path.Combine(folder, root.GetProperty("inputs").GetString())) n h w c
+                let device = TorchBackend.ResolveDevice(TorchBackend.RequestFromEnvironment())
+                use inputs = (readNhwc (Path.Combine(folder, root.GetProperty("inputs").GetString())) n h w c).``to`` device
                 let cases =
                     [ for e in root.GetProperty("cases").EnumerateArray() ->
                         { Op = e.GetProperty("op").GetString()
@@ -56,11 +59,11 @@ let goldenTests =
                         use expected = readNhwc (Path.Combine(folder, case.File)) n h w c
                         use ids = torch.full(int64 n, int64 op, dtype = torch.int64)
                         use values = torch.full(int64 n, case.Value, dtype = torch.float32)
-                        use actual = BatchAugment.ApplyValues(inputs, space, ids, values, null)
+                        use actual = BatchAugment.ApplyValues(inputs, space, ids, values, null).cpu()
                         let mae, worst = errors actual expected
                         case, mae, worst ]
                 let failed = results |> List.filter (fun (_, mae, worst) -> mae > 0.5 || worst > 2)
-                printfn "golden ops: %s: %d of %d cases passed" folder (results.Length - failed.Length) results.Length
+                printfn "golden ops on %O: %s: %d of %d cases passed" device folder (results.Length - failed.Length) results.Length
                 for case, mae, worst in results do
                     printfn "  %-14s %10.4f  MAE %.4f  max %d" case.Op case.Value mae worst
                 let report = [ for case, mae, worst in failed -> sprintf "%s(%g) in %s: MAE %.3f, max %d" case.Op case.Value case.File mae worst ]

@@ -1,0 +1,185 @@
+/// `advaa bench ops|models`: how fast AdvAA augments and trains on this machine's devices (medians
+/// after a warm-up; numbers, not a test). scripts/bench-ops.sh and bench-models.sh run these.
+module AdvAA.Cli.BenchCommand
+
+open System
+open System.Diagnostics
+open System.IO
+open Argu
+open TorchSharp
+open AdvAA.Core.Augment
+open AdvAA.Core.Backend
+open AdvAA.Core.Data
+open AdvAA.Core.Models
+open AdvAA.Core.Search
+open AdvAA.Dsl
+open AdvAA.Cli.Common
+
+type OpsArgs =
+    | [<Unique>] Count of images: int
+    | [<Unique>] Runs of runs: int
+    | [<Unique>] Threads of threads: int
+    | [<Unique>] Device of device: string
+    | [<Unique>] Dump of file: string
+    | Per_Op
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Count _ -> "images per call (default 2048), from ADVAA_CIFAR10_DIR's test split or the embedded sample."
+            | Runs _ -> "timed runs after 3 warm-up runs (default 9)."
+            | Threads _ -> "CPU threads (default: every core)."
+            | Device _ -> "auto|cpu|cuda (default auto: the CPU, and CUDA too where it works)."
+            | Dump _ -> "write the images (uint8 NCHW) to this file, for the torchvision side of scripts/bench-ops.sh."
+            | Per_Op -> "also time each op alone."
+
+type ModelsArgs =
+    | [<Unique>] Models of names: string list
+    | [<Unique>] Batches of sizes: int list
+    | [<Unique>] Device of device: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Models _ -> "models to time (default: small resnet18)."
+            | Batches _ -> "batch sizes (default: 128 1024)."
+            | Device _ -> "auto|cpu|cuda (default: auto, or ADVAA_DEVICE)."
+
+type BenchArgs =
+    | [<CliPrefix(CliPrefix.None)>] Ops of ParseResults<OpsArgs>
+    | [<CliPrefix(CliPrefix.None)>] Models of ParseResults<ModelsArgs>
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Ops _ -> "images/s of random per-sample 2-op sub-policies through BatchAugment (CPU, and CUDA where it works)."
+            | Models _ -> "images/s of the training step: fp32 and bf16, NCHW and channels-last; the controller's sample and update."
+
+let private synchronizer (device: torch.Device) () = if device.``type`` = DeviceType.CUDA then torch.cuda.synchronize()
+
+/// Median seconds of `f` over `runs` runs after `warmup` runs; `sync` waits for the device.
+let private time (warmup: int) (runs: int) (sync: unit -> unit) (f: unit -> unit) =
+    for _ in 1 .. warmup do f ()
+    sync ()
+    let times =
+        [| for _ in 1 .. runs ->
+            let sw = Stopwatch.StartNew()
+            f ()
+            sync ()
+            sw.Elapsed.TotalSeconds |]
+    (Array.sort times)[times.Length / 2]
+
+/// CIFAR-10 images: the test split under ADVAA_CIFAR10_DIR, else the embedded sample's training split, repeated up to `count`.
+let private images (count: int) =
+    let splits, source =
+        match Environment.GetEnvironmentVariable "ADVAA_CIFAR10_DIR" with
+        | null | "" -> DataSources.EmbeddedSample(), "the embedded sample"
+        | dir -> DataSources.Load dir, dir
+    let pool = if splits.Format = "embedded-sample" then splits.Train.Images else splits.Test.Images
+    use index = torch.arange(int64 count).remainder(pool.shape[0].ToScalar())
+    pool.index_select(0L, index).contiguous(), sprintf "%s (%d distinct)" source (min (int64 count) pool.shape[0])
+
+let private opsBench (args: ParseResults<OpsArgs>) =
+    let count = args.GetResult(OpsArgs.Count, defaultValue = 2048)
+    let runs = args.GetResult(OpsArgs.Runs, defaultValue = 9)
+    let request = deviceRequest (args.TryGetResult OpsArgs.Device)
+    TorchBackend.Initialize request |> ignore
+    args.TryGetResult OpsArgs.Threads |> Option.iter torch.set_num_threads
+    let threads = torch.get_num_threads ()
+    let pool, source = images count
+    use pool = pool
+    args.TryGetResult OpsArgs.Dump |> Option.iter (fun path -> File.WriteAllBytes(path, pool.data<byte>().ToArray()))
+    printfn "images: %d from %s; CPU threads %d" count source threads
+    let space = SearchSpace.Default
+    let bench (device: torch.Device) (n: int64) =
+        use x = pool.narrow(0L, 0L, n).``to``(device)
+        use g = new torch.Generator(1UL)
+        let sync = synchronizer device
+        let call (ops: int64 -> torch.Tensor) () =
+            use scope = torch.NewDisposeScope()
+            let levels = torch.randint(0L, int64 space.Levels, [| n; (ops 0L).shape[1] |], generator = g)
+            BatchAugment.Apply(x, space, ops n, levels, g, trusted = true) |> ignore
+        let random n = torch.randint(0L, int64 space.Ops.Count, [| n; 2L |], generator = g)
+        let seconds = time 3 runs sync (call random)
+        printfn "advaa %s batch %d: %.0f images/s (median %.2f ms of %d runs)" (string device.``type``) n (float n / seconds) (seconds * 1000.0) runs
+        if args.Contains Per_Op then
+            for i in 0 .. space.Ops.Count - 1 do
+                let s = time 3 runs sync (call (fun n -> torch.full([| n; 1L |], (int64 i).ToScalar(), dtype = torch.int64)))
+                printfn "  %-14s %8.0f images/s" space.Ops[i].Name (float n / s)
+        float n / seconds
+    if request <> DeviceRequest.Cuda then
+        printfn "RESULT advaa_cpu_threads%d_images_per_s %.0f" threads (bench torch.CPU (int64 count))
+    match (try Some(TorchBackend.ResolveDevice request) with :? BackendException -> None) with
+    | Some device when device.``type`` = DeviceType.CUDA ->
+        for batch in List.distinct [ 1024; count ] do
+            printfn "RESULT advaa_cuda_batch%d_images_per_s %.0f" batch (bench device (int64 (min batch count)))
+    | _ -> printfn "CUDA: not used (CPU only)"
+    ExitCode.ok
+
+/// Images/s of the trainer's step (uint8 batch normalised into the layout, forward under the
+/// precision's autocast, float32 loss, backward, SGD): the median after one warm-up step, over at
+/// most 5 steps or 20 s of them.
+let private stepRate (device: torch.Device) (name: string) (batch: int64) (precision: Precision) (channelsLast: bool) =
+    use model = ModelRegistry.Create(name, 10)
+    model.``to``(device) |> ignore
+    model.train()
+    use images = torch.randint(0L, 256L, [| batch; 3L; 32L; 32L |], dtype = torch.ScalarType.Byte, device = device)
+    use labels = torch.randint(10L, [| batch |], device = device)
+    use sgd = torch.optim.SGD(model.parameters(), 0.1, momentum = 0.9, nesterov = true, weight_decay = 5e-4)
+    let sync = synchronizer device
+    let step () =
+        use scope = torch.NewDisposeScope()
+        let inputs = Normalizer.Cifar10.Apply(images, channelsLast)
+        let logits =
+            use _region = Autocast.For(precision, device.``type``)
+            model.forward(inputs).to_type(torch.ScalarType.Float32)
+        sgd.zero_grad()
+        torch.nn.functional.cross_entropy(logits, labels).backward()
+        sgd.step() |> ignore
+        sync ()
+    step ()
+    let times = ResizeArray<float>()
+    let clock = Stopwatch.StartNew()
+    while times.Count < 5 && (times.Count = 0 || clock.Elapsed.TotalSeconds < 20.0) do
+        let sw = Stopwatch.StartNew()
+        step ()
+        times.Add sw.Elapsed.TotalSeconds
+    float batch / (Seq.sort times |> Seq.item (times.Count / 2))
+
+let private modelsBench (args: ParseResults<ModelsArgs>) =
+    let device = TorchBackend.ResolveDevice(deviceRequest (args.TryGetResult ModelsArgs.Device))
+    let fast = Precisions.FastBf16 device
+    printfn "device: %O, torch threads: %d, fast bf16: %b" device (torch.get_num_threads ()) fast
+    printfn "\nparameters (10 classes):"
+    for name in ModelRegistry.Names do
+        use model = ModelRegistry.Create(name, 10)
+        printfn "  %-10s %12s" name ((ModelRegistry.ParameterCount model).ToString("N0"))
+    printfn "\ntraining step images/s (ratio to fp32 NCHW of the same model and batch):"
+    printfn "  %-9s %6s %10s %20s %20s %20s" "model" "batch" "fp32 nchw" "fp32 channels-last" "bf16 nchw" "bf16 channels-last"
+    for name in args.GetResult(ModelsArgs.Models, defaultValue = [ "small"; "resnet18" ]) do
+        for batch in args.GetResult(ModelsArgs.Batches, defaultValue = [ 128; 1024 ]) |> List.map int64 do
+            let baseline = stepRate device name batch Precision.Fp32 false
+            let results = ResizeArray [ sprintf "RESULT %s_batch%d_fp32_nchw_images_per_s %.0f" name batch baseline ]
+            let cell precision channelsLast =
+                // Emulated bf16 is many times slower: time it once, on the smallest configuration.
+                if precision = Precision.Bf16 && not fast && (name <> "small" || batch > 128L) then "emulated: skipped"
+                else
+                    let v = stepRate device name batch precision channelsLast
+                    let layout = if channelsLast then "channels-last" else "nchw"
+                    results.Add(sprintf "RESULT %s_batch%d_%s_%s_images_per_s %.0f" name batch (Precisions.Name precision) layout v)
+                    sprintf "%7.0f (%.2fx)" v (v / baseline)
+            let row = [ cell Precision.Fp32 true; cell Precision.Bf16 false; cell Precision.Bf16 true ]
+            printfn "  %-9s %6d %10.0f %20s %20s %20s" name batch baseline row[0] row[1] row[2]
+            for line in results do printfn "%s" line
+    printfn "\ncontroller (16 ops, 10 levels, Q=5, K=2), M=8:"
+    use controller = new PolicyController(16, 10)
+    let trainer = ControllerTrainer(controller)
+    use g = new torch.Generator(1UL)
+    let sample = time 3 20 ignore (fun () -> (controller.Sample(8, g)).Dispose())
+    use s = controller.Sample(8, g)
+    let losses = Array.init 8 (fun i -> 2.0 + 0.1 * float i)
+    let update = time 3 20 ignore (fun () -> trainer.Update(s.Ops, s.Levels, losses) |> ignore)
+    printfn "  sample %.1f ms, update %.1f ms (medians)" (1000.0 * sample) (1000.0 * update)
+    ExitCode.ok
+
+let run (args: ParseResults<BenchArgs>) =
+    match args.GetSubCommand() with
+    | Ops a -> opsBench a
+    | Models a -> modelsBench a
