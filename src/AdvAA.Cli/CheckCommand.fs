@@ -21,7 +21,7 @@ let run (args: ParseResults<RunArgs>) =
         let folder =
             match commandLine.Resume, loaded.Experiments with
             | Some path, ScriptExperiments.Single _ -> fun _ -> "resumes        " + resumes path
-            | Some path, ScriptExperiments.Several _ ->
+            | Some path, (ScriptExperiments.Several _ | ScriptExperiments.Grid _) ->
                 fun (e: Experiment) ->
                     let folder = Path.Combine(path, e.Name)
                     if File.Exists(Path.Combine(folder, RunFolder.ConfigFile)) then "resumes        " + resumes folder
@@ -30,6 +30,8 @@ let run (args: ParseResults<RunArgs>) =
                 fun e -> "run folder     " + defaultArg e.Out (sprintf "runs/%s-<yyyyMMdd-HHmmss>" e.Name)
             | None, ScriptExperiments.Several _ ->
                 fun e -> "run folder     " + Path.Combine(defaultArg commandLine.Overrides.Out "runs/comparison-<yyyyMMdd-HHmmss>", e.Name)
+            | None, ScriptExperiments.Grid s ->
+                fun e -> "run folder     " + Path.Combine(defaultArg commandLine.Overrides.Out (sprintf "runs/%s-<yyyyMMdd-HHmmss>" s.Name), e.Name)
         loaded.Experiments.Experiments
         |> List.iteri (fun i e ->
             if i > 0 then printfn ""

@@ -2,6 +2,7 @@ namespace AdvAA.Dsl
 
 open System
 open System.IO
+open System.Text.Json.Nodes
 open System.Text.RegularExpressions
 open Argu
 open AdvAA.Core.Augment
@@ -68,6 +69,10 @@ type Experiment =
         TrainLimit: int option
         /// Evaluate on a seeded subset of this many test images; None: all.
         TestLimit: int option
+        /// Hold out this many training images for validation (class-balanced, never trained on); None: none.
+        ValidationSize: int option
+        /// Evaluate (test, validation) every this many epochs, and after the last one.
+        EvalEvery: int
         /// small, resnet18, wrn-28-10, wrn-40-2 or any wrn-<depth>-<widen>.
         Model: string
         /// In-block dropout of WideResNets.
@@ -107,23 +112,40 @@ type Experiment =
         Out: string option
     }
 
-/// What a script declares: `let experiment = ...`, or `let experiments = [ ... ]` to run several
-/// in turn and compare them.
+/// A study: every arm (an experiment, named) once per seed, each run in its own folder of the
+/// study's folder (`<arm>-s<seed>`), then a summary over the seeds: summary.md, summary.json, the
+/// test curves and the controller's movement. A rerun with --resume skips finished runs and
+/// continues an interrupted one.
+[<NoEquality; NoComparison>]
+type Study =
+    { Name: string
+      Arms: Experiment list
+      Seeds: int64 list }
+
+    /// The runs, seed by seed (every arm's first seed first, so an early stop still compares them all):
+    /// each arm with the seed set and named `<arm>-s<seed>`.
+    member s.Runs = [ for seed in s.Seeds do for arm in s.Arms -> { arm with Name = sprintf "%s-s%d" arm.Name seed; Seed = seed } ]
+
+/// What a script declares: `let experiment = ...`, `let experiments = [ ... ]` to run several in
+/// turn and compare them, or `let study = ...` (arms x seeds, summarised).
 [<RequireQualifiedAccess; NoEquality; NoComparison>]
 type ScriptExperiments =
     | Single of Experiment
     | Several of Experiment list
+    | Grid of Study
 
     member d.Experiments =
         match d with
         | Single e -> [ e ]
         | Several es -> es
+        | Grid s -> s.Runs
 
     /// The script value that declares them.
     member d.ValueName =
         match d with
         | Single _ -> "experiment"
         | Several _ -> "experiments"
+        | Grid _ -> "study"
 
 /// The methods of AdvAA.Core's registry as `Method` cases.
 [<RequireQualifiedAccess>]
@@ -221,6 +243,8 @@ module Experiment =
           Data = EmbeddedSample
           TrainLimit = None
           TestLimit = None
+          ValidationSize = None
+          EvalEvery = 1
           Model = "small"
           Dropout = 0.0
           Method = Adversarial
@@ -334,6 +358,8 @@ module Experiment =
                      | DataPath p -> Path.GetFullPath p),
                 TrainLimit = (e.TrainLimit |> Option.map int64 |> Option.toNullable),
                 TestLimit = (e.TestLimit |> Option.map int64 |> Option.toNullable),
+                ValidationSize = (e.ValidationSize |> Option.map int64 |> Option.toNullable),
+                EvalEvery = e.EvalEvery,
                 Epochs = e.Epochs,
                 BatchSize = e.BatchSize,
                 Seed = e.Seed,
@@ -379,12 +405,14 @@ module Experiment =
             | DataPath p when File.Exists p || Directory.Exists p -> Path.GetFullPath p
             | DataPath p -> sprintf "%s (not found here)" (Path.GetFullPath p)
         let limit what = Option.map (sprintf "%s %d" what) >> Option.toList
+        let limits = limit "training images" e.TrainLimit @ limit "test images" e.TestLimit @ limit "validation images" e.ValidationSize
         let spec = c.Method
         [ yield sprintf "name           %s" e.Name
           yield sprintf "data           %s" data
-          match limit "training images" e.TrainLimit @ limit "test images" e.TestLimit with
+          match limits with
           | [] -> ()
-          | limits -> yield sprintf "subset         %s (seeded)" (String.concat ", " limits)
+          | limits -> yield sprintf "subset         %s (seeded, class-balanced)" (String.concat ", " limits)
+          if e.EvalEvery > 1 then yield sprintf "evaluation     every %d epochs and after the last" e.EvalEvery
           yield sprintf "model          %s%s" e.Model (if e.Dropout > 0.0 then sprintf " (dropout %g)" e.Dropout else "")
           yield sprintf "method         %s: %s" spec.Name (MethodRegistry.Get spec.Name).Description
           yield sprintf "parameters     %s" spec.Summary
@@ -430,11 +458,15 @@ module Experiment =
             | ScriptExperiments.Single e -> ScriptExperiments.Single(withOverrides overrides e)
             // In a list the --out folder holds all runs, each in a subfolder named after its experiment.
             | ScriptExperiments.Several es -> ScriptExperiments.Several(es |> List.map (withOverrides { overrides with Out = None }))
+            | ScriptExperiments.Grid s -> ScriptExperiments.Grid { s with Arms = s.Arms |> List.map (withOverrides { overrides with Out = None; Seed = None }) }
         let listProblems =
             match resolved with
             | ScriptExperiments.Single _ -> []
             | ScriptExperiments.Several [] -> [ error "experiments = []: give at least one experiment" ]
-            | ScriptExperiments.Several es ->
+            | ScriptExperiments.Grid s when s.Arms.IsEmpty || s.Seeds.IsEmpty -> [ error (sprintf "study '%s': give at least one arm and one seed" s.Name) ]
+            | ScriptExperiments.Grid s when (List.distinct s.Seeds).Length < s.Seeds.Length -> [ error (sprintf "study '%s': a seed is listed twice: %A" s.Name s.Seeds) ]
+            | ScriptExperiments.Several es
+            | ScriptExperiments.Grid { Arms = es } ->
                 [ for name, count in es |> List.countBy (fun e -> e.Name.ToLowerInvariant()) do
                       if count > 1 then
                           error (sprintf "experiments: the name '%s' is used %d times; each run's folder is named after its experiment, so names must be unique" name count)
@@ -451,8 +483,47 @@ module Experiment =
                             match declared with
                             | ScriptExperiments.Single _ -> ex.Message
                             | ScriptExperiments.Several _ -> sprintf "experiment '%s': %s" e.Name ex.Message
+                            | ScriptExperiments.Grid s -> sprintf "study '%s', arm '%s': %s" s.Name e.Name ex.Message
                         ) ]
         if problems.IsEmpty then Ok resolved else Error problems
+
+    /// The grid a study folder was started with (study.json): on a resume, another grid is an error
+    /// naming the first difference; the first time, it is recorded.
+    let private checkStudyFolder (folder: string) (study: Study) (runs: (string * TrainConfig) list) =
+        // Boxed values of the record: strings, numbers, and nulls for absent options.
+        let node (value: objnull) : JsonNode | null =
+            match value with
+            | null -> null
+            | :? string as s -> JsonValue.Create s
+            | :? int as i -> JsonValue.Create i
+            | :? int64 as i -> JsonValue.Create i
+            | v -> JsonValue.Create(string v)
+        let current = JsonObject()
+        current["format"] <- JsonValue.Create "advaa-study"
+        current["name"] <- JsonValue.Create study.Name
+        let entries = JsonObject()
+        for name, config in runs do
+            let r = JsonObject()
+            r["method"] <- config.Method.Identity()
+            for key, value in
+                [ "model", box config.Model; "epochs", box config.Epochs; "batch_size", box config.BatchSize; "seed", box config.Seed
+                  "data", box (Option.ofObj config.Data |> Option.defaultValue "(embedded sample)"); "learning_rate", box config.LearningRate.Description
+                  "train_limit", box config.TrainLimit; "test_limit", box config.TestLimit; "validation_size", box config.ValidationSize
+                  "eval_every", box config.EvalEvery; "precision", box config.Precision; "memory_format", box config.MemoryFormat ] do
+                r[key] <- node value
+            entries[name] <- r
+        current["runs"] <- entries
+        let path = Path.Combine(folder, "study.json")
+        if File.Exists path then
+            let recorded =
+                try JsonNode.Parse(File.ReadAllText path)
+                with :? Text.Json.JsonException as e -> raise (RunFolderException(sprintf "%s: malformed JSON: %s" path e.Message))
+            match RunConfig.Difference(recorded, current) with
+            | null -> ()
+            | difference ->
+                raise (RunFolderException(sprintf "study folder %s holds another grid: %s. Resume it with the study it was started with, or start a new one with another --out" folder difference))
+        else
+            RunFolder.WriteAtomically(path, current.ToJsonString(JsonOptions.Indented) + "\n")
 
     /// Runs validated experiments: one in its folder (`out`, else its Out, else a new one under
     /// runs/), several in turn in subfolders of `out` (else runs/comparison-<time>) and then a
@@ -467,8 +538,20 @@ module Experiment =
                 let outcome = Runner.run session (Option.orElse e.Out out) resume e.Name (toConfig e)
                 if outcome.Completed then ExitCode.ok else ExitCode.interrupted
             | ScriptExperiments.Several es ->
-                let outcomes = Runner.runAll session out resume [ for e in es -> e.Name, toConfig e ]
+                let outcomes = Runner.runAll session out resume "comparison" ignore [ for e in es -> e.Name, toConfig e ]
                 if outcomes.Length = es.Length && outcomes |> List.forall (fun o -> o.Completed) then ExitCode.ok
+                else ExitCode.interrupted
+            | ScriptExperiments.Grid s ->
+                let runs = [ for e in s.Runs -> e.Name, toConfig e ]
+                let mutable group = ""
+                let prepare folder =
+                    group <- folder
+                    checkStudyFolder folder s runs
+                let outcomes = Runner.runAll session out resume s.Name prepare runs
+                if outcomes.Length = runs.Length && outcomes |> List.forall (fun o -> o.Completed) then
+                    let summary = StudyReport.write group s.Name [ for a in s.Arms -> a.Name ] s.Seeds
+                    session.Display.Out.WriteLine(sprintf "summary  %s" summary)
+                    ExitCode.ok
                 else ExitCode.interrupted)
 
     /// `dotnet fsi`'s fsi.CommandLineArgs (the script, then its arguments), read from its settings
@@ -531,3 +614,6 @@ module Experiment =
 
     /// `main` for a script's `experiments`: runs them in turn, then prints a comparison table.
     let mainAll (experiments: Experiment list) = mainWith (ScriptExperiments.Several experiments)
+
+    /// `main` for a script's `study`: runs every arm with every seed, then writes the summary.
+    let mainStudy (study: Study) = mainWith (ScriptExperiments.Grid study)

@@ -47,6 +47,15 @@ let private epochs (run: RunData) = run.Metrics |> List.map (fun m -> m.Epoch) |
 
 let private series (run: RunData) (value: EpochMetrics -> float) = run.Metrics |> List.map value |> Array.ofList
 
+/// The epochs where an optional number was recorded (test numbers every few epochs), and its values.
+let private recorded (run: RunData) (value: EpochMetrics -> Nullable<float>) =
+    let points = run.Metrics |> List.choose (fun m -> let v = value m in if v.HasValue then Some(m.Epoch, v.Value) else None)
+    points |> List.map fst |> Array.ofList, points |> List.map snd |> Array.ofList
+
+/// The last recorded test accuracy.
+let finalAccuracy (run: RunData) =
+    run.Metrics |> List.rev |> List.tryPick (fun m -> Option.ofNullable m.TestAccuracy)
+
 /// Per epoch, the share of each op and of each level: the controller's distribution where the run
 /// recorded it (adversarial), else the counts among the epoch's applied policies (all M policies x
 /// Q sub-policies x K stages). Rows = epochs with policies, columns = ops / levels; the flag says
@@ -129,11 +138,16 @@ let writePlots (runs: RunData list) (outDir: string) =
     let run = List.head runs
     let out name = Path.Combine(outDir, name)
     let x = epochs run
+    let percentOf (xs: int[], ys: float[]) = xs, ys |> Array.map ((*) 100.0)
+    let testAccuracy = percentOf (recorded run (fun m -> m.TestAccuracy))
+    let validationAccuracy = percentOf (recorded run (fun m -> m.ValidationAccuracy))
     [ yield Plots.lines "Accuracy" "accuracy (%)"
-            [ "test", x, series run (fun m -> 100.0 * m.TestAccuracy)
-              "train", x, series run (fun m -> 100.0 * m.TrainAccuracy) ] (out "accuracy.png")
+            [ yield "test", fst testAccuracy, snd testAccuracy
+              yield "train (augmented batches)", x, series run (fun m -> 100.0 * m.TrainAccuracy)
+              if (fst validationAccuracy).Length > 0 then yield "validation", fst validationAccuracy, snd validationAccuracy ] (out "accuracy.png")
+      let testLoss = recorded run (fun m -> m.TestLoss)
       yield Plots.lines "Loss" "cross-entropy"
-            [ "train", x, series run (fun m -> m.TrainLoss); "test", x, series run (fun m -> m.TestLoss) ] (out "loss.png")
+            [ "train", x, series run (fun m -> m.TrainLoss); "test", fst testLoss, snd testLoss ] (out "loss.png")
       let entropy = run.Metrics |> List.map (fun m -> Option.ofNullable m.ControllerEntropy)
       if entropy |> List.forall Option.isSome then
           yield Plots.lines "Controller entropy (mean over the M policies)" "entropy (nats)"
@@ -145,7 +159,7 @@ let writePlots (runs: RunData list) (outDir: string) =
           yield Plots.heatmap (sprintf "Magnitude distribution per epoch, %s (Fig. 6b)" whose) pe [ for l in 0 .. run.Levels - 1 -> sprintf "level %d" l ] levels (out "magnitude-distribution.png")
       if runs.Length > 1 then
           yield Plots.lines "Test accuracy of the runs" "test accuracy (%)"
-                [ for r in runs -> r.Name, epochs r, series r (fun m -> 100.0 * m.TestAccuracy) ] (out "comparison.png") ]
+                [ for r in runs -> let xs, ys = percentOf (recorded r (fun m -> m.TestAccuracy)) in r.Name, xs, ys ] (out "comparison.png") ]
 
 /// The metrics table rows as shown in the page (the tests read them back).
 let metricsRows (run: RunData) =
@@ -154,8 +168,8 @@ let metricsRows (run: RunData) =
         [ string m.Epoch
           fixed4 m.TrainLoss
           percent m.TrainAccuracy
-          fixed4 m.TestLoss
-          percent m.TestAccuracy
+          (if m.TestLoss.HasValue then fixed4 m.TestLoss.Value else "–")
+          (if m.TestAccuracy.HasValue then percent m.TestAccuracy.Value else "–")
           sprintf "%.5f" m.LearningRate
           (match Option.ofNullable m.ControllerEntropy with Some e -> fixed4 e | None -> "–")
           sprintf "%.0f" m.ImagesPerSecond ])
@@ -188,9 +202,8 @@ let html (runs: RunData list) (images: string list) =
     add (sprintf "<title>AdvAA report: %s</title>" (e run.Name))
     add "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}pre{background:#f6f6f6;padding:1em;overflow:auto;max-height:30em}figure{display:inline-block;margin:0.5em}img{max-width:100%}</style></head><body>"
     add (sprintf "<h1>AdvAA run <code>%s</code></h1>" (e run.Name))
-    let last = List.last run.Metrics
     add (sprintf "<p>%d epochs; final test accuracy <b>%s%%</b>; method <code>%s</code> (%s); folder <code>%s</code></p>"
-            run.Metrics.Length (percent last.TestAccuracy) (e run.Config.Experiment.Method.Name) (e run.Config.Experiment.Method.Summary) (e run.Folder))
+            run.Metrics.Length (finalAccuracy run |> Option.map percent |> Option.defaultValue "–") (e run.Config.Experiment.Method.Name) (e run.Config.Experiment.Method.Summary) (e run.Folder))
     add "<h2>Plots</h2>"
     for img in images do add (embed img)
     add "<h2>Metrics</h2><table id=\"metrics\"><tr>"
@@ -209,7 +222,7 @@ let html (runs: RunData list) (images: string list) =
     if runs.Length > 1 then
         add "<h2>Runs compared</h2><table id=\"comparison\"><tr><th>run</th><th>method</th><th>epochs</th><th>final test acc %</th></tr>"
         for r in runs do
-            add (sprintf "<tr><td>%s</td><td>%s</td><td>%d</td><td>%s</td></tr>" (e r.Name) (e r.Config.Experiment.Method.Name) r.Metrics.Length (percent (List.last r.Metrics).TestAccuracy))
+            add (sprintf "<tr><td>%s</td><td>%s</td><td>%d</td><td>%s</td></tr>" (e r.Name) (e r.Config.Experiment.Method.Name) r.Metrics.Length (finalAccuracy r |> Option.map percent |> Option.defaultValue "–"))
         add "</table>"
     add (sprintf "<h2>Configuration</h2><pre>%s</pre>" (e (run.Config.ToJson().ToJsonString(JsonOptions.Indented))))
     add "</body></html>"

@@ -159,16 +159,18 @@ module Runner =
                 let elapsed = clock.Elapsed.TotalSeconds
                 let eta = elapsed / float epochsHere * float (config.Epochs - m.Epoch)
                 let width = string config.Epochs |> String.length
+                let accuracy (a: Nullable<float>) = if a.HasValue then sprintf "%6.2f%%" (100.0 * a.Value) else "     –"
+                let validation = if m.ValidationAccuracy.HasValue then sprintf "  val acc %s" (accuracy m.ValidationAccuracy) else ""
                 out.WriteLine(
-                    sprintf "epoch %*d/%d  train loss %.4f  test acc %6.2f%%  %6.0f img/s  elapsed %s  ETA %s"
-                        width m.Epoch config.Epochs m.TrainLoss (100.0 * m.TestAccuracy) m.ImagesPerSecond (duration elapsed) (duration eta)
+                    sprintf "epoch %*d/%d  train loss %.4f  test acc %s%s  %6.0f img/s  elapsed %s  ETA %s"
+                        width m.Epoch config.Epochs m.TrainLoss (accuracy m.TestAccuracy) validation m.ImagesPerSecond (duration elapsed) (duration eta)
                 )
                 out.Flush())
         try
             trainer.Run(folder, session.Cancel, String.concat " " session.Program) |> ignore
         finally
             clearStep ()
-        let history = [ for m in folder.ReadMetrics() -> m.Epoch, m.TestAccuracy ]
+        let history = [ for m in folder.ReadMetrics() do if m.TestAccuracy.HasValue then yield m.Epoch, m.TestAccuracy.Value ]
         let outcome =
             { Name = name
               Method = config.Method.Name
@@ -250,7 +252,9 @@ module Runner =
     /// table. The group folder is `out` (must not exist or be empty) or runs/comparison-<time>;
     /// `resume` continues a group: runs with a folder there resume, the others start. Names must
     /// be unique. Stops at the first interrupted run.
-    let runAll (session: Session) (out: string option) (resume: string option) (runs: (string * TrainConfig) list) : Outcome list =
+    /// `prepare` gets the group folder before any run starts (a study checks and records its grid there).
+    let runAll (session: Session) (out: string option) (resume: string option) (groupName: string) (prepare: string -> unit)
+               (runs: (string * TrainConfig) list) : Outcome list =
         let display = session.Display
         for _, config in runs do
             device config |> ignore
@@ -267,7 +271,8 @@ module Runner =
                     let full = Path.GetFullPath path
                     if not (Directory.Exists full) then raise (RunFolderException(sprintf "run folder %s does not exist" full))
                     full
-                | None -> (create out "comparison").Path
+                | None -> (create out groupName).Path
+            prepare group
             let rec loop (outcomes: Outcome list) (remaining: (string * TrainConfig) list) =
                 match remaining with
                 | [] -> List.rev outcomes

@@ -18,7 +18,7 @@ let writeRun (dir: string) (name: string) (method: string) (accuracies: float li
     let space = SearchSpaceRecord(10, [| OpRecord("ShearX", 0.0, 0.3, true, false); OpRecord("Rotate", 0.0, 30.0, true, false); OpRecord("Invert", 0.0, 0.0, false, false) |])
     let experiment =
         ExperimentRecord(MethodRegistry.Defaults method, "small", 0.0, null, Nullable(), Nullable(), accuracies.Length, 128, 0L, "cpu",
-            "0.1", 0.9, true, 5e-4, space, 500, "fp32", "channels-last")
+            "0.1", 0.9, true, 5e-4, space, 500, "fp32", "channels-last", Nullable(), 1)
     let data = DataRecord("embedded-sample", "(embedded)", 2000L, 1000L, [| 3; 32; 32 |], [| "cat"; "dog" |], [| 0.5; 0.5; 0.5 |], [| 0.25; 0.25; 0.25 |], "0/0")
     folder.WriteConfig(RunConfig("0.1.0", "0.107.0", "2.10.0", "cpu", "cpu", "2026-12-01T00:00:00Z", experiment, data, 510000L, RunOrigin("advaa train", [| "--method"; method |])))
     let policy (stages: (string * int) list) = Policy([| SubPolicy([| for op, level in stages -> PolicyStage(op, level) |]) |])
@@ -26,7 +26,7 @@ let writeRun (dir: string) (name: string) (method: string) (accuracies: float li
         accuracies
         |> List.mapi (fun i acc ->
             let f = float i
-            EpochMetrics(i + 1, 2.0 - 0.1 * f, acc - 0.05, 1.9 - 0.1 * f, acc, 0.1, 2, [| 2.0; 2.1 |], Nullable(5.0 - 0.1 * f), Nullable(), 10.0, 1234.5, 0.5, 0.1))
+            EpochMetrics(i + 1, 2.0 - 0.1 * f, acc - 0.05, Nullable(1.9 - 0.1 * f), Nullable acc, 0.1, 2, [| 2.0; 2.1 |], Nullable(5.0 - 0.1 * f), Nullable(), 10.0, 1234.5, 0.5, 0.1))
     let policies =
         accuracies
         |> List.mapi (fun i _ ->
@@ -83,7 +83,7 @@ let tests =
             for row, m in List.zip rows (List.ofSeq metrics) do
                 Expect.equal row[0] (string m.Epoch) "epoch"
                 Expect.floatClose Accuracy.low (float row[1]) m.TrainLoss "train loss"
-                Expect.floatClose Accuracy.low (float row[4] / 100.0) m.TestAccuracy "test accuracy"
+                Expect.floatClose Accuracy.low (float row[4] / 100.0) m.TestAccuracy.Value "test accuracy"
             Expect.stringContains html "50.00%" "final accuracy in the summary"
             Expect.stringContains html "<table id=\"comparison\">" "the runs compared"
             Expect.stringContains html "ShearX 1 → Rotate 9" "the final policies"

@@ -54,7 +54,7 @@ let tests =
             let config = folder.ReadConfig()
             Expect.equal config.Experiment.Precision "bf16" "recorded"
             let m = folder.ReadMetrics()[0]
-            Expect.isTrue (Double.IsFinite m.TrainLoss && Double.IsFinite m.TestLoss) "bf16 trains to finite losses"
+            Expect.isTrue (Double.IsFinite m.TrainLoss && Double.IsFinite m.TestLoss.Value) "bf16 trains to finite losses"
             // Resumed with auto, it goes on in bf16 whatever this machine would choose.
             use trainer = new Trainer(bf16Config "auto" 2, DataSources.EmbeddedSample())
             trainer.Run(RunFolder.Open folder.Path) |> ignore

@@ -73,7 +73,7 @@ let tests =
             for m in metrics do
                 Expect.equal m.Instances 2 "M = 2 instance losses"
                 Expect.isTrue (m.InstanceLosses |> Array.forall Double.IsFinite) "finite losses"
-                Expect.isTrue (m.TestAccuracy >= 0.0 && m.TestAccuracy <= 1.0) "an accuracy"
+                Expect.isTrue (m.TestAccuracy.Value >= 0.0 && m.TestAccuracy.Value <= 1.0) "an accuracy"
                 Expect.isSome (Option.ofNullable m.ControllerEntropy) "controller entropy recorded"
                 Expect.isGreaterThan m.ImagesPerSecond 0.0 "throughput"
             let config = JsonNode.Parse(fileText folder RunFolder.ConfigFile) |> nonNull

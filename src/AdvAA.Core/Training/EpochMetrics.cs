@@ -3,13 +3,17 @@ using System.Text.Json.Nodes;
 
 namespace AdvAA.Core.Training;
 
-/// <summary>One epoch's results: a line of metrics.jsonl.</summary>
+/// <summary>
+/// One epoch's results: a line of metrics.jsonl. Test and validation numbers are null on epochs
+/// that are not evaluated (see <see cref="TrainConfig.EvalEvery"/>); the accuracy on the
+/// un-augmented training images (the overfitting gap) is there on the last epoch.
+/// </summary>
 public sealed record EpochMetrics(
     int Epoch,
     double TrainLoss,
     double TrainAccuracy,
-    double TestLoss,
-    double TestAccuracy,
+    double? TestLoss,
+    double? TestAccuracy,
     double LearningRate,
     int Instances,
     double[] InstanceLosses,
@@ -18,7 +22,10 @@ public sealed record EpochMetrics(
     double Seconds,
     double ImagesPerSecond,
     double AugmentSeconds,
-    double ControllerSeconds)
+    double ControllerSeconds,
+    double? ValidationLoss = null,
+    double? ValidationAccuracy = null,
+    double? CleanTrainAccuracy = null)
 {
     /// <summary>Fields that measure time, which differ between otherwise identical runs.</summary>
     public static readonly string[] TimingFields = ["seconds", "images_per_second", "augment_seconds", "controller_seconds"];
@@ -28,8 +35,11 @@ public sealed record EpochMetrics(
         ["epoch"] = Epoch,
         ["train_loss"] = JsonOptions.Number(TrainLoss),
         ["train_accuracy"] = TrainAccuracy,
-        ["test_loss"] = JsonOptions.Number(TestLoss),
+        ["test_loss"] = TestLoss is double tl ? JsonOptions.Number(tl) : null,
         ["test_accuracy"] = TestAccuracy,
+        ["val_loss"] = ValidationLoss is double vl ? JsonOptions.Number(vl) : null,
+        ["val_accuracy"] = ValidationAccuracy,
+        ["clean_train_accuracy"] = CleanTrainAccuracy,
         ["lr"] = LearningRate,
         ["instances"] = Instances,
         ["instance_losses"] = new JsonArray(InstanceLosses.Select(JsonOptions.Number).ToArray()),
@@ -45,13 +55,17 @@ public sealed record EpochMetrics(
     public static EpochMetrics FromJson(JsonObject json, string where) => new(
         RecordJson.Value<int>(json, "epoch", where),
         RecordJson.Number(json, "train_loss", where), RecordJson.Number(json, "train_accuracy", where),
-        RecordJson.Number(json, "test_loss", where), RecordJson.Number(json, "test_accuracy", where),
+        Optional(json, "test_loss", where), Optional(json, "test_accuracy", where),
         RecordJson.Number(json, "lr", where), RecordJson.Value<int>(json, "instances", where),
         RecordJson.Numbers(json, "instance_losses", where),
         json["controller_entropy"] is null ? null : RecordJson.Number(json, "controller_entropy", where),
         json["controller_loss"] is null ? null : RecordJson.Number(json, "controller_loss", where),
         RecordJson.Number(json, "seconds", where), RecordJson.Number(json, "images_per_second", where),
-        RecordJson.Number(json, "augment_seconds", where), RecordJson.Number(json, "controller_seconds", where));
+        RecordJson.Number(json, "augment_seconds", where), RecordJson.Number(json, "controller_seconds", where),
+        Optional(json, "val_loss", where), Optional(json, "val_accuracy", where), Optional(json, "clean_train_accuracy", where));
+
+    static double? Optional(JsonObject json, string name, string where) =>
+        json[name] is null ? null : RecordJson.Number(json, name, where);
 }
 
 /// <summary>Progress within an epoch, for progress displays.</summary>

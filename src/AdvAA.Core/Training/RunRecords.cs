@@ -155,7 +155,8 @@ public sealed record DataRecord(string Format, string Source, long TrainImages, 
 public sealed record ExperimentRecord(
     MethodSpec Method, string Model, double Dropout, string? Data, long? TrainLimit, long? TestLimit,
     int Epochs, int BatchSize, long Seed, string Device, string LearningRate, double Momentum, bool Nesterov,
-    double WeightDecay, SearchSpaceRecord SearchSpace, int EvalBatchSize, string Precision, string MemoryFormat)
+    double WeightDecay, SearchSpaceRecord SearchSpace, int EvalBatchSize, string Precision, string MemoryFormat,
+    long? ValidationSize, int EvalEvery)
 {
     public JsonObject ToJson() => new()
     {
@@ -177,6 +178,8 @@ public sealed record ExperimentRecord(
         ["eval_batch_size"] = EvalBatchSize,
         ["precision"] = Precision,
         ["memory_format"] = MemoryFormat,
+        ["validation_size"] = ValidationSize,
+        ["eval_every"] = EvalEvery,
     };
 
     public static ExperimentRecord FromJson(JsonObject json, string where) => new(
@@ -190,7 +193,8 @@ public sealed record ExperimentRecord(
         RecordJson.Value<bool>(json, "nesterov", where), RecordJson.Number(json, "weight_decay", where),
         SearchSpaceRecord.FromJson(RecordJson.Object(json, "search_space", where), $"{where}: search_space"),
         RecordJson.Value<int>(json, "eval_batch_size", where),
-        RecordJson.Value<string>(json, "precision", where), RecordJson.Value<string>(json, "memory_format", where));
+        RecordJson.Value<string>(json, "precision", where), RecordJson.Value<string>(json, "memory_format", where),
+        RecordJson.Optional<long>(json, "validation_size", where), RecordJson.Value<int>(json, "eval_every", where));
 }
 
 /// <summary>How a run was started: the program (e.g. "advaa train", "dotnet fsi") and its arguments (without --out and --resume).</summary>
@@ -262,6 +266,7 @@ public sealed record RunConfig(
         ["batch_size"] = Experiment.BatchSize,
         ["train_limit"] = Experiment.TrainLimit,
         ["test_limit"] = Experiment.TestLimit,
+        ["validation_size"] = Experiment.ValidationSize,
         ["precision"] = Experiment.Precision,
         ["memory_format"] = Experiment.MemoryFormat,
         ["data"] = Data.Identity(),

@@ -23,9 +23,13 @@ public sealed record TrainConfig
     public double Dropout { get; init; }
     /// <summary>A data folder or archive (see DataSources.Load); null = the embedded sample.</summary>
     public string? Data { get; init; }
-    /// <summary>Train on a seeded subset of this many training / test images (quick runs); null = all.</summary>
+    /// <summary>Train on a seeded class-balanced subset of this many training / test images; null = all.</summary>
     public long? TrainLimit { get; init; }
     public long? TestLimit { get; init; }
+    /// <summary>Training images held out for validation (class-balanced, seeded, never trained on); null = none.</summary>
+    public long? ValidationSize { get; init; }
+    /// <summary>Evaluate on the test (and validation) images every this many epochs, and after the last one.</summary>
+    public int EvalEvery { get; init; } = 1;
 
     public int Epochs { get; init; } = 200;
     /// <summary>N: images per instance per step (the batch before a method's copies).</summary>
@@ -79,6 +83,8 @@ public sealed record TrainConfig
         Require(Dropout is >= 0 and < 1, "dropout", Dropout, "in [0, 1)");
         Require(TrainLimit is null or >= 1, "train limit", TrainLimit, "at least 1");
         Require(TestLimit is null or >= 1, "test limit", TestLimit, "at least 1");
+        Require(ValidationSize is null or >= 1, "validation size", ValidationSize, "at least 1");
+        Require(EvalEvery >= 1, "evaluation interval", EvalEvery, "at least 1 epoch");
         Require(Momentum is >= 0 and < 1, "momentum", Momentum, "in [0, 1)");
         Require(WeightDecay >= 0, "weight decay", WeightDecay, "at least 0");
         Require(EvalBatchSize >= 1, "evaluation batch size", EvalBatchSize, "at least 1");
@@ -107,7 +113,7 @@ public sealed record TrainConfig
     public ExperimentRecord Record(SearchSpace sizedSpace, Precision precision) => new(
         Method, Model, Dropout, Data is null ? null : Path.GetFullPath(Data), TrainLimit, TestLimit, Epochs, BatchSize, Seed, Device,
         LearningRate.Description, Momentum, Nesterov, WeightDecay, SearchSpaceRecord.Of(sizedSpace), EvalBatchSize,
-        Precisions.Name(precision), MemoryFormat);
+        Precisions.Name(precision), MemoryFormat, ValidationSize, EvalEvery);
 }
 
 /// <summary>The layouts of input batches.</summary>

@@ -32,6 +32,7 @@ public sealed class Trainer : IDisposable
 {
     readonly TrainConfig config;
     readonly DataSplits data;
+    readonly ImageDataset? validation;
     readonly DataRecord dataRecord;
     readonly SearchSpace space;
     readonly Device device;
@@ -56,8 +57,8 @@ public sealed class Trainer : IDisposable
     public Trainer(TrainConfig config, DataSplits data)
     {
         this.config = config.Validate();
-        var train = Limit(data.Train, config.TrainLimit);
-        this.data = new DataSplits(train, Limit(data.Test, config.TestLimit), data.Format);
+        (var train, validation) = Subsets.Split(data.Train, config.TrainLimit, config.ValidationSize);
+        this.data = new DataSplits(train, Subsets.Split(data.Test, config.TestLimit, null).Subset, data.Format);
         space = this.config.Method.TrainingSpace(config.Space).SizedTo(train.Height, train.Width);
         device = TorchBackend.ResolveDevice(TorchBackend.ParseDevice(config.Device));
         precision = Precisions.Resolve(Precisions.Parse(config.Precision), device, out string? warning);
@@ -73,18 +74,6 @@ public sealed class Trainer : IDisposable
         dataRecord = new DataRecord(data.Format, data.Train.Source, data.Train.Count, data.Test.Count,
             [train.Channels, train.Height, train.Width], train.Classes.ToArray(), normalizer.Mean.ToArray(), normalizer.Std.ToArray(),
             $"{data.Train.ContentHash()}/{data.Test.ContentHash()}");
-    }
-
-    /// <summary>
-    /// A seeded random subset of <paramref name="limit"/> images, in their original order, so a limit
-    /// keeps every class even where files come sorted by class.
-    /// </summary>
-    static ImageDataset Limit(ImageDataset set, long? limit)
-    {
-        if (limit is not long n || n >= set.Count) return set.Take(set.Count);
-        using var generator = new Generator(0);
-        using var chosen = torch.randperm(set.Count, generator: generator).narrow(0, 0, n).sort().Values;
-        return new ImageDataset(set.Images.index_select(0, chosen), set.Labels.index_select(0, chosen), set.Classes, set.Source);
     }
 
     /// <summary>Parameters of the target model.</summary>
@@ -260,11 +249,14 @@ public sealed class Trainer : IDisposable
             MethodEpochRecord record = method.EndEpoch(new EpochLosses(instanceLosses));
             methodSeconds += methodClock.Elapsed.TotalSeconds;
 
-            (double testLoss, double testAccuracy) = Evaluate();
+            bool last = epoch == config.Epochs, evaluated = last || epoch % config.EvalEvery == 0;
+            (double Loss, double Accuracy)? test = evaluated ? Evaluate(data.Test) : null;
+            (double Loss, double Accuracy)? valid = evaluated && validation != null ? Evaluate(validation) : null;
+            double? cleanTrain = last ? Evaluate(data.Train).Accuracy : null;
             double seconds = clock.Elapsed.TotalSeconds;
-            var metrics = new EpochMetrics(epoch, trainLoss, correct.item<long>() / (double)Math.Max(seen, 1), testLoss, testAccuracy,
+            var metrics = new EpochMetrics(epoch, trainLoss, correct.item<long>() / (double)Math.Max(seen, 1), test?.Loss, test?.Accuracy,
                 config.LearningRate.At(progress), instanceLosses.Length, instanceLosses, record.ControllerEntropy, record.ControllerLoss, seconds,
-                seen / Math.Max(trainSeconds, 1e-9), augmentSeconds, methodSeconds);
+                seen / Math.Max(trainSeconds, 1e-9), augmentSeconds, methodSeconds, valid?.Loss, valid?.Accuracy, cleanTrain);
             return (metrics, new PolicyRecord(epoch, config.Method.Name, record.Policies, instanceLosses, record.NormalizedLosses, record.Distribution));
         }
         finally
@@ -315,11 +307,12 @@ public sealed class Trainer : IDisposable
             $"the training loss became {value} at epoch {epoch}, step {step}; the run stopped and {kept}. Lower the learning rate ({config.LearningRate.Description}) or check the data.");
     }
 
-    (double Loss, double Accuracy) Evaluate()
+    /// <summary>Mean loss and accuracy of the model on un-augmented images, in evaluation mode.</summary>
+    (double Loss, double Accuracy) Evaluate(ImageDataset set)
     {
         model.eval();
         using var noGrad = torch.no_grad();
-        var evalLoader = new BatchLoader(data.Test, config.EvalBatchSize, device, shuffle: false, 0, dropLast: false);
+        var evalLoader = new BatchLoader(set, config.EvalBatchSize, device, shuffle: false, 0, dropLast: false);
         double lossSum = 0;
         long correct = 0, total = 0;
         foreach ((Tensor images, Tensor labels) in evalLoader.Epoch(0))
@@ -343,5 +336,6 @@ public sealed class Trainer : IDisposable
         optimizer.Dispose();
         data.Train.Dispose();
         data.Test.Dispose();
+        validation?.Dispose();
     }
 }

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The CPU-scale study (scripts/study.fsx): every method of the paper's comparison on a small-data
+# CIFAR-10 setting, 2 seeds; resumes after an interruption (finished runs are kept, an interrupted
+# one continues) and writes <folder>/summary.md, summary.json and plots.
+# usage: scripts/study.sh [CIFAR-10 folder] [study folder]   (default: $ADVAA_CIFAR10_DIR, runs/study)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${1:-${ADVAA_CIFAR10_DIR:-../shared/data/cifar10}}
+out=${2:-runs/study}
+dotnet build src/AdvAA.Cli -c Release -v quiet -nologo >/dev/null
+advaa=src/AdvAA.Cli/bin/Release/net10.0/advaa
+if [ -f "$out/study.json" ]; then
+  exec "$advaa" run scripts/study.fsx "$data" --resume "$out"
+else
+  exec "$advaa" run scripts/study.fsx "$data" --out "$out"
+fi

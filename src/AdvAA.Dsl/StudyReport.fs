@@ -1,0 +1,276 @@
+/// The summary of a study (arms x seeds): per arm the final and best test accuracy, the validation
+/// and clean-train accuracy (the overfitting gap), speed and time as mean ± sd over seeds; the test
+/// curves (mean, shaded sd); for controller runs, how far the controller's distribution moved from
+/// uniform per epoch, against the noise of its 256-draw estimate.
+module AdvAA.Dsl.StudyReport
+
+open System
+open System.IO
+open System.Text
+open System.Text.Json.Nodes
+open AdvAA.Core.Methods
+open AdvAA.Core.Training
+open AdvAA.Dsl.Report
+
+/// Mean and sample standard deviation (0 for one value).
+let meanSd (xs: float list) =
+    let n = float xs.Length
+    let mean = List.average xs
+    let sd = if xs.Length < 2 then 0.0 else sqrt ((xs |> List.sumBy (fun x -> (x - mean) ** 2.0)) / (n - 1.0))
+    mean, sd
+
+/// Total-variation distance of shares from the uniform distribution over their categories.
+let fromUniform (shares: float[]) =
+    let u = 1.0 / float shares.Length
+    0.5 * (shares |> Array.sumBy (fun p -> abs (p - u)))
+
+/// The total-variation distance from uniform that an estimate from `draws` uniform draws over
+/// `categories` shows by chance alone (the mean over seeded simulations): below it, movement is noise.
+let noiseLevel (categories: int) (draws: int) =
+    let random = Random 1
+    let trials = 400
+    let counts = Array.zeroCreate<int> categories
+    [ for _ in 1 .. trials ->
+        Array.fill counts 0 categories 0
+        for _ in 1 .. draws do
+            let c = random.Next categories
+            counts[c] <- counts[c] + 1
+        fromUniform (counts |> Array.map (fun c -> float c / float draws)) ]
+    |> List.average
+
+/// One run's numbers.
+type RunSummary =
+    { Seed: int64
+      Folder: string
+      Final: float
+      Best: float
+      Validation: float option
+      CleanTrain: float option
+      ImagesPerSecond: float
+      Seconds: float }
+
+/// How far the controller's distribution is from uniform at each epoch of a run.
+type Movement =
+    { Epoch: int
+      OpDistance: float
+      LevelDistance: float
+      MeanLevel: float
+      Entropy: float option }
+
+let private summarize (seed: int64) (run: RunData) =
+    let tests = run.Metrics |> List.choose (fun m -> Option.ofNullable m.TestAccuracy)
+    let last = List.last run.Metrics
+    { Seed = seed
+      Folder = run.Folder
+      Final = finalAccuracy run |> Option.defaultValue nan
+      Best = (if tests.IsEmpty then nan else List.max tests)
+      Validation = run.Metrics |> List.rev |> List.tryPick (fun m -> Option.ofNullable m.ValidationAccuracy)
+      CleanTrain = Option.ofNullable last.CleanTrainAccuracy
+      ImagesPerSecond = run.Metrics |> List.map (fun m -> m.ImagesPerSecond) |> List.sort |> fun xs -> xs[xs.Length / 2]
+      Seconds = run.Metrics |> List.sumBy (fun m -> m.Seconds) }
+
+let private movement (run: RunData) =
+    let entropy = run.Metrics |> List.map (fun m -> m.Epoch, Option.ofNullable m.ControllerEntropy) |> Map.ofList
+    [ for p in run.Policies do
+        match p.Distribution with
+        | null -> ()
+        | d ->
+            let ops = d.Ops |> Seq.map (fun o -> o.Value) |> Array.ofSeq
+            yield
+                { Epoch = p.Epoch
+                  OpDistance = fromUniform ops
+                  LevelDistance = fromUniform d.Levels
+                  MeanLevel = d.Levels |> Array.mapi (fun l s -> float l * s) |> Array.sum
+                  Entropy = entropy |> Map.tryFind p.Epoch |> Option.flatten } ]
+
+/// The draws behind one epoch's distribution estimate: policies drawn × sub-policies × ops.
+let private draws (run: RunData) =
+    match run.Config.Experiment.Method with
+    | :? SampledPoliciesSpec as s -> s.SubPolicies * s.OpsPerSubPolicy * AdvAA.Core.Methods.AdversarialMethod.DistributionSamples
+    | _ -> AdvAA.Core.Methods.AdversarialMethod.DistributionSamples * 10
+
+let private pct (x: float) = if Double.IsNaN x then "–" else sprintf "%.2f" (100.0 * x)
+let private pm (xs: float list) = let m, s = meanSd xs in sprintf "%s ± %s" (pct m) (pct s)
+
+module private Plots =
+    open ScottPlot
+
+    let save (plot: Plot) (path: string) =
+        plot.SavePng(path, 1000, 560) |> ignore
+        path
+
+    /// Mean test accuracy over seeds per epoch, with the sd shaded, one curve per arm.
+    let curves (arms: (string * RunData list) list) (path: string) =
+        use plot = new Plot()
+        let palette = Palettes.Category10()
+        arms
+        |> List.iteri (fun i (name, runs) ->
+            let perEpoch =
+                runs
+                |> List.collect (fun r -> r.Metrics |> List.choose (fun m -> if m.TestAccuracy.HasValue then Some(m.Epoch, m.TestAccuracy.Value) else None))
+                |> List.groupBy fst
+                |> List.sortBy fst
+                |> List.filter (fun (_, values) -> values.Length = runs.Length)
+            let xs = perEpoch |> List.map (fst >> float) |> Array.ofList
+            let stats = perEpoch |> List.map (fun (_, v) -> meanSd (v |> List.map (snd >> (*) 100.0))) |> Array.ofList
+            let color = palette.GetColor i
+            let fill = plot.Add.FillY(xs, stats |> Array.map (fun (m, s) -> m - s), stats |> Array.map (fun (m, s) -> m + s))
+            fill.FillStyle.Color <- color.WithAlpha(0.18)
+            fill.LineStyle.Width <- 0.0f
+            let line = plot.Add.Scatter(xs, stats |> Array.map fst, color)
+            line.MarkerSize <- 0.0f
+            line.LegendText <- name)
+        plot.Title "Test accuracy, mean over seeds (shaded: ± 1 sd)"
+        plot.XLabel "epoch"
+        plot.YLabel "test accuracy (%)"
+        plot.ShowLegend(Alignment.LowerRight) |> ignore
+        save plot path
+
+    /// The controller's distance from uniform per epoch (mean over seeds) and the noise level.
+    let movement (arms: (string * Movement list list) list) (noise: float * float) (path: string) =
+        use plot = new Plot()
+        let palette = Palettes.Category10()
+        arms
+        |> List.iteri (fun i (name, runs) ->
+            let mean (f: Movement -> float) =
+                runs |> List.collect id |> List.groupBy (fun m -> m.Epoch) |> List.sortBy fst
+                |> List.map (fun (e, ms) -> float e, ms |> List.averageBy f) |> Array.ofList
+            for label, f, pattern in [ "ops", (fun m -> m.OpDistance), LinePattern.Solid; "levels", (fun m -> m.LevelDistance), LinePattern.Dashed ] do
+                let points = mean f
+                let s = plot.Add.Scatter(points |> Array.map fst, points |> Array.map snd, palette.GetColor i)
+                s.MarkerSize <- 0.0f
+                s.LinePattern <- pattern
+                s.LegendText <- sprintf "%s: %s" name label)
+        let opNoise, levelNoise = noise
+        let a = plot.Add.HorizontalLine(opNoise, 1.0f, Colors.Gray, LinePattern.Solid)
+        a.LegendText <- "noise of the estimate: ops"
+        let b = plot.Add.HorizontalLine(levelNoise, 1.0f, Colors.Gray, LinePattern.Dashed)
+        b.LegendText <- "noise of the estimate: levels"
+        plot.Title "Controller: total-variation distance of its op and level distributions from uniform"
+        plot.XLabel "epoch"
+        plot.YLabel "distance from uniform"
+        plot.ShowLegend(Alignment.UpperLeft) |> ignore
+        save plot path
+
+/// This machine, for the summary: CPU model and cores (Linux), or the OS.
+let private machine () =
+    let model =
+        if File.Exists "/proc/cpuinfo" then
+            File.ReadLines "/proc/cpuinfo" |> Seq.tryFind (fun l -> l.StartsWith "model name") |> Option.map (fun l -> l[l.IndexOf(':') + 1 ..].Trim())
+        else None
+    sprintf "%s, %d cores" (defaultArg model (Runtime.InteropServices.RuntimeInformation.OSDescription)) Environment.ProcessorCount
+
+/// Writes summary.md, summary.json, test-curves.png and (for controller runs) controller-movement.png
+/// into `folder` for the study's runs (`<arm>-s<seed>` inside it); returns summary.md's path.
+let write (folder: string) (name: string) (arms: string list) (seeds: int64 list) =
+    let runsOf (arm: string) = [ for seed in seeds -> seed, Report.load (Path.Combine(folder, sprintf "%s-s%d" arm seed)) ]
+    let loaded = [ for arm in arms -> arm, runsOf arm ]
+    let summaries = [ for arm, runs in loaded -> arm, [ for seed, run in runs -> summarize seed run ] ]
+    let first = snd loaded.Head |> List.head |> snd
+    let experiment = first.Config.Experiment
+    let controllerArms =
+        [ for arm, runs in loaded do
+            let moves = [ for _, run in runs -> movement run ]
+            if moves |> List.exists (not << List.isEmpty) then yield arm, moves ]
+    let images = ResizeArray [ Plots.curves [ for arm, runs in loaded -> arm, List.map snd runs ] (Path.Combine(folder, "test-curves.png")) ]
+    let noise =
+        match controllerArms with
+        | (arm, _) :: _ ->
+            let run = loaded |> List.find (fst >> (=) arm) |> snd |> List.head |> snd
+            Some(noiseLevel run.Ops.Length (draws run), noiseLevel run.Levels (draws run))
+        | [] -> None
+    noise |> Option.iter (fun n -> images.Add(Plots.movement controllerArms n (Path.Combine(folder, "controller-movement.png"))))
+    let wall = summaries |> List.sumBy (fun (_, rs) -> rs |> List.sumBy (fun r -> r.Seconds))
+
+    let json = JsonObject()
+    json["study"] <- JsonValue.Create name
+    json["machine"] <- JsonValue.Create(machine ())
+    json["seeds"] <- JsonArray([| for s in seeds -> JsonValue.Create s :> JsonNode | null |])
+    json["epochs"] <- JsonValue.Create experiment.Epochs
+    json["wall_seconds"] <- JsonValue.Create wall
+    json["arms"] <-
+        JsonArray(
+            [| for (arm, rs), (_, runs) in List.zip summaries loaded ->
+                let config = (snd runs.Head).Config.Experiment
+                let stats (values: float list) =
+                    let m, s = meanSd values
+                    let o = JsonObject()
+                    o["mean"] <- JsonOptions.Number m
+                    o["sd"] <- JsonOptions.Number s
+                    o :> JsonNode | null
+                let o = JsonObject()
+                o["arm"] <- JsonValue.Create arm
+                o["method"] <- config.Method.ToJson()
+                o["final_test_accuracy"] <- stats (rs |> List.map (fun r -> r.Final))
+                o["best_test_accuracy"] <- stats (rs |> List.map (fun r -> r.Best))
+                if rs |> List.forall (fun r -> r.Validation.IsSome) then o["validation_accuracy"] <- stats (rs |> List.map (fun r -> r.Validation.Value))
+                if rs |> List.forall (fun r -> r.CleanTrain.IsSome) then o["clean_train_accuracy"] <- stats (rs |> List.map (fun r -> r.CleanTrain.Value))
+                o["images_per_second"] <- stats (rs |> List.map (fun r -> r.ImagesPerSecond))
+                o["seconds"] <- stats (rs |> List.map (fun r -> r.Seconds))
+                o["runs"] <- JsonArray([| for r in rs -> JsonValue.Create(Path.GetFileName r.Folder) :> JsonNode | null |])
+                match controllerArms |> List.tryFind (fst >> (=) arm) with
+                | Some(_, moves) ->
+                    let perEpoch =
+                        moves |> List.collect id |> List.groupBy (fun m -> m.Epoch) |> List.sortBy fst
+                        |> List.map (fun (e, ms) ->
+                            let p = JsonObject()
+                            p["epoch"] <- JsonValue.Create e
+                            p["op_distance"] <- JsonOptions.Number(ms |> List.averageBy (fun m -> m.OpDistance))
+                            p["level_distance"] <- JsonOptions.Number(ms |> List.averageBy (fun m -> m.LevelDistance))
+                            p["mean_level"] <- JsonOptions.Number(ms |> List.averageBy (fun m -> m.MeanLevel))
+                            let entropies = ms |> List.choose (fun m -> m.Entropy)
+                            if not entropies.IsEmpty then p["entropy"] <- JsonOptions.Number(List.average entropies)
+                            p :> JsonNode | null)
+                    o["controller"] <- JsonArray(Array.ofList perEpoch)
+                | None -> ()
+                o :> JsonNode | null |])
+    noise |> Option.iter (fun (ops, levels) ->
+        let n = JsonObject()
+        n["op_distance"] <- JsonOptions.Number ops
+        n["level_distance"] <- JsonOptions.Number levels
+        json["controller_noise"] <- n)
+    RunFolder.WriteAtomically(Path.Combine(folder, "summary.json"), json.ToJsonString(JsonOptions.Indented) + "\n")
+
+    let md = StringBuilder()
+    let line (s: string) = md.AppendLine s |> ignore
+    line (sprintf "# Study %s" name)
+    line ""
+    line (sprintf "%d arms × %d seeds (%s), %d epochs each, model %s, %s; %s; all runs together %s of training and evaluation."
+              arms.Length seeds.Length (seeds |> List.map string |> String.concat ", ") experiment.Epochs experiment.Model
+              (match experiment.TrainLimit with
+               | v when v.HasValue -> sprintf "%d training images" v.Value
+               | _ -> "all training images")
+              (machine ()) (Runner.duration wall))
+    line ""
+    line "Accuracies in %, mean ± sd over seeds; final = the last evaluated epoch; clean train = the final model on the un-augmented training images (clean train − test is the overfitting gap)."
+    line ""
+    line "| arm | method | final test | best test | validation | clean train | images/s | time per run |"
+    line "|---|---|---|---|---|---|---|---|"
+    for (arm, rs), (_, runs) in List.zip summaries loaded do
+        let spec = (snd runs.Head).Config.Experiment.Method
+        let optional (f: RunSummary -> float option) = if rs |> List.forall (fun r -> (f r).IsSome) then pm (rs |> List.map (f >> Option.get)) else "–"
+        let ips, _ = meanSd (rs |> List.map (fun r -> r.ImagesPerSecond))
+        let secs, _ = meanSd (rs |> List.map (fun r -> r.Seconds))
+        line (sprintf "| %s | %s (%s) | %s | %s | %s | %s | %.0f | %s |" arm spec.Name spec.Summary (pm (rs |> List.map (fun r -> r.Final)))
+                  (pm (rs |> List.map (fun r -> r.Best))) (optional (fun r -> r.Validation)) (optional (fun r -> r.CleanTrain)) ips (Runner.duration secs))
+    match noise with
+    | Some(opNoise, levelNoise) ->
+        line ""
+        line (sprintf "Controller movement (mean over seeds; the estimate's own noise: ops %.3f, levels %.3f):" opNoise levelNoise)
+        line ""
+        line "| arm | epoch | ops: distance from uniform | levels: distance from uniform | mean level | entropy |"
+        line "|---|---|---|---|---|---|"
+        for arm, moves in controllerArms do
+            let perEpoch = moves |> List.collect id |> List.groupBy (fun m -> m.Epoch) |> List.sortBy fst
+            let shown = perEpoch |> List.filter (fun (e, _) -> e = 1 || e % 10 = 0 || e = fst (List.last perEpoch))
+            for e, ms in shown do
+                let entropies = ms |> List.choose (fun m -> m.Entropy)
+                line (sprintf "| %s | %d | %.3f | %.3f | %.2f | %s |" arm e (ms |> List.averageBy (fun m -> m.OpDistance))
+                          (ms |> List.averageBy (fun m -> m.LevelDistance)) (ms |> List.averageBy (fun m -> m.MeanLevel))
+                          (if entropies.IsEmpty then "–" else sprintf "%.2f" (List.average entropies)))
+    | None -> ()
+    line ""
+    for image in images do line (sprintf "![%s](%s)" (Path.GetFileNameWithoutExtension image) (Path.GetFileName image))
+    let path = Path.Combine(folder, "summary.md")
+    RunFolder.WriteAtomically(path, md.ToString())
+    path

@@ -1,0 +1,92 @@
+module AdvAA.Tests.StudyTests
+
+open System
+open System.IO
+open System.Text.Json.Nodes
+open Expecto
+open AdvAA.Core.Training
+open AdvAA.Dsl
+open AdvAA.Tests.TestSupport
+
+/// Two arms x two seeds of tiny runs on the embedded sample.
+let private tinyStudy =
+    let common =
+        { Experiment.defaults with
+            Epochs = 2; BatchSize = 32; TrainLimit = Some 64; TestLimit = Some 50; ValidationSize = Some 20; EvalEvery = 2; Device = "cpu" }
+    { Name = "tiny-study"
+      Seeds = [ 1L; 2L ]
+      Arms =
+        [ { common with Name = "baseline"; Method = Baseline }
+          { common with Name = "adversarial"; Method = Adversarial; Instances = Some(Schedule.constant 2.0) } ] }
+
+let private session (out: TextWriter) =
+    { Display = { Out = out; Live = false }
+      Cancel = Threading.CancellationToken.None
+      Program = [ "advaa"; "run" ]
+      Arguments = [ "study.fsx" ]
+      Report = false }
+
+let private number (node: JsonNode | null) = (nonNull node).GetValue<float>()
+
+[<Tests>]
+let tests =
+    testSequenced <| testList "study" [
+        test "a study runs every arm with every seed, summarises over the seeds and resumes" {
+            use dir = new TempDir()
+            let folder = dir.File "study"
+            use out = new StringWriter()
+            let code = Experiment.execute (session out) (Some folder) None (ScriptExperiments.Grid tinyStudy)
+            Expect.equal code ExitCode.ok (out.ToString())
+            let runs = [ "baseline-s1"; "adversarial-s1"; "baseline-s2"; "adversarial-s2" ]
+            for run in runs do
+                Expect.isTrue (File.Exists(Path.Combine(folder, run, "metrics.jsonl"))) (run + " ran")
+            let metrics run = RunFolder.Open(Path.Combine(folder, run)).ReadMetrics()
+            let m = metrics "baseline-s1"
+            Expect.isFalse m[0].TestAccuracy.HasValue "epoch 1 is not evaluated (every 2 epochs)"
+            Expect.isTrue (m[1].TestAccuracy.HasValue && m[1].ValidationAccuracy.HasValue && m[1].CleanTrainAccuracy.HasValue) "epoch 2: test, validation and clean-train accuracy"
+            let summary = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "summary.json"))) |> nonNull
+            let arms = (nonNull summary["arms"]).AsArray()
+            Expect.equal arms.Count 2 "one entry per arm"
+            let baseline = nonNull arms[0]
+            let finals = [ for run in [ "baseline-s1"; "baseline-s2" ] -> (metrics run).[1].TestAccuracy.Value ]
+            let mean, sd = StudyReport.meanSd finals
+            let final = nonNull baseline["final_test_accuracy"]
+            Expect.floatClose Accuracy.high (number final["mean"]) mean "the mean over seeds"
+            Expect.floatClose Accuracy.high (number final["sd"]) sd "the sd over seeds"
+            Expect.isNotNull ((nonNull arms[1])["controller"]) "the adversarial arm's controller movement"
+            Expect.isNotNull (summary["controller_noise"]) "and the noise level of its estimate"
+            let md = File.ReadAllText(Path.Combine(folder, "summary.md"))
+            containsAll md [ "# Study tiny-study"; "| baseline | baseline"; "| adversarial | adversarial"; "clean train"; "test-curves.png"; "controller-movement.png" ]
+            for png in [ "test-curves.png"; "controller-movement.png" ] do
+                Expect.equal (File.ReadAllBytes(Path.Combine(folder, png))).[1..3] "PNG"B (png + " is a PNG")
+            // A rerun of the same study trains nothing more; one with another grid is refused.
+            use again = new StringWriter()
+            Expect.equal (Experiment.execute (session again) None (Some folder) (ScriptExperiments.Grid tinyStudy)) ExitCode.ok "complete"
+            containsAll (again.ToString()) [ "the run was already complete" ]
+            let other = { tinyStudy with Arms = [ { tinyStudy.Arms[0] with Method = Cutout; Name = "baseline" }; tinyStudy.Arms[1] ] }
+            let msg = throwsMessage<RunFolderException> (fun () -> Experiment.execute (session again) None (Some folder) (ScriptExperiments.Grid other) |> ignore)
+            containsAll msg [ "study folder"; "holds another grid"; "runs.baseline-s1.method.name: recorded \"baseline\", now \"cutout\"" ]
+        }
+
+        test "a grid with a bad entry fails before any training, naming the entry" {
+            use dir = new TempDir()
+            let path = dir.File "study.fsx"
+            File.WriteAllText(path, "")
+            let bad = { tinyStudy with Arms = tinyStudy.Arms @ [ { tinyStudy.Arms[0] with Name = "strange"; Method = Named "magic" } ] }
+            match Experiment.resolveScript path Overrides.None (ScriptExperiments.Grid bad) with
+            | Ok _ -> failtest "expected an error"
+            | Error problems -> containsAll (problems |> List.map ScriptError.format |> String.concat "\n") [ "study 'tiny-study', arm 'strange-s1'"; "unknown method 'magic'" ]
+            let twice = { tinyStudy with Seeds = [ 1L; 1L ] }
+            match Experiment.resolveScript path Overrides.None (ScriptExperiments.Grid twice) with
+            | Ok _ -> failtest "expected an error"
+            | Error problems -> containsAll (problems |> List.map ScriptError.format |> String.concat "\n") [ "a seed is listed twice" ]
+        }
+
+        test "the controller's movement is measured against the noise of its estimate" {
+            Expect.floatClose Accuracy.veryHigh (StudyReport.fromUniform [| 0.25; 0.25; 0.25; 0.25 |]) 0.0 "uniform: 0"
+            Expect.floatClose Accuracy.veryHigh (StudyReport.fromUniform [| 1.0; 0.0; 0.0; 0.0 |]) 0.75 "one category: 1 - 1/4"
+            let noise = StudyReport.noiseLevel 16 2560
+            Expect.isTrue (noise > 0.02 && noise < 0.05) (sprintf "2,560 uniform draws over 16 ops stray about 0.03 from uniform: %g" noise)
+            Expect.isLessThan (StudyReport.noiseLevel 16 25600) (noise / 2.0) "ten times the draws, a third of the noise"
+        }
+    ]
