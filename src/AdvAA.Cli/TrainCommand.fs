@@ -29,6 +29,7 @@ type TrainArgs =
     | Param of setting: string
     | Precision of precision: string
     | Memory_Format of format: string
+    | Mix of mixing: string
     | Report
 
     interface IArgParserTemplate with
@@ -54,6 +55,7 @@ type TrainArgs =
             | Param _ -> CommandLineParam.usage
             | Precision _ -> CommandLineParam.precisionUsage
             | Memory_Format _ -> "channels-last|nchw: the layout of the input batches (default channels-last, faster convolutions)."
+            | Mix _ -> CommandLineParam.mixUsage
             | Report -> "write the run's report at the end (plots, policy grid, index.html; see advaa report)."
 
 let private parser = lazy (ArgumentParser.Create<TrainArgs>(programName = "advaa train"))
@@ -92,6 +94,7 @@ let experiment (results: ParseResults<TrainArgs>) : Experiment =
             CutoutSize = results.TryGetResult(TrainArgs.Cutout)
             Precision = defaultArg (results.TryGetResult TrainArgs.Precision) d.Precision
             MemoryFormat = defaultArg (results.TryGetResult TrainArgs.Memory_Format) d.MemoryFormat
+            Mix = results.TryGetResult TrainArgs.Mix |> Option.map (CommandLineParam.mix (fun message -> results.Raise(message, ErrorCode.CommandLine, true)))
             Parameters =
                 results.GetResults TrainArgs.Param
                 |> List.map (CommandLine.parameter (fun message -> results.Raise(message, ErrorCode.CommandLine, true))) }

@@ -27,7 +27,8 @@ type Overrides =
       TestLimit: int option
       /// Method parameters by name (`--param name=value`), applied after the script's.
       Parameters: (string * string) list
-      Precision: string option }
+      Precision: string option
+      Mix: AdvAA.Core.Augment.LabelMixing option }
 
     static member None =
         { Epochs = None
@@ -38,12 +39,18 @@ type Overrides =
           TrainLimit = None
           TestLimit = None
           Parameters = []
-          Precision = None }
+          Precision = None
+          Mix = None }
 
 /// What `--param` flags share between `advaa run` and `advaa train`.
 module CommandLineParam =
     let usage = "a method parameter, name=value (e.g. n=3 or randaugment.n=3; repeatable; see advaa methods)."
     let precisionUsage = "auto|fp32|bf16: bf16 trains under autocast (default auto: bf16 where the device does it fast, else fp32)."
+    let mixUsage = "label mixing after the method: mixup[:alpha] or cutmix[:alpha] (lambda ~ Beta(alpha, alpha), default alpha 1)."
+
+    /// A `--mix` value, or a usage error naming it.
+    let mix (usageError: string -> AdvAA.Core.Augment.LabelMixing) (text: string) =
+        try AdvAA.Core.Augment.LabelMixing.Parse text with :? AdvAA.Core.Augment.AugmentException as e -> usageError e.Message
 
 /// The flags of a script run, the same for `advaa run script.fsx ...` and `dotnet fsi script.fsx ...`.
 [<RequireQualifiedAccess>]
@@ -59,6 +66,7 @@ type RunArgs =
     | Test_Limit of images: int
     | Param of setting: string
     | Precision of precision: string
+    | Mix of mixing: string
     | Report
 
     interface IArgParserTemplate with
@@ -75,6 +83,7 @@ type RunArgs =
             | Test_Limit _ -> "evaluate on a seeded subset of this many test images."
             | Param _ -> CommandLineParam.usage
             | Precision _ -> CommandLineParam.precisionUsage
+            | Mix _ -> CommandLineParam.mixUsage
             | Report -> "write the report of each finished run (plots, policy grid, index.html; see advaa report)."
 
 /// A parsed script-run command line.
@@ -142,7 +151,8 @@ module CommandLine =
               Parameters =
                 results.GetResults RunArgs.Param
                 |> List.map (parameter (fun message -> results.Raise(message, ErrorCode.CommandLine, true)))
-              Precision = results.TryGetResult RunArgs.Precision }
+              Precision = results.TryGetResult RunArgs.Precision
+              Mix = results.TryGetResult RunArgs.Mix |> Option.map (CommandLineParam.mix (fun message -> results.Raise(message, ErrorCode.CommandLine, true))) }
           Resume = resume
           Replay = List.ofArray (results.Parser.PrintCommandLineArguments kept)
           Report = results.Contains RunArgs.Report }

@@ -93,6 +93,8 @@ type Experiment =
         Momentum: float
         Nesterov: bool
         WeightDecay: float
+        /// Label mixing after the method, on the normalised inputs: `Some(Mix.mixup 1.0)`, `Mix.cutmix`.
+        Mix: LabelMixing option
         /// Side of the Cutout square in pixels after the method's augmentation (0: none); None: the
         /// method's default (16 where its paper uses Cutout, 0 for baseline and fixed).
         CutoutSize: int option
@@ -210,6 +212,18 @@ module Method =
         | Transfer run -> d.With("from", IO.Path.GetFullPath run)
         | _ -> d
 
+/// Label mixing after any method (the experiment's `Mix`).
+[<RequireQualifiedAccess>]
+module Mix =
+    let private checkedMix (mix: LabelMixing) =
+        try mix.Checked() with :? AugmentException as e -> raise (DslException e.Message)
+
+    /// mixup (Zhang et al. 2018), lambda ~ Beta(alpha, alpha).
+    let mixup (alpha: float) : LabelMixing = checkedMix (Mixup alpha)
+
+    /// CutMix (Yun et al. 2019), lambda ~ Beta(alpha, alpha).
+    let cutmix (alpha: float) : LabelMixing = checkedMix (CutMix alpha)
+
 /// Policies written literally, as the papers print them, or read from a file.
 [<RequireQualifiedAccess>]
 module Policy =
@@ -264,6 +278,7 @@ module Experiment =
           Nesterov = true
           WeightDecay = 5e-4
           CutoutSize = None
+          Mix = None
           Parameters = []
           Epochs = 200
           BatchSize = 128
@@ -366,6 +381,7 @@ module Experiment =
                 Device = e.Device,
                 Precision = e.Precision,
                 MemoryFormat = e.MemoryFormat,
+                Mix = Option.toObj e.Mix,
                 LearningRate = coreSchedule lr,
                 Momentum = e.Momentum,
                 Nesterov = e.Nesterov,
@@ -389,6 +405,7 @@ module Experiment =
             Epochs = defaultArg o.Epochs e.Epochs
             Device = defaultArg o.Device e.Device
             Precision = defaultArg o.Precision e.Precision
+            Mix = Option.orElse e.Mix o.Mix
             Out = Option.orElse e.Out o.Out
             Seed = defaultArg o.Seed e.Seed
             Data = o.Data |> Option.map DataPath |> Option.defaultValue e.Data
@@ -418,6 +435,9 @@ module Experiment =
           yield sprintf "parameters     %s" spec.Summary
           yield sprintf "epochs         %d, batch %d per instance, seed %d, device %s, precision %s, %s" e.Epochs e.BatchSize e.Seed e.Device e.Precision e.MemoryFormat
           yield sprintf "learning rate  %s (SGD, momentum %g%s, weight decay %g)" c.LearningRate.Description e.Momentum (if e.Nesterov then ", Nesterov" else "") e.WeightDecay
+          match e.Mix with
+          | Some mix -> yield sprintf "label mixing   %s: pairs within each copy, lambda ~ Beta(%g, %g)" mix.Name mix.Alpha mix.Alpha
+          | None -> ()
           match e.Method with
           | FixedPolicy p ->
               for i, policy in List.indexed (List.ofSeq p.Policies) do

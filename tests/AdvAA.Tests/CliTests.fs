@@ -96,6 +96,10 @@ let tests =
             Expect.equal code 2 "an unknown flag"
             Expect.stringContains err "unrecognized argument: '--bogus'" "message"
             expectCode (cli [ "train"; "--out"; "a"; "--resume"; "b" ]) 2
+            let code, _, err = cli [ "train"; "--mix"; "mixup:0" ]
+            Expect.equal code 2 "a bad --mix"
+            Expect.stringContains err "mixup alpha = 0: expected a number above 0" "message"
+            expectCode (cli [ "train"; "--mix"; "blend" ]) 2
         }
 
         test "train runs, records its options, and --resume continues from them" {

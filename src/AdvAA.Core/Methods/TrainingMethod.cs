@@ -70,10 +70,6 @@ public sealed record TrainingBatch
     public Tensor Images { get; }
     public Tensor Targets { get; }
     public int Instances { get; }
-    public bool SoftTargets => Targets.dim() == 2;
-
-    /// <summary>The class each sample counts as for accuracy: the label, or the soft target's largest class.</summary>
-    public Tensor Classes => SoftTargets ? Targets.argmax(1) : Targets;
 }
 
 /// <summary>Each instance's mean training loss over the epoch.</summary>
@@ -114,7 +110,7 @@ public sealed class EpochStreams : IDisposable
         Policy = new Generator((ulong)SeedOf(seed, epoch, PolicyStream));
     }
 
-    public const int AugmentStream = 1, PolicyStream = 2, DistributionStream = 3, DropoutStream = 4;
+    public const int AugmentStream = 1, PolicyStream = 2, DistributionStream = 3, DropoutStream = 4, MixStream = 7;
 
     /// <summary>Streams of "epoch 0", drawn once when a run is made: the target's and the method's initial weights.</summary>
     public const int ModelInitStream = 5, MethodInitStream = 6;

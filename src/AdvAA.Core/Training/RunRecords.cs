@@ -156,7 +156,7 @@ public sealed record ExperimentRecord(
     MethodSpec Method, string Model, double Dropout, string? Data, long? TrainLimit, long? TestLimit,
     int Epochs, int BatchSize, long Seed, string Device, string LearningRate, double Momentum, bool Nesterov,
     double WeightDecay, SearchSpaceRecord SearchSpace, int EvalBatchSize, string Precision, string MemoryFormat,
-    long? ValidationSize, int EvalEvery)
+    long? ValidationSize, int EvalEvery, LabelMixing? Mix)
 {
     public JsonObject ToJson() => new()
     {
@@ -180,6 +180,7 @@ public sealed record ExperimentRecord(
         ["memory_format"] = MemoryFormat,
         ["validation_size"] = ValidationSize,
         ["eval_every"] = EvalEvery,
+        ["mix"] = Mix?.ToJson(),
     };
 
     public static ExperimentRecord FromJson(JsonObject json, string where) => new(
@@ -194,7 +195,8 @@ public sealed record ExperimentRecord(
         SearchSpaceRecord.FromJson(RecordJson.Object(json, "search_space", where), $"{where}: search_space"),
         RecordJson.Value<int>(json, "eval_batch_size", where),
         RecordJson.Value<string>(json, "precision", where), RecordJson.Value<string>(json, "memory_format", where),
-        RecordJson.Optional<long>(json, "validation_size", where), RecordJson.Value<int>(json, "eval_every", where));
+        RecordJson.Optional<long>(json, "validation_size", where), RecordJson.Value<int>(json, "eval_every", where),
+        json["mix"] is JsonObject mix ? LabelMixing.FromJson(mix, $"{where}: mix") : null);
 }
 
 /// <summary>How a run was started: the program (e.g. "advaa train", "dotnet fsi") and its arguments (without --out and --resume).</summary>
@@ -267,6 +269,7 @@ public sealed record RunConfig(
         ["train_limit"] = Experiment.TrainLimit,
         ["test_limit"] = Experiment.TestLimit,
         ["validation_size"] = Experiment.ValidationSize,
+        ["mix"] = Experiment.Mix?.ToJson(),
         ["precision"] = Experiment.Precision,
         ["memory_format"] = Experiment.MemoryFormat,
         ["data"] = Data.Identity(),

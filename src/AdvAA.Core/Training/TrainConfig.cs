@@ -46,6 +46,9 @@ public sealed record TrainConfig
     /// <summary>The ops, ranges and levels of methods that draw from a search space (sized to the data's images in training).</summary>
     public SearchSpace Space { get; init; } = SearchSpace.Default;
 
+    /// <summary>Label mixing after the method (mixup, CutMix), on the normalised inputs; null = none.</summary>
+    public LabelMixing? Mix { get; init; }
+
     /// <summary>auto (bf16 where the device does it fast, else fp32), fp32 or bf16 (autocast; weights and optimiser stay fp32).</summary>
     public string Precision { get; init; } = "auto";
     /// <summary>The layout of the target's input batches: channels-last (faster convolutions; the default) or nchw.</summary>
@@ -63,6 +66,9 @@ public sealed record TrainConfig
 
     /// <summary>The values a learning-rate schedule may take: finite and at least 0.</summary>
     public const double MinLearningRate = 0, MaxLearningRate = double.PositiveInfinity;
+
+    /// <summary>A copy with label mixing (for callers that cannot use a <c>with</c> expression).</summary>
+    public TrainConfig WithMix(LabelMixing? mix) => this with { Mix = mix };
 
     /// <summary>A copy with another method spec (for callers that cannot use a <c>with</c> expression).</summary>
     public TrainConfig WithMethod(MethodSpec method) => this with { Method = method };
@@ -91,6 +97,8 @@ public sealed record TrainConfig
         try { Precisions.Parse(Precision); }
         catch (BackendException e) { throw new ConfigException(e.Message); }
         Require(MemoryFormat is MemoryFormats.ChannelsLast or MemoryFormats.Nchw, "memory format", MemoryFormat, $"{MemoryFormats.ChannelsLast} or {MemoryFormats.Nchw}");
+        try { Mix?.Checked(); }
+        catch (AugmentException e) { throw new ConfigException(e.Message); }
         for (int e = 0; e <= Epochs; e++)
             foreach (double t in new[] { (double)e, e + 0.5 })
             {
@@ -113,7 +121,7 @@ public sealed record TrainConfig
     public ExperimentRecord Record(SearchSpace sizedSpace, Precision precision) => new(
         Method, Model, Dropout, Data is null ? null : Path.GetFullPath(Data), TrainLimit, TestLimit, Epochs, BatchSize, Seed, Device,
         LearningRate.Description, Momentum, Nesterov, WeightDecay, SearchSpaceRecord.Of(sizedSpace), EvalBatchSize,
-        Precisions.Name(precision), MemoryFormat, ValidationSize, EvalEvery);
+        Precisions.Name(precision), MemoryFormat, ValidationSize, EvalEvery, Mix);
 }
 
 /// <summary>The layouts of input batches.</summary>

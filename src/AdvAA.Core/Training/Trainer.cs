@@ -185,6 +185,7 @@ public sealed class Trainer : IDisposable
         var clock = Stopwatch.StartNew();
         using var streams = new EpochStreams(config.Seed, epoch);
         using var dropout = new Generator((ulong)streams.SeedFor(EpochStreams.DropoutStream), device);
+        using var mixing = new Generator((ulong)streams.SeedFor(EpochStreams.MixStream));
         if (model is IStochasticModel stochastic) stochastic.Noise.Generator = dropout;
         double progress = epoch - 1;
         var methodClock = Stopwatch.StartNew();
@@ -209,11 +210,14 @@ public sealed class Trainer : IDisposable
                 var augmentClock = Stopwatch.StartNew();
                 TrainingBatch batch = method.BuildBatch(images, labels, new StepContext(step, steps, at));
                 Tensor inputs = normalizer.Apply(batch.Images, channelsLast);
+                Tensor targets = batch.Targets;
+                if (config.Mix is { } mix)
+                    (inputs, targets) = mix.Apply(inputs, targets, data.Train.Classes.Count, batch.Instances, mixing);
                 if (config.Profile) Synchronize();
                 augmentSeconds += augmentClock.Elapsed.TotalSeconds;
 
                 Tensor logits = Forward(inputs);
-                Tensor perSample = Losses(logits, batch.Targets);
+                Tensor perSample = Losses.CrossEntropy(logits, targets);
                 Tensor loss = perSample.mean();
                 optimizer.zero_grad();
                 loss.backward();
@@ -226,10 +230,10 @@ public sealed class Trainer : IDisposable
                     if (instanceLossSum.shape[0] != batch.Instances)
                         throw new InvalidOperationException($"method {config.Method.Name} changed its instances within epoch {epoch}: {instanceLossSum.shape[0]}, then {batch.Instances}");
                     instanceLossSum.add_(batch.Instances > 1 ? detached.view(batch.Instances, -1).mean([1L]) : detached.mean().unsqueeze(0));
-                    correct.add_(logits.argmax(1).eq(batch.Classes).sum());
+                    correct.add_(logits.argmax(1).eq(targets.dim() == 2 ? targets.argmax(1) : targets).sum());
                     method.Observe(batch, detached);
                 }
-                seen += batch.Targets.shape[0];
+                seen += targets.shape[0];
                 step++;
                 if (step % 10 == 0 || step == steps)
                 {
@@ -273,11 +277,6 @@ public sealed class Trainer : IDisposable
         return model.forward(inputs).to_type(ScalarType.Float32);
     }
 
-    /// <summary>Per-sample cross-entropy against class labels or soft targets.</summary>
-    static Tensor Losses(Tensor logits, Tensor targets) =>
-        targets.dim() == 2
-            ? functional.log_softmax(logits, 1).mul(targets).sum(1).neg()
-            : functional.cross_entropy(logits, targets, reduction: Reduction.None);
 
     /// <summary>The model's per-sample losses of uint8 images, without gradients, in evaluation mode (a method's scorer).</summary>
     Tensor Score(Tensor images, Tensor targets)
@@ -286,7 +285,7 @@ public sealed class Trainer : IDisposable
         try
         {
             using var noGrad = torch.no_grad();
-            return Losses(Forward(normalizer.Apply(images, channelsLast)), targets);
+            return Losses.CrossEntropy(Forward(normalizer.Apply(images, channelsLast)), targets);
         }
         finally
         {
@@ -338,4 +337,14 @@ public sealed class Trainer : IDisposable
         data.Test.Dispose();
         validation?.Dispose();
     }
+}
+
+/// <summary>The training loss.</summary>
+public static class Losses
+{
+    /// <summary>Per-sample cross-entropy of logits [B, classes] against int64 [B] labels or float32 [B, classes] soft targets.</summary>
+    public static Tensor CrossEntropy(Tensor logits, Tensor targets) =>
+        targets.dim() == 2
+            ? functional.log_softmax(logits, 1).mul(targets).sum(1).neg()
+            : functional.cross_entropy(logits, targets, reduction: Reduction.None);
 }
