@@ -71,14 +71,14 @@ let tests =
             Expect.isFalse (same (images (random 1.0 0.5) [ "Rotate" ]) (images (random 1.0 0.5) [ "Identity" ])) "probability 0.5: some are rotated"
         }
 
-        test "uncertainty keeps candidates in proportion to their loss, in copy-major order" {
+        test "uncertainty over the search space keeps candidates in proportion to their loss, in copy-major order" {
             let n = 2000L
             let candidates = ref (torch.empty(0L))
             /// Loss 1 for candidate 0 of every image and 3 for candidate 1: candidate 1 should be kept 3 times in 4.
             let score = Func<torch.Tensor, torch.Tensor, torch.Tensor>(fun images _ ->
                 candidates.Value <- images.clone().DetachFromDisposeScope()
                 torch.cat([| torch.ones(n); torch.full(n, 3.0) |]))
-            let spec = (MethodRegistry.Defaults "uncertainty").With("candidates", 2).With("keep", 1)
+            let spec = (MethodRegistry.Defaults "uncertainty-space").With("candidates", 2).With("keep", 1)
             let kept, _, _ = built spec (space [ "Rotate"; "ShearX" ]) 11L n score
             let c = candidates.Value
             let matches k = kept.eq(c.narrow(0L, k * n, n)).flatten(1L).all(1L)
@@ -91,7 +91,7 @@ let tests =
             let score2 = Func<torch.Tensor, torch.Tensor, torch.Tensor>(fun images _ ->
                 candidates.Value <- images.clone().DetachFromDisposeScope()
                 torch.cat([| torch.zeros(64L); torch.ones(64L); torch.zeros(64L); torch.ones(64L) |]))
-            let spec2 = (MethodRegistry.Defaults "uncertainty").With("candidates", 4).With("keep", 2)
+            let spec2 = (MethodRegistry.Defaults "uncertainty-space").With("candidates", 4).With("keep", 2)
             let kept2, targets2, m = built spec2 (space [ "Rotate"; "ShearX" ]) 11L 64L score2
             let _, labels = batch 64L
             Expect.equal (kept2.shape[0], m) (128L, 1) "S·N images, one instance"
@@ -101,6 +101,43 @@ let tests =
                 let block = kept2.narrow(0L, s * 64L, 64L)
                 let fromCandidate k = block.eq(c2.narrow(0L, k * 64L, 64L)).flatten(1L).all(1L)
                 Expect.isTrue (fromCandidate(1L).logical_or(fromCandidate 3L).all().item<bool>()) (sprintf "kept copy %d is image i's candidate 1 or 3" s)
+        }
+
+        test "the authors' uncertainty sampling draws a probability and a continuous magnitude per sample, and mixes labels" {
+            let spec = MethodRegistry.Defaults "uncertainty"
+            use methodInstance = new UncertaintyMethod(MethodContext(SearchSpace.Default, 10, 3, 32, 32, torch.CPU, 2, 1L), spec :?> UncertaintySpec)
+            use g = new torch.Generator(4UL)
+            let struct (ops, values, mixup, probabilities) = methodInstance.DrawStage(20000L, g)
+            let p = probabilities.data<float32>().ToArray()
+            Expect.isTrue (p |> Array.forall (fun v -> v >= 0.0f && v < 1.0f)) "probabilities in [0, 1)"
+            Expect.isGreaterThan (Array.distinct p).Length 19000 "a probability of its own per sample"
+            let fired = float (ops.ge((0L).ToScalar()).sum().item<int64>() + mixup.sum().item<int64>()) / 20000.0
+            Expect.floatClose { absolute = 0.02; relative = 0.0 } fired 0.5 "a sample fires with its probability: half of them on average"
+            Expect.floatClose { absolute = 0.01; relative = 0.0 } (float (mixup.sum().item<int64>()) / 20000.0) (0.5 / 16.0) "mixup is one of 16"
+            let pool = methodInstance.Pool
+            let ids, vs = ops.data<int64>().ToArray(), values.data<float32>().ToArray()
+            for op in 0 .. pool.Ops.Count - 1 do
+                let d = pool.Ops[op]
+                let mine = [| for i in 0 .. ids.Length - 1 do if ids[i] = int64 op then yield float vs[i] |]
+                Expect.isGreaterThan mine.Length 300 (d.Name + " is drawn")
+                if d.HasMagnitude then
+                    let lo, hi = min d.Low d.High, max d.Low d.High
+                    Expect.isTrue (mine |> Array.forall (fun v -> abs v >= lo - 1e-4 && abs v <= hi + 1e-4)) (d.Name + ": values in its range")
+                    Expect.isGreaterThan (Array.distinct mine).Length (mine.Length * 9 / 10) (d.Name + ": continuous magnitudes")
+                    if d.Signed then Expect.isTrue (mine |> Array.exists (fun v -> v < 0.0)) (d.Name + ": both signs")
+            Expect.equal (pool.Ops[pool.IndexOf "Cutout"]).High 16.0 "Cutout up to half the image"
+            use grey = torch.full([| 64L; 3L; 8L; 8L |], (200).ToScalar(), dtype = torch.ScalarType.Byte)
+            use reflected = StandardAugment.CropFlip(grey, g, reflect = true)
+            Expect.isTrue (reflected.eq((200).ToScalar()).all().item<bool>()) "the crop pads by reflection, never with zeros"
+            // A built batch: S = 1 of K = 4 kept per image, soft targets that sum to 1, some mixed.
+            let score = Func<torch.Tensor, torch.Tensor, torch.Tensor>(fun images targets ->
+                Expect.equal targets.dtype torch.ScalarType.Float32 "candidates are scored against their soft targets"
+                torch.ones(images.shape[0]))
+            // The sample's first 400 images are of two classes: partners of the other class show as mixed labels.
+            let out, targets, m = built spec SearchSpace.Default 2L 400L score
+            Expect.equal (out.shape[0], m) (400L, 1) "one kept candidate per image"
+            Expect.isTrue (targets.sum(1L).allclose(torch.ones(400L), rtol = 1e-5, atol = 1e-5)) "soft targets sum to 1"
+            Expect.isGreaterThan (targets.gt((0.0f).ToScalar()).sum(1L).gt((1L).ToScalar()).sum().item<int64>()) 10L "mixup in the tail mixes labels"
         }
 
         test "a method spec's bad value names the method, the parameter and the value" {

@@ -7,10 +7,11 @@ namespace AdvAA.Core.Augment;
 public static class StandardAugment
 {
     /// <summary>
-    /// A random H×W crop of the image zero-padded by <paramref name="padding"/> on every side (offsets uniform
-    /// in 0..2·padding), then a horizontal flip with probability 0.5, per sample.
+    /// A random H×W crop of the image padded by <paramref name="padding"/> on every side (offsets uniform
+    /// in 0..2·padding) with zeros, or with its reflection (<paramref name="reflect"/>, torchvision's
+    /// "reflect": the edge pixel is not repeated), then a horizontal flip with probability 0.5, per sample.
     /// </summary>
-    public static Tensor CropFlip(Tensor images, torch.Generator? generator, int padding = 4)
+    public static Tensor CropFlip(Tensor images, torch.Generator? generator, int padding = 4, bool reflect = false)
     {
         BatchAugment.CheckImages(images);
         if (padding < 0)
@@ -25,8 +26,17 @@ public static class StandardAugment
         var columns = torch.arange(w, ScalarType.Int64, device).view(1, w);
         var srcX = torch.where(flip, columns.neg().add_(w - 1), columns).add(dx).view(n, 1, w);
         var srcY = torch.arange(h, ScalarType.Int64, device).view(1, h).add(dy).view(n, h, 1);
+        if (reflect && padding > 0)
+        {
+            srcX = Reflect(srcX, w);
+            srcY = Reflect(srcY, h);
+        }
         return ImageKernels.GatherPixels(images, srcY, srcX, fill: 0).MoveToOuterDisposeScope();
     }
+
+    /// <summary>Positions reflected back into 0..size−1 about the edges (−1 → 1, size → size − 2).</summary>
+    static Tensor Reflect(Tensor positions, long size) =>
+        size < 2 ? positions.clamp(0, size - 1) : positions.abs().neg_().add_(size - 1).abs_().neg_().add_(size - 1);
 
     /// <summary>
     /// One size×size square per image filled with 128 (the grey of the Cutout op), centre uniform over

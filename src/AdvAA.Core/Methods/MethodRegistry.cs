@@ -32,7 +32,8 @@ public static class MethodRegistry
         Add("random", "M copies, copy m augmented by a random policy drawn each epoch (paper's 'Random')", new RandomSpec { Instances = M(8), Cutout = 16 }),
         Add("adversarial", "Adversarial AutoAugment (Zhang et al. 2020): M policies from the LSTM controller, trained with REINFORCE to raise the target loss", new AdversarialSpec { Instances = M(8), Cutout = 16 }),
         Add("transfer", "the learned policies of another run, epoch by epoch (the paper's §4.6), without a controller", new TransferSpec { Cutout = 16 }),
-        Add("uncertainty", "uncertainty-based sampling (Wu et al. 2020): K random 2-op candidates per image, keep S in proportion to their loss", new UncertaintySpec { Cutout = 16 }),
+        Add("uncertainty", "uncertainty-based sampling as Wu et al. (2020) ran it: K candidates of 2 ops at random probabilities and continuous magnitudes, reflect crop, flip, Cutout up to 16, mixup; keep S in proportion to their loss", new UncertaintySpec { Cutout = 16 }),
+        Add("uncertainty-space", "uncertainty-based sampling over the search space: K candidates of 2 random ops at whole levels, always applied; keep S in proportion to their loss", new SpaceUncertaintySpec { Cutout = 16 }),
     ];
 
     public static IEnumerable<string> Names => All.Select(e => e.Name);
