@@ -9,7 +9,7 @@ data=${1:-${ADVAA_CIFAR10_DIR:-../shared/data/cifar10}}
 out=${2:-runs/study}
 dotnet build src/AdvAA.Cli -c Release -v quiet -nologo >/dev/null
 advaa=src/AdvAA.Cli/bin/Release/net10.0/advaa
-if [ -f "$out/study.json" ]; then
+if [ -d "$out" ] && [ -n "$(ls -A "$out")" ]; then
   exec "$advaa" run scripts/study.fsx "$data" --resume "$out"
 else
   exec "$advaa" run scripts/study.fsx "$data" --out "$out"
