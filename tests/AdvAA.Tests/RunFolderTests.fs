@@ -186,7 +186,8 @@ let tests =
             containsAll (refused { e with Space = Space.paper |> Space.signed "ShearX" false } data) [ "search_space.ops[0].signed: recorded true, now false" ]
             containsAll (refused { e with Controller = { e.Controller with Hidden = 64 } } data) [ "method.hidden: recorded 100, now 64"; "the method now: adversarial" ]
             containsAll (refused { e with Instances = Some(Schedule.linear 2.0 4.0 10.0) } data) [ "method.instances: recorded \"2\", now \"linear 2→4 over 10\"" ]
-            let other = DataSplits(data.Train.Take 1500L, data.Test, data.Format)
+            let struct (fewer, _) = Subsets.Split(data.Train, Nullable 1500L, Nullable())
+            let other = DataSplits(fewer, data.Test, data.Format)
             containsAll (refused e other) [ "data.train_images: recorded 2000, now 1500"; "the run read"; "this one reads" ]
             Expect.equal (AdvAA.Tests.CliTests.snapshot run.Path) before "the run folder is unchanged"
         }

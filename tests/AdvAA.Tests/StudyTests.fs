@@ -82,6 +82,20 @@ let tests =
             | Error problems -> containsAll (problems |> List.map ScriptError.format |> String.concat "\n") [ "a seed is listed twice" ]
         }
 
+        test "subsets are class-balanced and seeded, the validation split is disjoint from them, a class too small is named" {
+            let data = AdvAA.Core.Data.DataSources.EmbeddedSample()
+            let struct (subset, validation) = AdvAA.Core.Data.Subsets.Split(data.Train, Nullable 503L, Nullable 100L)
+            let counts (set: AdvAA.Core.Data.ImageDataset) = set.Labels.bincount(null, 10L).data<int64>().ToArray()
+            Expect.equal (counts subset) [| 51L; 51L; 51L; 50L; 50L; 50L; 50L; 50L; 50L; 50L |] "503 images, balanced"
+            Expect.equal (counts (nonNull validation)) (Array.create 10 10L) "100 validation images, balanced"
+            let rows (set: AdvAA.Core.Data.ImageDataset) = set.Images.flatten(1L).to_type(TorchSharp.torch.ScalarType.Int64).sum(1L).data<int64>().ToArray() |> Set.ofArray
+            Expect.isEmpty (Set.intersect (rows subset) (rows (nonNull validation))) "no validation image is trained on"
+            let struct (again, _) = AdvAA.Core.Data.Subsets.Split(data.Train, Nullable 503L, Nullable 100L)
+            Expect.isTrue (again.Images.eq(subset.Images).all().item<bool>()) "the same images every time"
+            let msg = throwsMessage<ConfigException> (fun () -> AdvAA.Core.Data.Subsets.Split(data.Train, Nullable 1800L, Nullable 300L) |> ignore)
+            containsAll msg [ "has 200 images"; "(180)"; "(30)"; "take fewer images" ]
+        }
+
         test "the controller's movement is measured against the noise of its estimate" {
             Expect.floatClose Accuracy.veryHigh (StudyReport.fromUniform [| 0.25; 0.25; 0.25; 0.25 |]) 0.0 "uniform: 0"
             Expect.floatClose Accuracy.veryHigh (StudyReport.fromUniform [| 1.0; 0.0; 0.0; 0.0 |]) 0.75 "one category: 1 - 1/4"
