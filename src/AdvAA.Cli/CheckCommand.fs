@@ -30,8 +30,12 @@ let run (args: ParseResults<RunArgs>) =
                 fun e -> "run folder     " + defaultArg e.Out (sprintf "runs/%s-<yyyyMMdd-HHmmss>" e.Name)
             | None, ScriptExperiments.Several _ ->
                 fun e -> "run folder     " + Path.Combine(defaultArg commandLine.Overrides.Out "runs/comparison-<yyyyMMdd-HHmmss>", e.Name)
+            | _, ScriptExperiments.Show _ -> ignore >> fun () -> ""
             | None, ScriptExperiments.Grid s ->
                 fun e -> "run folder     " + Path.Combine(defaultArg commandLine.Overrides.Out (sprintf "runs/%s-<yyyyMMdd-HHmmss>" s.Name), e.Name)
+        match loaded.Experiments with
+        | ScriptExperiments.Show demo -> printfn "demo           %s (advaa run writes its numbers here and its plots to --out, else runs/%s)" demo.Name demo.Name
+        | _ -> ()
         loaded.Experiments.Experiments
         |> List.iteri (fun i e ->
             if i > 0 then printfn ""

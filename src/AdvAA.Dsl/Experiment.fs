@@ -128,19 +128,28 @@ type Study =
     /// each arm with the seed set and named `<arm>-s<seed>`.
     member s.Runs = [ for seed in s.Seeds do for arm in s.Arms -> { arm with Name = sprintf "%s-s%d" arm.Name seed; Seed = seed } ]
 
+/// A runnable demonstration (examples/theory): code that prints its numbers on the writer and
+/// writes its plots into the folder it is given (`--out`, else runs/<name>).
+[<NoEquality; NoComparison>]
+type Demo =
+    { Name: string
+      Run: TextWriter -> string -> unit }
+
 /// What a script declares: `let experiment = ...`, `let experiments = [ ... ]` to run several in
-/// turn and compare them, or `let study = ...` (arms x seeds, summarised).
+/// turn and compare them, `let study = ...` (arms x seeds, summarised), or `let demo = ...`.
 [<RequireQualifiedAccess; NoEquality; NoComparison>]
 type ScriptExperiments =
     | Single of Experiment
     | Several of Experiment list
     | Grid of Study
+    | Show of Demo
 
     member d.Experiments =
         match d with
         | Single e -> [ e ]
         | Several es -> es
         | Grid s -> s.Runs
+        | Show _ -> []
 
     /// The script value that declares them.
     member d.ValueName =
@@ -148,6 +157,7 @@ type ScriptExperiments =
         | Single _ -> "experiment"
         | Several _ -> "experiments"
         | Grid _ -> "study"
+        | Show _ -> "demo"
 
 /// The methods of AdvAA.Core's registry as `Method` cases.
 [<RequireQualifiedAccess>]
@@ -479,9 +489,11 @@ module Experiment =
             // In a list the --out folder holds all runs, each in a subfolder named after its experiment.
             | ScriptExperiments.Several es -> ScriptExperiments.Several(es |> List.map (withOverrides { overrides with Out = None }))
             | ScriptExperiments.Grid s -> ScriptExperiments.Grid { s with Arms = s.Arms |> List.map (withOverrides { overrides with Out = None; Seed = None }) }
+            | ScriptExperiments.Show _ -> declared
         let listProblems =
             match resolved with
-            | ScriptExperiments.Single _ -> []
+            | ScriptExperiments.Single _
+            | ScriptExperiments.Show _ -> []
             | ScriptExperiments.Several [] -> [ error "experiments = []: give at least one experiment" ]
             | ScriptExperiments.Grid s when s.Arms.IsEmpty || s.Seeds.IsEmpty -> [ error (sprintf "study '%s': give at least one arm and one seed" s.Name) ]
             | ScriptExperiments.Grid s when (List.distinct s.Seeds).Length < s.Seeds.Length -> [ error (sprintf "study '%s': a seed is listed twice: %A" s.Name s.Seeds) ]
@@ -504,6 +516,7 @@ module Experiment =
                             | ScriptExperiments.Single _ -> ex.Message
                             | ScriptExperiments.Several _ -> sprintf "experiment '%s': %s" e.Name ex.Message
                             | ScriptExperiments.Grid s -> sprintf "study '%s', arm '%s': %s" s.Name e.Name ex.Message
+                            | ScriptExperiments.Show d -> sprintf "demo '%s': %s" d.Name ex.Message
                         ) ]
         if problems.IsEmpty then Ok resolved else Error problems
 
@@ -561,6 +574,11 @@ module Experiment =
                 let outcomes = Runner.runAll session out resume "comparison" ignore [ for e in es -> e.Name, toConfig e ]
                 if outcomes.Length = es.Length && outcomes |> List.forall (fun o -> o.Completed) then ExitCode.ok
                 else ExitCode.interrupted
+            | ScriptExperiments.Show demo ->
+                let folder = Path.GetFullPath(defaultArg out (Path.Combine("runs", demo.Name)))
+                demo.Run session.Display.Out folder
+                session.Display.Out.WriteLine(sprintf "folder   %s" folder)
+                ExitCode.ok
             | ScriptExperiments.Grid s ->
                 let runs = [ for e in s.Runs -> e.Name, toConfig e ]
                 let mutable group = ""
@@ -637,3 +655,6 @@ module Experiment =
 
     /// `main` for a script's `study`: runs every arm with every seed, then writes the summary.
     let mainStudy (study: Study) = mainWith (ScriptExperiments.Grid study)
+
+    /// `main` for a script's `demo`: runs it, its plots into --out (else runs/<name>).
+    let mainDemo (demo: Demo) = mainWith (ScriptExperiments.Show demo)

@@ -17,7 +17,9 @@ module Script =
         |> Result.bind (fun script ->
             use script = script
             let declared =
-                if ScriptHost.defines script "study" then
+                if ScriptHost.defines script "demo" then
+                    ScriptHost.value<Demo> script "demo" |> Result.map ScriptExperiments.Show
+                elif ScriptHost.defines script "study" then
                     ScriptHost.value<Study> script "study" |> Result.map ScriptExperiments.Grid
                 elif ScriptHost.defines script "experiments" then
                     ScriptHost.value<Experiment list> script "experiments" |> Result.map ScriptExperiments.Several
