@@ -571,7 +571,7 @@ module Experiment =
                 let outcome = Runner.run session (Option.orElse e.Out out) resume e.Name (toConfig e)
                 if outcome.Completed then ExitCode.ok else ExitCode.interrupted
             | ScriptExperiments.Several es ->
-                let outcomes = Runner.runAll session out resume "comparison" ignore [ for e in es -> e.Name, toConfig e ]
+                let outcomes = Runner.runAll session out resume "comparison" ignore ignore [ for e in es -> e.Name, toConfig e ]
                 if outcomes.Length = es.Length && outcomes |> List.forall (fun o -> o.Completed) then ExitCode.ok
                 else ExitCode.interrupted
             | ScriptExperiments.Show demo ->
@@ -585,11 +585,11 @@ module Experiment =
                 let prepare folder =
                     group <- folder
                     checkStudyFolder folder s runs
-                let outcomes = Runner.runAll session out resume s.Name prepare runs
-                if outcomes.Length = runs.Length && outcomes |> List.forall (fun o -> o.Completed) then
-                    let summary = StudyReport.write group s.Name [ for a in s.Arms -> a.Name ] s.Seeds
-                    session.Display.Out.WriteLine(sprintf "summary  %s" summary)
-                    ExitCode.ok
+                let summarize (finished: string list) =
+                    let summary = StudyReport.write group s.Name [ for a in s.Arms -> a.Name ] s.Seeds (Set.ofList finished)
+                    session.Display.Out.WriteLine(sprintf "summary  %s (%d of %d runs)" summary finished.Length runs.Length)
+                let outcomes = Runner.runAll session out resume s.Name prepare summarize runs
+                if outcomes.Length = runs.Length && outcomes |> List.forall (fun o -> o.Completed) then ExitCode.ok
                 else ExitCode.interrupted)
 
     /// `dotnet fsi`'s fsi.CommandLineArgs (the script, then its arguments), read from its settings

@@ -252,9 +252,10 @@ module Runner =
     /// table. The group folder is `out` (must not exist or be empty) or runs/comparison-<time>;
     /// `resume` continues a group: runs with a folder there resume, the others start. Names must
     /// be unique. Stops at the first interrupted run.
-    /// `prepare` gets the group folder before any run starts (a study checks and records its grid there).
+    /// `prepare` gets the group folder before any run starts (a study checks and records its grid there);
+    /// `completed` the names of the runs complete so far, after each one (a study summarises them).
     let runAll (session: Session) (out: string option) (resume: string option) (groupName: string) (prepare: string -> unit)
-               (runs: (string * TrainConfig) list) : Outcome list =
+               (completed: string list -> unit) (runs: (string * TrainConfig) list) : Outcome list =
         let display = session.Display
         for _, config in runs do
             device config |> ignore
@@ -282,7 +283,9 @@ module Runner =
                     display.Out.WriteLine()
                     let key = config.Data |> Option.ofObj |> Option.defaultValue ""
                     let outcome = train session sources[key].Splits folder name config
-                    if outcome.Completed then loop (outcome :: outcomes) rest
+                    if outcome.Completed then
+                        completed [ for n, _ in List.take (outcomes.Length + 1) runs -> n ]
+                        loop (outcome :: outcomes) rest
                     else
                         stopped session group outcome
                         List.rev (outcome :: outcomes)

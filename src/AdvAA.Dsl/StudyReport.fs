@@ -161,10 +161,17 @@ let private machine () =
     sprintf "%s, %d cores" (defaultArg model (Runtime.InteropServices.RuntimeInformation.OSDescription)) Environment.ProcessorCount
 
 /// Writes summary.md, summary.json, test-curves.png and (for controller runs) controller-movement.png
-/// into `folder` for the study's runs (`<arm>-s<seed>` inside it); returns summary.md's path.
-let write (folder: string) (name: string) (arms: string list) (seeds: int64 list) =
-    let runsOf (arm: string) = [ for seed in seeds -> seed, Report.load (Path.Combine(folder, sprintf "%s-s%d" arm seed)) ]
-    let loaded = [ for arm in arms -> arm, runsOf arm ]
+/// into `folder` for the study's finished runs (`<arm>-s<seed>` inside it, named in `finished`), so a
+/// long study shows its results as it goes; returns summary.md's path.
+let write (folder: string) (name: string) (arms: string list) (seeds: int64 list) (finished: Set<string>) =
+    let runsOf (arm: string) =
+        [ for seed in seeds do
+            let run = sprintf "%s-s%d" arm seed
+            if finished.Contains run then yield seed, Report.load (Path.Combine(folder, run)) ]
+    let loaded = [ for arm in arms do match runsOf arm with [] -> () | runs -> yield arm, runs ]
+    if loaded.IsEmpty then invalidArg (nameof finished) "a study summary needs at least one finished run"
+    let total = arms.Length * seeds.Length
+    let count = loaded |> List.sumBy (snd >> List.length)
     let summaries = [ for arm, runs in loaded -> arm, [ for seed, run in runs -> summarize seed run ] ]
     let first = snd loaded.Head |> List.head |> snd
     let experiment = first.Config.Experiment
@@ -188,6 +195,8 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
     json["seeds"] <- JsonArray([| for s in seeds -> JsonValue.Create s :> JsonNode | null |])
     json["epochs"] <- JsonValue.Create experiment.Epochs
     json["wall_seconds"] <- JsonValue.Create wall
+    json["runs_finished"] <- JsonValue.Create count
+    json["runs_total"] <- JsonValue.Create total
     json["arms"] <-
         JsonArray(
             [| for (arm, rs), (_, runs) in List.zip summaries loaded ->
@@ -235,23 +244,27 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
     let line (s: string) = md.AppendLine s |> ignore
     line (sprintf "# Study %s" name)
     line ""
-    line (sprintf "%d arms × %d seeds (%s), %d epochs each, model %s, %s; %s; all runs together %s of training and evaluation."
+    if count < total then
+        line (sprintf "**Partial: %d of %d runs finished**; each arm's numbers are over the seeds it has so far (column seeds)." count total)
+        line ""
+    line (sprintf "%d arms × %d seeds (%s), %d epochs each, model %s, %s; %s; %s together %s of training and evaluation."
               arms.Length seeds.Length (seeds |> List.map string |> String.concat ", ") experiment.Epochs experiment.Model
               (match experiment.TrainLimit with
                | v when v.HasValue -> sprintf "%d training images" v.Value
                | _ -> "all training images")
-              (machine ()) (Runner.duration wall))
+              (machine ()) (if count < total then "the finished runs" else "all runs") (Runner.duration wall))
     line ""
     line "Accuracies in %, mean ± sd over seeds; final = the last evaluated epoch; clean train = the final model on the un-augmented training images (clean train − test is the overfitting gap)."
     line ""
-    line "| arm | method | final test | best test | validation | clean train | images/s | time per run |"
-    line "|---|---|---|---|---|---|---|---|"
+    line "| arm | method | seeds | final test | best test | validation | clean train | images/s | time per run |"
+    line "|---|---|---|---|---|---|---|---|---|"
     for (arm, rs), (_, runs) in List.zip summaries loaded do
         let spec = (snd runs.Head).Config.Experiment.Method
         let optional (f: RunSummary -> float option) = if rs |> List.forall (fun r -> (f r).IsSome) then pm (rs |> List.map (f >> Option.get)) else "–"
         let ips, _ = meanSd (rs |> List.map (fun r -> r.ImagesPerSecond))
         let secs, _ = meanSd (rs |> List.map (fun r -> r.Seconds))
-        line (sprintf "| %s | %s (%s) | %s | %s | %s | %s | %.0f | %s |" arm spec.Name spec.Summary (pm (rs |> List.map (fun r -> r.Final)))
+        line (sprintf "| %s | %s (%s) | %s | %s | %s | %s | %s | %.0f | %s |" arm spec.Name spec.Summary
+                  (rs |> List.map (fun r -> string r.Seed) |> String.concat ", ") (pm (rs |> List.map (fun r -> r.Final)))
                   (pm (rs |> List.map (fun r -> r.Best))) (optional (fun r -> r.Validation)) (optional (fun r -> r.CleanTrain)) ips (Runner.duration secs))
     match noise with
     | Some(opNoise, levelNoise) ->

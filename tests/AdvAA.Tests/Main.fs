@@ -4,6 +4,22 @@ open System
 open Expecto
 open Expecto.Impl
 
+/// Drops ANSI escape sequences (ESC '[' parameters, then a final letter) from what passes through:
+/// Expecto resets colours after each line even with colours off.
+type private PlainWriter(inner: IO.TextWriter) =
+    inherit IO.TextWriter()
+    let mutable state = 0 // 0 text, 1 after ESC, 2 inside the sequence
+    override _.Encoding = inner.Encoding
+    override _.Write(c: char) =
+        match state, c with
+        | 0, '\u001b' -> state <- 1
+        | 0, c -> inner.Write c
+        | 1, '[' -> state <- 2
+        | 1, _ -> state <- 0
+        | _, c when Char.IsAsciiLetter c || c = '~' -> state <- 0
+        | _ -> ()
+    override _.Flush() = inner.Flush()
+
 [<EntryPoint>]
 let main argv =
     // Expecto's own summary is coloured and padded; CI reads one plain line, so capture the counts.
@@ -15,8 +31,14 @@ let main argv =
             summary = fun config s -> async {
                 do! TestPrinters.defaultPrinter.summary config s
                 summary <- Some s } }
+    // In a CI log or a file, plain text: no colours, no spinner (both write escape sequences).
+    let plain =
+        if Console.IsOutputRedirected then
+            Console.SetOut(new PlainWriter(Console.Out))
+            [ CLIArguments.Colours 0; CLIArguments.No_Spinner ]
+        else []
     let result =
-        runTestsInAssemblyWithCLIArgs [ CLIArguments.Printer printer ] argv
+        runTestsInAssemblyWithCLIArgs (CLIArguments.Printer printer :: plain) argv
     match summary with
     | Some s ->
         let stdout = Console.OpenStandardOutput()

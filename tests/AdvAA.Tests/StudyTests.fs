@@ -59,6 +59,16 @@ let tests =
             containsAll md [ "# Study tiny-study"; "| baseline | baseline"; "| adversarial | adversarial"; "clean train"; "test-curves.png"; "controller-movement.png" ]
             for png in [ "test-curves.png"; "controller-movement.png" ] do
                 Expect.equal (File.ReadAllBytes(Path.Combine(folder, png))).[1..3] "PNG"B (png + " is a PNG")
+            Expect.equal (number summary["runs_finished"], number summary["runs_total"]) (4.0, 4.0) "every run finished"
+            // While a study runs, the summary covers the runs finished so far.
+            StudyReport.write folder tinyStudy.Name [ "baseline"; "adversarial" ] tinyStudy.Seeds (set [ "baseline-s1"; "adversarial-s1"; "baseline-s2" ]) |> ignore
+            let partial = File.ReadAllText(Path.Combine(folder, "summary.md"))
+            containsAll partial [ "Partial: 3 of 4 runs finished"; "| 1, 2 |"; "| 1 |" ]
+            let partialJson = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "summary.json"))) |> nonNull
+            let adversarial = nonNull ((nonNull partialJson["arms"]).AsArray()[1])
+            let adversarialFinal = nonNull adversarial["final_test_accuracy"]
+            Expect.equal (number adversarialFinal["sd"]) 0.0 "one seed so far: sd 0"
+            Expect.equal (number partialJson["runs_finished"]) 3.0 "three runs so far"
             // A rerun of the same study trains nothing more; one with another grid is refused.
             use again = new StringWriter()
             Expect.equal (Experiment.execute (session again) None (Some folder) (ScriptExperiments.Grid tinyStudy)) ExitCode.ok "complete"

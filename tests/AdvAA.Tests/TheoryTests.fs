@@ -43,7 +43,7 @@ let tests =
 
         test "a demo with too little data names the problem; the linear demo runs through advaa run and writes its plot" {
             let data = sample.Force()
-            let one = ImageDataset(data.Train.Images.narrow(0L, 0L, 10L), data.Train.Labels.narrow(0L, 0L, 10L).zeros_like(), [| "only" |], "one class")
+            use one = new ImageDataset(data.Train.Images.narrow(0L, 0L, 10L), data.Train.Labels.narrow(0L, 0L, 10L).zeros_like(), [| "only" |], "one class")
             let msg = throwsMessage<DslException> (fun () -> Theory.Stability.run (DataSplits(one, one, "test")) Theory.Stability.defaults |> ignore)
             containsAll msg [ "Stability: the data has 1 class"; "at least two" ]
             use dir = new TempDir()

@@ -77,7 +77,7 @@ let tests =
                 Expect.isSome (Option.ofNullable m.ControllerEntropy) "controller entropy recorded"
                 Expect.isGreaterThan m.ImagesPerSecond 0.0 "throughput"
             let config = JsonNode.Parse(fileText folder RunFolder.ConfigFile) |> nonNull
-            Expect.equal (config["experiment"]["method"]["name"] |> nonNull |> fun n -> n.GetValue<string>()) "adversarial" "config names the method"
+            Expect.equal ((config.["experiment"]).["method"].["name"] |> nonNull |> fun n -> n.GetValue<string>()) "adversarial" "config names the method"
             Expect.equal (config["data"]["train_images"] |> nonNull |> fun n -> n.GetValue<int>()) 2000 "config records the data set"
             Expect.equal (config["experiment"]["train_limit"] |> nonNull |> fun n -> n.GetValue<int>()) 128 "and the subset trained on"
             let policies = folder.ReadLines RunFolder.PoliciesFile
