@@ -1,6 +1,8 @@
 // Wu et al. (ICML 2020), §4: mixup within a class lowers the variance of a model's predictions when
 // it is retrained: a one-hidden-layer network on CIFAR-10 pixels, trained several times on the same
 // images from different initialisations and data orders, with and without same-class mixup.
+// 300 images and 120 epochs: the effect shows once training goes well past fitting the images
+// (Theory.Stability.defaults; a shorter run on more images shows none, see Theory.fs).
 //
 //   advaa run examples/theory/mixup-stability.fsx [CIFAR-10 folder]      (default: the embedded sample)
 #if !ADVAA_HOST

@@ -269,7 +269,10 @@ module Kernel =
 /// Wu et al. (ICML 2020), §4: mixup within a class makes a model's predictions vary less when it is
 /// retrained. A one-hidden-layer network on the pixels of CIFAR-10, trained `Runs` times on the same
 /// images from different initialisations and data orders, with and without same-class mixup
-/// (λ ~ Beta(1, 1), the label unchanged); the variance of its test predictions over the runs.
+/// (λ ~ Beta(1, 1), the label unchanged); the variance of its test predictions over the runs. The
+/// effect needs training well past fitting the training set (few images, many epochs): measured here,
+/// 300 images and 120 epochs lower the variance by 16-23% (seeds 1-3), 60 epochs by 11-17%, while
+/// 1,000 images and 15 epochs, a model still fitting them, show no reduction (+15%).
 module Stability =
     open Features
 
@@ -283,7 +286,7 @@ module Stability =
           Seed: int64 }
 
     /// The defaults of examples/theory/mixup-stability.fsx.
-    let defaults = { Train = 1000; Test = 1000; Hidden = 128; Epochs = 15; Runs = 5; LearningRate = 0.05; Seed = 1L }
+    let defaults = { Train = 300; Test = 1000; Hidden = 128; Epochs = 120; Runs = 5; LearningRate = 0.05; Seed = 1L }
 
     type Result =
         { /// Mean over test images of the variance over runs of the predicted probabilities (summed over classes).
@@ -422,8 +425,9 @@ module Demos =
     let stability (data: DataSplits) (s: Stability.Setting) (out: TextWriter) (folder: string) =
         let r = Stability.run data s
         out.WriteLine(sprintf "%d runs of a %d-unit network on %d training images, %d epochs each, tested on %d images" s.Runs s.Hidden s.Train s.Epochs s.Test)
-        out.WriteLine(sprintf "variance of the predicted probabilities over runs: %.4f without mixup, %.4f with same-class mixup (%.0f%% lower)"
-                          r.Variance r.MixupVariance (100.0 * (1.0 - r.MixupVariance / r.Variance)))
+        let change = r.MixupVariance / r.Variance - 1.0
+        out.WriteLine(sprintf "variance of the predicted probabilities over runs: %.4f without mixup, %.4f with same-class mixup (%.0f%% %s)"
+                          r.Variance r.MixupVariance (100.0 * abs change) (if change <= 0.0 then "lower" else "higher"))
         out.WriteLine(sprintf "mean test accuracy: %.3f without, %.3f with" r.Accuracy r.MixupAccuracy)
         Directory.CreateDirectory folder |> ignore
         bars "Mixup reduces instability (Wu et al. 2020): variance of predictions over retraining" "variance (summed over classes)"
