@@ -17,6 +17,8 @@ type CliArgs =
     | [<CliPrefix(CliPrefix.None)>] Methods of ParseResults<MethodsCommand.MethodsArgs>
     | [<CliPrefix(CliPrefix.None)>] Policy of ParseResults<PolicyCommand.PolicyArgs>
     | [<CliPrefix(CliPrefix.None)>] Bench of ParseResults<BenchCommand.BenchArgs>
+    | [<CliPrefix(CliPrefix.None)>] Evaluate of ParseResults<EvaluateCommand.EvaluateArgs>
+    | [<CliPrefix(CliPrefix.None)>] Predict of ParseResults<PredictCommand.PredictArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -31,6 +33,8 @@ type CliArgs =
             | Methods _ -> "print the training methods: what each does, its parameters, their defaults and ranges."
             | Policy _ -> "policy files: export a run's learned policies (advaa policy export RUN --out FILE)."
             | Bench _ -> "how fast this machine augments (bench ops) and trains (bench models), in images/s."
+            | Evaluate _ -> "a trained run's accuracy, per-class accuracy and confusion matrix (on its own test split by default)."
+            | Predict _ -> "a trained run's top classes with probabilities for JPEG/PNG files of its image size."
 
 [<EntryPoint>]
 let main argv =
@@ -49,6 +53,8 @@ let main argv =
         | Methods a -> MethodsCommand.run a
         | Policy a -> PolicyCommand.run a
         | Bench a -> BenchCommand.run a
+        | Evaluate a -> EvaluateCommand.run a
+        | Predict a -> PredictCommand.run a
     with
     | :? ArguParseException as e ->
         if e.ErrorCode = ErrorCode.HelpText then

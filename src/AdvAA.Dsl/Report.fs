@@ -128,6 +128,33 @@ module private Plots =
         plot.Axes.Bottom.TickGenerator <- TickGenerators.NumericManual(xticks)
         save plot path
 
+/// A confusion matrix as a PNG: rows the true class, columns the predicted one, each cell coloured
+/// by its share of the row and labelled with its count.
+let confusionMatrix (title: string) (classes: string list) (counts: int64[,]) (path: string) =
+    use plot = new ScottPlot.Plot()
+    let n = classes.Length
+    let rowTotal r = max 1L (Seq.sum [ for c in 0 .. n - 1 -> counts[r, c] ])
+    let shares = Array2D.init n n (fun r c -> float counts[r, c] / float (rowTotal r))
+    let map = plot.Add.Heatmap shares
+    map.Colormap <- ScottPlot.Colormaps.Viridis()
+    plot.Add.ColorBar map |> ignore
+    for r in 0 .. n - 1 do
+        for c in 0 .. n - 1 do
+            // Heatmap row 0 is drawn at the top, at y = n - 1.
+            let label = plot.Add.Text(string counts[r, c], float c, float (n - 1 - r))
+            label.LabelFontColor <- if shares[r, c] > 0.5 then ScottPlot.Colors.Black else ScottPlot.Colors.White
+            label.LabelAlignment <- ScottPlot.Alignment.MiddleCenter
+    let ticks (flip: bool) = [| for i, name in List.indexed classes -> ScottPlot.Tick(float (if flip then n - 1 - i else i), name) |]
+    plot.Axes.Left.TickGenerator <- ScottPlot.TickGenerators.NumericManual(ticks true)
+    plot.Axes.Bottom.TickGenerator <- ScottPlot.TickGenerators.NumericManual(ticks false)
+    plot.Title title
+    plot.XLabel "predicted class"
+    plot.YLabel "true class"
+    let temp = path + ".tmp"
+    plot.SavePng(temp, 900, 800) |> ignore
+    File.Move(temp, path, true)
+    path
+
 let private percent (x: float) = sprintf "%.2f" (100.0 * x)
 let private fixed4 (x: float) = if Double.IsFinite x then sprintf "%.4f" x else string x
 

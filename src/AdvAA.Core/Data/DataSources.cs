@@ -78,6 +78,9 @@ public static class DataSources
     /// <summary><c>&lt;root&gt;/&lt;class&gt;/*.{jpg,jpeg,png}</c> decoded to RGB; classes are the sub-folder names sorted ordinally.</summary>
     public static ImageDataset ReadImageFolder(string root) => ImageFolders.Decode(ImageFolders.ListFolder(root));
 
+    /// <summary>JPEG or PNG files of one size (<paramref name="width"/>x<paramref name="height"/>), in the order given, labelled 0.</summary>
+    public static ImageDataset ReadImageFiles(IReadOnlyList<string> files, int width, int height) => ImageFolders.DecodeFiles(files, width, height);
+
     static bool IsArchive(string file) =>
         file.EndsWith(".tar.gz", StringComparison.OrdinalIgnoreCase) || file.EndsWith(".tgz", StringComparison.OrdinalIgnoreCase);
 

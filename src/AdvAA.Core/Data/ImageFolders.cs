@@ -208,6 +208,27 @@ internal static class ImageFolders
         return new ImageDataset(pixels, labels, listing.Classes, listing.Source);
     }
 
+    /// <summary>
+    /// Decodes image files that must all be <paramref name="width"/>x<paramref name="height"/> (the
+    /// inputs of a trained model); a missing, undecodable or other-sized file is named.
+    /// </summary>
+    internal static ImageDataset DecodeFiles(IReadOnlyList<string> files, int width, int height)
+    {
+        if (files.Count == 0) throw new DataFormatException("no image files given");
+        var images = new List<EncodedImage>();
+        foreach (string file in files)
+        {
+            string full = Path.GetFullPath(file);
+            if (!File.Exists(full)) throw new DataFormatException($"{full}: no such file");
+            var image = new EncodedImage(0, full, null);
+            (int w, int h) = SizeOf(image);
+            if (w != width || h != height)
+                throw new DataFormatException($"{full}: the image is {w}x{h}, but the model was trained on {width}x{height} images; resize it to {width}x{height} first");
+            images.Add(image);
+        }
+        return Decode(new Listing(["?"], images, "image files"));
+    }
+
     static (int Width, int Height) SizeOf(EncodedImage image)
     {
         using SKData data = SKData.CreateCopy(DataFormatException.Reading(image.Origin, () => Bytes(image)));

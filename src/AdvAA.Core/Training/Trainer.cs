@@ -310,22 +310,12 @@ public sealed class Trainer : IDisposable
     (double Loss, double Accuracy) Evaluate(ImageDataset set)
     {
         model.eval();
-        using var noGrad = torch.no_grad();
-        var evalLoader = new BatchLoader(set, config.EvalBatchSize, device, shuffle: false, 0, dropLast: false);
-        double lossSum = 0;
-        long correct = 0, total = 0;
-        foreach ((Tensor images, Tensor labels) in evalLoader.Epoch(0))
+        try
         {
-            using var scope = torch.NewDisposeScope();
-            Tensor logits = Forward(normalizer.Apply(images, channelsLast));
-            lossSum += functional.cross_entropy(logits, labels, reduction: Reduction.Sum).item<float>();
-            correct += logits.argmax(1).eq(labels).sum().item<long>();
-            total += labels.shape[0];
-            images.Dispose();
-            labels.Dispose();
+            Evaluation e = Evaluation.Of(Forward, set.Classes.Count, normalizer, channelsLast, set, config.EvalBatchSize, device);
+            return (e.Loss, e.Accuracy);
         }
-        model.train();
-        return (lossSum / Math.Max(total, 1), correct / (double)Math.Max(total, 1));
+        finally { model.train(); }
     }
 
     public void Dispose()

@@ -1,0 +1,109 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using AdvAA.Core.Backend;
+using AdvAA.Core.Data;
+using AdvAA.Core.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace AdvAA.Core.Training;
+
+/// <summary>
+/// A run's trained target network, read from its last complete checkpoint with the run's own
+/// normalisation, precision and memory format: what <c>advaa evaluate</c> and <c>advaa predict</c> use.
+/// </summary>
+public sealed class TrainedModel : IDisposable
+{
+    readonly Module<Tensor, Tensor> model;
+    readonly Normalizer normalizer;
+    readonly bool channelsLast;
+    readonly Precision precision;
+
+    public string Folder { get; }
+    public RunConfig Config { get; }
+    /// <summary>The epoch whose checkpoint the weights come from.</summary>
+    public int Epoch { get; }
+    public Device Device { get; }
+    public IReadOnlyList<string> Classes => Config.Data.Classes;
+    public int Channels => Config.Data.ImageShape[0];
+    public int Height => Config.Data.ImageShape[1];
+    public int Width => Config.Data.ImageShape[2];
+
+    TrainedModel(string folder, RunConfig config, Checkpoint checkpoint, Device device)
+    {
+        Folder = folder;
+        Config = config;
+        Epoch = checkpoint.Epoch;
+        Device = device;
+        ExperimentRecord experiment = config.Experiment;
+        precision = Precisions.Resolve(Precisions.Parse(experiment.Precision), device, out _);
+        channelsLast = experiment.MemoryFormat == MemoryFormats.ChannelsLast;
+        normalizer = new Normalizer(config.Data.Mean, config.Data.Std);
+        model = ModelRegistry.Create(experiment.Model, Classes.Count, experiment.Dropout);
+        try
+        {
+            checkpoint.Read("model", s => model.load(s, strict: true));
+        }
+        catch (Exception e) when (e is not RunFolderException)
+        {
+            model.Dispose();
+            throw new RunFolderException($"{checkpoint.Folder}: the model part does not load as a {experiment.Model} with {Classes.Count} classes ({e.Message})");
+        }
+        model.to(device);
+        model.eval();
+    }
+
+    /// <summary>
+    /// The model of the run in <paramref name="folder"/> at its last checkpoint; <paramref name="epoch"/>,
+    /// when given, must be that checkpoint's (a run keeps only its last).
+    /// </summary>
+    public static TrainedModel Open(string folder, int? epoch = null, string device = "auto")
+    {
+        RunFolder run = RunFolder.Open(folder);
+        RunConfig config = run.ReadConfig();
+        Checkpoint checkpoint = Checkpoints.Latest(run)
+            ?? throw new RunFolderException($"{run.Path} has no checkpoint: the run stopped before its first epoch ended, so there is no trained model");
+        if (epoch is int e && e != checkpoint.Epoch)
+            throw new RunFolderException($"{run.Path} has no checkpoint of epoch {e}: a run keeps only its last checkpoint (epoch {checkpoint.Epoch})");
+        return new TrainedModel(run.Path, config, checkpoint, TorchBackend.ResolveDevice(TorchBackend.ParseDevice(device)));
+    }
+
+    /// <summary>The test images the run evaluated on: <paramref name="data"/>'s test split, limited as the run's was.</summary>
+    public ImageDataset RunTestSplit(DataSplits data) => Subsets.Split(data.Test, Config.Experiment.TestLimit, null).Subset;
+
+    Tensor Logits(Tensor normalised)
+    {
+        using var region = Autocast.For(precision, Device.type);
+        return model.forward(normalised).to_type(ScalarType.Float32);
+    }
+
+    /// <summary>Loss, accuracy and confusion matrix on <paramref name="set"/>, whose classes and image size must be the run's.</summary>
+    public Evaluation Evaluate(ImageDataset set, int batchSize = 0)
+    {
+        CheckFits(set);
+        return Evaluation.Of(Logits, Classes.Count, normalizer, channelsLast, set, batchSize > 0 ? batchSize : Config.Experiment.EvalBatchSize, Device);
+    }
+
+    /// <summary>Class probabilities [B, classes] (float32, on the CPU) of uint8 [B,C,H,W] images of the run's size.</summary>
+    public Tensor Probabilities(Tensor images)
+    {
+        if (images.dtype != ScalarType.Byte || images.Dimensions != 4 || images.shape[1] != Channels || images.shape[2] != Height || images.shape[3] != Width)
+            throw new ArgumentException($"expected uint8 [B,{Channels},{Height},{Width}] images, not {images.dtype} [{string.Join(",", images.shape)}]", nameof(images));
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        using Tensor onDevice = images.to(Device);
+        return functional.softmax(Logits(normalizer.Apply(onDevice, channelsLast)), 1).cpu().MoveToOuterDisposeScope();
+    }
+
+    void CheckFits(ImageDataset set)
+    {
+        if (!set.Classes.SequenceEqual(Classes))
+            throw new DataFormatException($"{set.Source}: its classes ({string.Join(", ", set.Classes)}) are not the ones {Folder} was trained on ({string.Join(", ", Classes)})");
+        if (set.Channels != Channels || set.Height != Height || set.Width != Width)
+            throw new DataFormatException($"{set.Source}: its images are {set.Channels}x{set.Height}x{set.Width}, but {Folder} was trained on {Channels}x{Height}x{Width}");
+    }
+
+    public void Dispose() => model.Dispose();
+}
