@@ -82,6 +82,17 @@ module Runner =
 
     let private percent (accuracy: float) = sprintf "%.2f%%" (100.0 * accuracy)
 
+    /// The live line within an epoch: step, the batch loss and the epoch's running mean of the
+    /// reported losses, images/s, and the time left in the epoch and in the run (whole epochs at
+    /// `epochSeconds`, the mean of this session's finished epochs, else this epoch's pace).
+    let stepLine (p: StepProgress) (runningLoss: float) (epochSeconds: float option) =
+        let perStep = p.Seconds / float (max p.Step 1)
+        let epochLeft = perStep * float (p.Steps - p.Step)
+        let perEpoch = defaultArg epochSeconds (perStep * float p.Steps)
+        let runLeft = epochLeft + perEpoch * float (p.Epochs - p.Epoch)
+        sprintf "  epoch %d/%d  step %d/%d  loss %.4f (mean %.4f)  %.0f img/s  ETA epoch %s, run %s"
+            p.Epoch p.Epochs p.Step p.Steps p.Loss runningLoss (float p.Images / max p.Seconds 1e-9) (duration epochLeft) (duration runLeft)
+
     let private epochs (n: int) = if n = 1 then "1 epoch" else sprintf "%d epochs" n
 
     /// The command that continues a run in `folder`.
@@ -141,17 +152,26 @@ module Runner =
         out.WriteLine(sprintf "folder   %s" folder.Path)
         let clock = Stopwatch.StartNew()
         let mutable epochsHere = 0
-        let mutable stepShown = false
+        let mutable shown = 0 // the width of the live line on screen
+        let mutable lossEpoch, lossSum, lossCount = 0, 0.0, 0
         let clearStep () =
-            if stepShown then
-                out.Write("\r" + String(' ', 72) + "\r")
-                stepShown <- false
+            if shown > 0 then
+                out.Write("\r" + String(' ', shown) + "\r")
+                shown <- 0
         use _steps =
             trainer.StepCompleted.Subscribe(fun p ->
+                if p.Epoch <> lossEpoch then
+                    lossEpoch <- p.Epoch
+                    lossSum <- 0.0
+                    lossCount <- 0
+                lossSum <- lossSum + p.Loss
+                lossCount <- lossCount + 1
                 if session.Display.Live then
-                    out.Write(sprintf "\r  epoch %d/%d  step %d/%d  loss %.4f   " p.Epoch p.Epochs p.Step p.Steps p.Loss)
+                    let epochSeconds = if epochsHere > 0 then Some(clock.Elapsed.TotalSeconds / float epochsHere) else None
+                    let line = stepLine p (lossSum / float lossCount) epochSeconds
+                    out.Write("\r" + line.PadRight shown)
                     out.Flush()
-                    stepShown <- true)
+                    shown <- max shown line.Length)
         use _epochs =
             trainer.EpochCompleted.Subscribe(fun m ->
                 clearStep ()

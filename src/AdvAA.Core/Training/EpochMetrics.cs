@@ -69,4 +69,7 @@ public sealed record EpochMetrics(
 }
 
 /// <summary>Progress within an epoch, for progress displays.</summary>
-public readonly record struct StepProgress(int Epoch, int Epochs, int Step, int Steps, double Loss);
+/// <param name="Loss">The training loss of this step's batch.</param>
+/// <param name="Images">Images trained on so far in the epoch (N·M per step).</param>
+/// <param name="Seconds">Seconds since the epoch's first step began.</param>
+public readonly record struct StepProgress(int Epoch, int Epochs, int Step, int Steps, double Loss, long Images, double Seconds);

@@ -239,7 +239,7 @@ public sealed class Trainer : IDisposable
                 {
                     double value = HostSync.Item<float>(loss);
                     if (!double.IsFinite(value)) throw Diverged(epoch, step, value, run);
-                    StepCompleted?.Invoke(this, new StepProgress(epoch, config.Epochs, step, steps, value));
+                    StepCompleted?.Invoke(this, new StepProgress(epoch, config.Epochs, step, steps, value, seen, clock.Elapsed.TotalSeconds));
                 }
                 images.Dispose();
                 labels.Dispose();
