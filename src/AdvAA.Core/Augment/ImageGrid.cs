@@ -18,7 +18,14 @@ public static class ImageGrid
     /// Writes images uint8 [rows·columns, C, H, W] (row-major, any device; C = 1 or 3) as a PNG: each image
     /// enlarged <paramref name="scale"/> times (nearest), 2-pixel white gaps, and a label left of each row if given.
     /// </summary>
-    public static void WritePng(string path, Tensor images, int columns, IReadOnlyList<string>? rowLabels = null, int scale = 3)
+    public static void WritePng(string path, Tensor images, int columns, IReadOnlyList<string>? rowLabels = null, int scale = 3) =>
+        File.WriteAllBytes(path, EncodePng(images, columns, rowLabels, scale));
+
+    /// <summary>The grid of <see cref="WritePng"/> as PNG bytes, with its height and width.</summary>
+    public static byte[] EncodePng(Tensor images, int columns, IReadOnlyList<string>? rowLabels = null, int scale = 3) =>
+        EncodePng(images, columns, rowLabels, scale, out _, out _);
+
+    public static byte[] EncodePng(Tensor images, int columns, IReadOnlyList<string>? rowLabels, int scale, out int height, out int width)
     {
         BatchAugment.CheckImages(images);
         long n = images.shape[0];
@@ -39,7 +46,8 @@ public static class ImageGrid
         using var ink = new SKPaint { Color = SKColors.Black, IsAntialias = true };
         int labelWidth = rowLabels == null ? 0 : (int)Math.Ceiling(rowLabels.Max(l => font.MeasureText(l))) + 3 * Gap;
         int cellW = w * scale, cellH = h * scale;
-        int width = labelWidth + columns * (cellW + Gap) + Gap, height = rows * (cellH + Gap) + Gap;
+        width = labelWidth + columns * (cellW + Gap) + Gap;
+        height = rows * (cellH + Gap) + Gap;
 
         using var bitmap = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Opaque));
         var canvasBytes = new byte[width * height * 4];
@@ -65,7 +73,6 @@ public static class ImageGrid
 
         using var image = SKImage.FromBitmap(bitmap);
         using var png = image.Encode(SKEncodedImageFormat.Png, 100);
-        using var file = File.Create(path);
-        png.SaveTo(file);
+        return png.ToArray();
     }
 }

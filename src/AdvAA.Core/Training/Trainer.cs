@@ -139,18 +139,70 @@ public sealed class Trainer : IDisposable
         run.RewriteLogs(metrics, policies);
 
         var results = new List<EpochMetrics>();
-        for (int epoch = (checkpoint?.Epoch ?? 0) + 1; epoch <= config.Epochs && !cancel.IsCancellationRequested; epoch++)
+        int first = (checkpoint?.Epoch ?? 0) + 1;
+        if (first > config.Epochs) return results;
+        using (board = new TensorBoardLog(run.Path, (long)(first - 1) * loader.BatchesPerEpoch + 1))
         {
-            (EpochMetrics m, PolicyRecord p) = RunEpoch(epoch, run);
-            metrics.Add(m);
-            policies.Add(p);
-            Checkpoints.Save(run, epoch, identity, CheckpointParts(metrics, policies));
-            run.AppendLine(RunFolder.MetricsFile, m.ToJson());
-            run.AppendLine(RunFolder.PoliciesFile, p.ToJson());
-            results.Add(m);
-            EpochCompleted?.Invoke(this, m);
+            for (int epoch = first; epoch <= config.Epochs && !cancel.IsCancellationRequested; epoch++)
+            {
+                (EpochMetrics m, PolicyRecord p) = RunEpoch(epoch, run);
+                metrics.Add(m);
+                policies.Add(p);
+                Checkpoints.Save(run, epoch, identity, CheckpointParts(metrics, policies));
+                run.AppendLine(RunFolder.MetricsFile, m.ToJson());
+                run.AppendLine(RunFolder.PoliciesFile, p.ToJson());
+                LogEpoch(board, m, p);
+                results.Add(m);
+                EpochCompleted?.Invoke(this, m);
+            }
         }
+        board = null;
         return results;
+    }
+
+    TensorBoardLog? board;
+
+    /// <summary>An epoch's numbers in TensorBoard, at the global step that ends it.</summary>
+    void LogEpoch(TensorBoardLog log, EpochMetrics m, PolicyRecord p)
+    {
+        long step = (long)m.Epoch * loader.BatchesPerEpoch;
+        void Optional(string tag, double? value) { if (value is double v) log.Scalar(tag, v, step); }
+        log.Scalar("train/loss", m.TrainLoss, step);
+        log.Scalar("train/accuracy", m.TrainAccuracy, step);
+        Optional("test/loss", m.TestLoss);
+        Optional("test/accuracy", m.TestAccuracy);
+        Optional("validation/loss", m.ValidationLoss);
+        Optional("validation/accuracy", m.ValidationAccuracy);
+        Optional("clean_train/accuracy", m.CleanTrainAccuracy);
+        log.Scalar("learning_rate", m.LearningRate, step);
+        log.Scalar("images_per_second", m.ImagesPerSecond, step);
+        for (int i = 0; i < m.InstanceLosses.Length && m.InstanceLosses.Length > 1; i++)
+            log.Scalar($"instances/loss_{i + 1}", m.InstanceLosses[i], step);
+        Optional("controller/entropy", m.ControllerEntropy);
+        Optional("controller/loss", m.ControllerLoss);
+        if (p.Distribution is { } d)
+        {
+            log.Categories("controller/ops", d.Ops.Select(o => o.Value).ToArray(), step);
+            log.Categories("controller/levels", d.Levels, step);
+        }
+        if (p.Policies is { Count: > 0 } applied && (m.Epoch == 1 || m.Epoch % PolicyImageEvery == 0 || m.Epoch == config.Epochs))
+            log.Image("policies", PolicyGrid(applied, m.Epoch, out int height, out int width), height, width, step);
+    }
+
+    const int PolicyImageEvery = 10;
+
+    /// <summary>A PNG of 8 test images, then one row per policy applied to them (the report's policy grid).</summary>
+    byte[] PolicyGrid(IReadOnlyList<Policy> applied, int epoch, out int height, out int width)
+    {
+        using var scope = torch.NewDisposeScope();
+        ImageDataset test = data.Test;
+        long n = Math.Min(8, test.Count);
+        Tensor images = test.Images.index_select(0, torch.arange(n, dtype: int64).mul(test.Count / n));
+        using var generator = new Generator((ulong)epoch);
+        var rows = new List<Tensor> { images };
+        rows.AddRange(applied.Select((policy, i) => new PolicyAugment(policy, space, $"policy {i + 1}").Augment(images, generator)));
+        string[] labels = ["original", .. applied.Select((_, i) => $"policy {i + 1}")];
+        return ImageGrid.EncodePng(torch.cat(rows, 0), (int)n, labels, 2, out height, out width);
     }
 
     const string MetricsPart = "metrics", PoliciesPart = "policies";
@@ -239,6 +291,7 @@ public sealed class Trainer : IDisposable
                 {
                     double value = HostSync.Item<float>(loss);
                     if (!double.IsFinite(value)) throw Diverged(epoch, step, value, run);
+                    board?.Scalar("train/step_loss", value, (long)(epoch - 1) * steps + step);
                     StepCompleted?.Invoke(this, new StepProgress(epoch, config.Epochs, step, steps, value, seen, clock.Elapsed.TotalSeconds));
                 }
                 images.Dispose();
