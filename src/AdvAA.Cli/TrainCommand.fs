@@ -76,22 +76,24 @@ let experiment (results: ParseResults<TrainArgs>) : Experiment =
         | _, Some m -> Method.ofName m
         | _, None -> d.Method
     let model = defaultArg (results.TryGetResult(TrainArgs.Model)) d.Model
+    let bounds (message: string) : unit = results.Raise(message, ErrorCode.CommandLine, false)
+    let atLeast flag minimum value = CommandLineParam.atLeast bounds flag minimum value
     let e =
         { d with
             Name = sprintf "%s-%s" (Method.name method) (model.Trim().ToLowerInvariant())
             Method = method
             Model = model
             Data = results.TryGetResult(TrainArgs.Data) |> Option.map DataPath |> Option.defaultValue d.Data
-            Epochs = defaultArg (results.TryGetResult(TrainArgs.Epochs)) d.Epochs
-            Instances = results.TryGetResult(TrainArgs.Instances) |> Option.map (float >> Schedule.constant)
-            BatchSize = defaultArg (results.TryGetResult(TrainArgs.Batch)) d.BatchSize
+            Epochs = defaultArg (results.TryGetResult(TrainArgs.Epochs) |> atLeast "--epochs" 1) d.Epochs
+            Instances = results.TryGetResult(TrainArgs.Instances) |> atLeast "--instances" 1 |> Option.map (float >> Schedule.constant)
+            BatchSize = defaultArg (results.TryGetResult(TrainArgs.Batch) |> atLeast "--batch" 1) d.BatchSize
             Seed = defaultArg (results.TryGetResult(TrainArgs.Seed)) d.Seed
             Device = defaultArg (results.TryGetResult(TrainArgs.Device)) d.Device
             Out = results.TryGetResult(TrainArgs.Out)
-            TrainLimit = results.TryGetResult(TrainArgs.Train_Limit)
-            TestLimit = results.TryGetResult(TrainArgs.Test_Limit)
-            Dropout = defaultArg (results.TryGetResult(TrainArgs.Dropout)) d.Dropout
-            CutoutSize = results.TryGetResult(TrainArgs.Cutout)
+            TrainLimit = results.TryGetResult(TrainArgs.Train_Limit) |> atLeast "--train-limit" 1
+            TestLimit = results.TryGetResult(TrainArgs.Test_Limit) |> atLeast "--test-limit" 1
+            Dropout = defaultArg (results.TryGetResult(TrainArgs.Dropout) |> atLeast "--dropout" 0.0) d.Dropout
+            CutoutSize = results.TryGetResult(TrainArgs.Cutout) |> atLeast "--cutout" 0
             Precision = defaultArg (results.TryGetResult TrainArgs.Precision) d.Precision
             MemoryFormat = defaultArg (results.TryGetResult TrainArgs.Memory_Format) d.MemoryFormat
             Mix = results.TryGetResult TrainArgs.Mix |> Option.map (CommandLineParam.mix (fun message -> results.Raise(message, ErrorCode.CommandLine, true)))
@@ -100,6 +102,7 @@ let experiment (results: ParseResults<TrainArgs>) : Experiment =
                 |> List.map (CommandLine.parameter (fun message -> results.Raise(message, ErrorCode.CommandLine, true))) }
     // The schedule's shape depends on the model and the epochs: set it last.
     match results.TryGetResult(TrainArgs.Lr) with
+    | Some lr when not (lr > 0.0) -> bounds (sprintf "--lr %g: expected a rate above 0" lr); e
     | Some lr -> { e with LearningRate = Some(Experiment.defaultLearningRate lr e) }
     | None -> e
 

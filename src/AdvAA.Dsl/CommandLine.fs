@@ -48,6 +48,14 @@ module CommandLineParam =
     let precisionUsage = "auto|fp32|bf16: bf16 trains under autocast (default auto: bf16 where the device does it fast, else fp32)."
     let mixUsage = "label mixing after the method: mixup[:alpha] or cutmix[:alpha] (lambda ~ Beta(alpha, alpha), default alpha 1)."
 
+    /// A flag's value checked against its lower bound, or a usage error naming the flag as the user
+    /// typed it (`--instances 0: expected at least 1`), not the experiment field it sets.
+    let atLeast (usageError: string -> unit) (flag: string) (minimum: 'T) (value: 'T option) : 'T option =
+        match value with
+        | Some v when v < minimum -> usageError (sprintf "%s %O: expected at least %O" flag v minimum)
+        | _ -> ()
+        value
+
     /// A `--mix` value, or a usage error naming it.
     let mix (usageError: string -> AdvAA.Core.Augment.LabelMixing) (text: string) =
         try AdvAA.Core.Augment.LabelMixing.Parse text with :? AdvAA.Core.Augment.AugmentException as e -> usageError e.Message
@@ -127,6 +135,7 @@ module CommandLine =
         | None -> ()
         let out = results.TryGetResult RunArgs.Out
         let resume = results.TryGetResult RunArgs.Resume
+        let bounds (message: string) : unit = results.Raise(message, ErrorCode.CommandLine, false)
         if out.IsSome && resume.IsSome then
             results.Raise("--out and --resume exclude each other: --resume continues the run in its own folder", ErrorCode.CommandLine, true)
         // Recorded in config.json and replayed by --resume: data paths made absolute, so a resume
@@ -141,13 +150,13 @@ module CommandLine =
         { Script = script
           Arguments = arguments
           Overrides =
-            { Epochs = results.TryGetResult RunArgs.Epochs
+            { Epochs = results.TryGetResult RunArgs.Epochs |> CommandLineParam.atLeast bounds "--epochs" 1
               Device = results.TryGetResult RunArgs.Device
               Out = out
               Seed = results.TryGetResult RunArgs.Seed
               Data = results.TryGetResult RunArgs.Data
-              TrainLimit = results.TryGetResult RunArgs.Train_Limit
-              TestLimit = results.TryGetResult RunArgs.Test_Limit
+              TrainLimit = results.TryGetResult RunArgs.Train_Limit |> CommandLineParam.atLeast bounds "--train-limit" 1
+              TestLimit = results.TryGetResult RunArgs.Test_Limit |> CommandLineParam.atLeast bounds "--test-limit" 1
               Parameters =
                 results.GetResults RunArgs.Param
                 |> List.map (parameter (fun message -> results.Raise(message, ErrorCode.CommandLine, true)))

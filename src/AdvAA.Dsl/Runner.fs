@@ -137,12 +137,26 @@ module Runner =
         if images < int64 config.BatchSize then
             raise (ConfigException(sprintf "batch size %d is larger than the %d training images: no step could run; lower the batch size or train on more images" config.BatchSize images))
 
+    /// The configuration with its image limits cut to what the data has (a warning says so), so that
+    /// config.json records the number of images actually used.
+    let private fitLimits (out: TextWriter) (config: TrainConfig) (data: DataSplits) =
+        let held = if config.ValidationSize.HasValue then config.ValidationSize.Value else 0L
+        let cut (flag: string) (limit: Nullable<int64>) (available: int64) (what: string) =
+            if limit.HasValue && limit.Value > available then
+                out.WriteLine(sprintf "warning  %s %d is more than the %d %s: using %d" flag limit.Value available what available)
+                Nullable available
+            else limit
+        let train = cut "train limit" config.TrainLimit (data.Train.Count - held) (if held > 0L then "training images outside the validation split" else "training images")
+        let test = cut "test limit" config.TestLimit data.Test.Count "test images"
+        if train = config.TrainLimit && test = config.TestLimit then config else config.WithLimits(train, test)
+
     /// Trains one configuration into the run folder `openFolder` gives (opened or created only once
     /// the trainer stands, so a method that cannot be made writes nothing), printing one line per
     /// epoch (and, on a terminal, a step line rewritten in place). Progress is counted from the
     /// folder's last complete checkpoint.
     let private train (session: Session) (data: DataSplits) (openFolder: unit -> RunFolder) (name: string) (config: TrainConfig) : Outcome =
         let out = session.Display.Out
+        let config = fitLimits out config data
         use trainer = new Trainer(config.WithOrigin(origin session), data)
         let folder = openFolder ()
         match trainer.PrecisionWarning with
@@ -290,7 +304,7 @@ module Runner =
                 match resume with
                 | Some path ->
                     let full = Path.GetFullPath path
-                    if not (Directory.Exists full) then raise (RunFolderException(sprintf "run folder %s does not exist" full))
+                    if not (Directory.Exists full) then raise (RunFolderException(RunFolder.Missing full))
                     full
                 | None -> (create out groupName).Path
             prepare group

@@ -129,6 +129,16 @@ let tests =
             Expect.stringContains out "the run was already complete: 2 epochs" "nothing to do"
         }
 
+        test "a limit above the data's size warns and config.json records the number used" {
+            use dir = new TempDir()
+            let folder = dir.File "run"
+            let code, out, err = cli [ "train"; "--method"; "baseline"; "--epochs"; "1"; "--batch"; "64"; "--train-limit"; "5000"; "--test-limit"; "3000"; "--device"; "cpu"; "--out"; folder ]
+            expectCode (code, out, err) 0
+            containsAll out [ "warning  train limit 5000 is more than the 2000 training images: using 2000"; "warning  test limit 3000 is more than the 1000 test images: using 1000" ]
+            let experiment = (AdvAA.Core.Training.RunFolder.Open folder).ReadConfig().Experiment
+            Expect.equal (experiment.TrainLimit, experiment.TestLimit) (Nullable 2000L, Nullable 1000L) "the numbers used"
+        }
+
         test "run and train say where the report goes, and write it with --report" {
             use dir = new TempDir()
             let plain = dir.File "plain"
@@ -172,11 +182,21 @@ let tests =
                 noTrace err
             failing [ "--method"; "magic" ] [ "unknown method 'magic'"; "adversarial" ]
             failing [ "--model"; "vgg"; "--epochs"; "1" ] [ "unknown model 'vgg'" ]
-            failing [ "--instances"; "0" ] [ "Instances"; "0" ]
-            failing [ "--batch"; "0" ] [ "batch size = 0" ]
-            failing [ "--epochs"; "0" ] [ "Epochs = 0" ]
+            // A flag's value out of range is a usage error naming the flag, as an unparseable one is.
+            let usage (args: string list) (message: string) =
+                let code, out, err = cli ("train" :: args)
+                expectCode (code, out, err) AdvAA.Dsl.ExitCode.usage
+                Expect.equal (err.Trim()) message "the flag and its bound, not the experiment's field"
+            usage [ "--instances"; "0" ] "--instances 0: expected at least 1"
+            usage [ "--batch"; "0" ] "--batch 0: expected at least 1"
+            usage [ "--epochs"; "0" ] "--epochs 0: expected at least 1"
+            usage [ "--train-limit"; "0" ] "--train-limit 0: expected at least 1"
+            usage [ "--test-limit"; "-3" ] "--test-limit -3: expected at least 1"
+            usage [ "--lr"; "-1" ] "--lr -1: expected a rate above 0"
+            usage [ "--cutout"; "-1" ] "--cutout -1: expected at least 0"
+            Expect.equal (let code, _, _ = cli [ "train"; "--instances"; "abc" ] in code) AdvAA.Dsl.ExitCode.usage "an unparseable value: the same code"
+            failing [ "--resume"; notData ] [ notData; "is a file, not a run folder" ]
             failing [ "--device"; "tpu" ] [ "Device = \"tpu\"" ]
-            failing [ "--lr"; "-1" ] [ "LearningRate"; "-1" ]
             failing [ "--method"; "cutout"; "--policy"; notData ] [ "--policy trains with method 'policy'"; "--method cutout" ]
             failing ([ "--data"; dir.File "missing" ] @ tinyTrain) [ dir.File "missing"; "no such file or folder" ]
             failing ([ "--data"; notData ] @ tinyTrain) [ notData; "not a data set" ]
@@ -325,8 +345,11 @@ let tests =
             File.WriteAllLines(typo, [ "open AdvAA.Dsl"; "let experiment = { Experiment.defaults with Epochs = \"ten\" }" ])
             expectScriptError [ "run"; typo ] [ typo + ":2:"; "error FS0001" ]
             expectScriptError [ "check"; typo ] [ typo + ":2:"; "error FS0001" ]
-            let bad = script dir "bad.fsx" []
-            expectScriptError [ "run"; bad; "--epochs"; "0" ] [ bad + ":3:5: error: Epochs = 0: expected at least 1" ]
+            let bad = dir.File "bad.fsx"
+            File.WriteAllLines(bad, [ "open AdvAA.Dsl"; ""; "let experiment ="; "    { Experiment.defaults with"; "        Name = \"tiny\"; Epochs = 0 }" ])
+            expectScriptError [ "run"; bad ] [ bad + ":3:5: error: Epochs = 0: expected at least 1" ]
+            let code, _, err = cli [ "run"; script dir "good.fsx" []; "--epochs"; "0" ]
+            Expect.equal (code, err.Trim()) (AdvAA.Dsl.ExitCode.usage, "--epochs 0: expected at least 1") "a flag's bound is the flag's error"
             let throws = script dir "throws.fsx" [ "let broken = Space.paper |> Space.range \"Rotate\" (40.0, 10.0)" ]
             expectScriptError [ "run"; throws ] [ throws + ":7:"; "Space.range Rotate: lo = 40 is above hi = 10" ]
             let none = dir.File "none.fsx"

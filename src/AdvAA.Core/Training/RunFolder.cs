@@ -55,11 +55,15 @@ public sealed class RunFolder
         }
     }
 
+    /// <summary>Why <paramref name="full"/> cannot be opened as a run folder: a file there, or nothing.</summary>
+    public static string Missing(string full) =>
+        System.IO.File.Exists(full) ? $"{full} is a file, not a run folder: give the run's folder (the one holding {ConfigFile})" : $"run folder {full} does not exist";
+
     /// <summary>Opens an existing run folder for resuming; it must hold config.json.</summary>
     public static RunFolder Open(string path)
     {
         string full = System.IO.Path.GetFullPath(path);
-        if (!Directory.Exists(full)) throw new RunFolderException($"run folder {full} does not exist");
+        if (!Directory.Exists(full)) throw new RunFolderException(Missing(full));
         if (!System.IO.File.Exists(System.IO.Path.Combine(full, ConfigFile)))
             throw new RunFolderException($"{full} is not a run folder: {ConfigFile} is missing");
         return new RunFolder(full);

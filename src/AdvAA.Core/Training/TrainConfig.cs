@@ -70,6 +70,9 @@ public sealed record TrainConfig
     /// <summary>A copy with label mixing (for callers that cannot use a <c>with</c> expression).</summary>
     public TrainConfig WithMix(LabelMixing? mix) => this with { Mix = mix };
 
+    /// <summary>A copy with other image limits (for callers that cannot use a <c>with</c> expression).</summary>
+    public TrainConfig WithLimits(long? train, long? test) => this with { TrainLimit = train, TestLimit = test };
+
     /// <summary>A copy with another method spec (for callers that cannot use a <c>with</c> expression).</summary>
     public TrainConfig WithMethod(MethodSpec method) => this with { Method = method };
 
