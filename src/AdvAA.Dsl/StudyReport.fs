@@ -90,7 +90,11 @@ let private draws (run: RunData) =
     | _ -> AdvAA.Core.Methods.AdversarialMethod.DistributionSamples * 10
 
 let private pct (x: float) = if Double.IsNaN x then "–" else sprintf "%.2f" (100.0 * x)
-let private pm (xs: float list) = let m, s = meanSd xs in sprintf "%s ± %s" (pct m) (pct s)
+/// mean ± sd; one value alone (one seed so far) has no spread to show.
+let private pm (xs: float list) =
+    match xs with
+    | [ x ] -> pct x
+    | _ -> let m, s = meanSd xs in sprintf "%s ± %s" (pct m) (pct s)
 
 module private Plots =
     open ScottPlot

@@ -16,9 +16,9 @@ let readEvents (path: string) =
         if at = bytes.Length then List.rev acc
         else
             let length = BitConverter.ToUInt64(bytes, at) |> int
-            Expect.equal (BitConverter.ToUInt32(bytes, at + 8)) (masked (TorchSharp.Utils.CRC32C.process (bytes[at .. at + 7]))) "the length's CRC"
+            Expect.equal (BitConverter.ToUInt32(bytes, at + 8)) (masked (TorchSharp.Utils.CRC32C.``process`` (bytes[at .. at + 7]))) "the length's CRC"
             let data = bytes[at + 12 .. at + 12 + length - 1]
-            Expect.equal (BitConverter.ToUInt32(bytes, at + 12 + length)) (masked (TorchSharp.Utils.CRC32C.process data)) "the data's CRC"
+            Expect.equal (BitConverter.ToUInt32(bytes, at + 12 + length)) (masked (TorchSharp.Utils.CRC32C.``process`` data)) "the data's CRC"
             loop (at + 16 + length) (Tensorboard.Event.Parser.ParseFrom data :: acc)
     loop 0 []
 
