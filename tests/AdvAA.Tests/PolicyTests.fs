@@ -30,6 +30,19 @@ let private candidates (space: SearchSpace) (image: torch.Tensor) (levels: int l
 [<Tests>]
 let jsonTests =
     testList "policy.json" [
+        test "an op or level the search space lacks is named with the file and the stage's JSON path" {
+            use dir = new TempDir()
+            let path = dir.File "p.json"
+            let check (json: string) =
+                File.WriteAllText(path, json)
+                let document = PolicyJson.ReadDocument path
+                throwsMessage<AugmentException> (fun () -> PolicyJson.CheckAgainst(document, SearchSpace.Default))
+            containsAll (check """{ "format": "advaa-policy", "version": 1, "subPolicies": [ [ { "op": "Rotate", "level": 4 }, { "op": "Wobble", "level": 3 } ] ] }""")
+                [ path + ": $.subPolicies[0][1].op: unknown op 'Wobble'"; "this search space has: ShearX" ]
+            containsAll (check """{ "format": "advaa-policy", "version": 2, "policies": [ [ [ { "op": "Rotate", "level": 4 } ] ], [ [ { "op": "Color", "level": 12 } ] ] ] }""")
+                [ path + ": $.policies[1][0][0].level is 12; expected a whole number in 0..9" ]
+        }
+
         test "policies survive a JSON round trip (file and string)" {
             let p = policy [ [ "Invert", 0, 0.1; "Contrast", 6, 0.2 ]; [ "Rotate", 9, 1.0 ]; [ "Add", 3, 0.25; "Equalize", 0, 1.0; "ShearX", 1, 0.5 ] ]
             Expect.equal (PolicyJson.Parse(PolicyJson.Serialize p)) p "string"

@@ -160,6 +160,31 @@ public static class PolicyJson
         return new PolicyStage(name, l, probability);
     }
 
+    /// <summary>
+    /// Checks every stage of <paramref name="document"/> against <paramref name="space"/> (its op names
+    /// and levels), naming the file and the stage's JSON path as parsing does.
+    /// </summary>
+    public static void CheckAgainst(PolicyDocument document, SearchSpace space)
+    {
+        string source = document.Source ?? "policy";
+        for (int m = 0; m < document.Policies.Count; m++)
+        {
+            string policyPath = document.PerInstance ? $"$.policies[{m}]" : "$.subPolicies";
+            var subs = document.Policies[m].SubPolicies;
+            for (int q = 0; q < subs.Count; q++)
+                for (int k = 0; k < subs[q].Stages.Count; k++)
+                {
+                    PolicyStage stage = subs[q].Stages[k];
+                    string path = $"{policyPath}[{q}][{k}]";
+                    int op;
+                    try { op = space.IndexOf(stage.Op); }
+                    catch (AugmentException x) { throw new AugmentException($"{source}: {path}.op: {x.Message}"); }
+                    if (stage.Level < 0 || stage.Level >= space.Levels)
+                        throw new AugmentException($"{source}: {path}.level is {stage.Level}; expected a whole number in 0..{space.Levels - 1} (the levels of {space.Ops[op].Name} in this search space)");
+                }
+        }
+    }
+
     static void Expect(string source, string path, JsonElement e, JsonValueKind kind, string expected)
     {
         if (e.ValueKind != kind) throw Bad(source, path, e, expected);

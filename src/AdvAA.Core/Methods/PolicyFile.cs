@@ -25,12 +25,14 @@ public sealed record PolicySpec : CopiesSpec
         // Binding the policy to the space checks every op name and level.
         try
         {
+            PolicyJson.CheckAgainst(policy, space);
             if (policy.PerInstance) InstancePolicies.Tables(policy.Policies, space, policy.Source ?? "policy").Ops.Dispose();
             else _ = new PolicyAugment(policy.Policies[0], space, policy.Source ?? "policy");
         }
         catch (AugmentException e)
         {
-            throw new ConfigException($"{Name}.policy: {e.Message}");
+            // A file's errors begin with its path; others say which parameter they are about.
+            throw new ConfigException(policy.Source != null && e.Message.StartsWith(policy.Source, StringComparison.Ordinal) ? e.Message : $"{Name}.policy: {e.Message}");
         }
     }
 
