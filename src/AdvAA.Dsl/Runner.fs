@@ -137,6 +137,11 @@ module Runner =
         if images < int64 config.BatchSize then
             raise (ConfigException(sprintf "batch size %d is larger than the %d training images: no step could run; lower the batch size or train on more images" config.BatchSize images))
 
+    /// ENOSPC (28) on Linux, ERROR_DISK_FULL / ERROR_HANDLE_DISK_FULL on Windows.
+    let private diskFull (e: IOException) =
+        let code = e.HResult &&& 0xFFFF
+        code = 28 || code = 112 || code = 39
+
     /// The configuration with its image limits cut to what the data has (a warning says so), so that
     /// config.json records the number of images actually used.
     let private fitLimits (out: TextWriter) (config: TrainConfig) (data: DataSplits) =
@@ -201,7 +206,14 @@ module Runner =
                 )
                 out.Flush())
         try
-            trainer.Run(folder, session.Cancel, String.concat " " session.Program) |> ignore
+            try
+                trainer.Run(folder, session.Cancel, String.concat " " session.Program) |> ignore
+            with :? IOException as e when diskFull e ->
+                let kept =
+                    match Checkpoints.Latest folder with
+                    | null -> "no epoch had finished, so it holds no checkpoint"
+                    | c -> sprintf "it keeps epoch %d, its last complete checkpoint" c.Epoch
+                raise (RunFolderException(sprintf "the disk is full while writing %s; %s. Free some space, then continue with: %s" folder.Path kept (resumeCommand session folder.Path)))
         finally
             clearStep ()
         let history = [ for m in folder.ReadMetrics() do if m.TestAccuracy.HasValue then yield m.Epoch, m.TestAccuracy.Value ]

@@ -141,6 +141,21 @@ let tests =
                 Expect.equal (epochs run) [ 1 .. last.Epoch ] "still exactly the covered epochs"
         }
 
+        test "advaa train on a full disk says so, names the epoch kept and how to continue" {
+            use dir = new TempDir()
+            let mountPoint = dir.File "small-disk"
+            match tmpfs mountPoint 6000 with
+            | None -> skiptest "mounting a tmpfs needs root on Linux"
+            | Some mounted ->
+                use _ = mounted
+                let run = Path.Combine(mountPoint, "run")
+                let code, _, err = AdvAA.Tests.CliTests.cli [ "train"; "--method"; "baseline"; "--model"; "small"; "--epochs"; "3"; "--batch"; "32"; "--train-limit"; "64"; "--test-limit"; "50"; "--device"; "cpu"; "--out"; run ]
+                Expect.equal code 1 err
+                let kept = (Checkpoints.Latest(RunFolder.Open run) |> nonNull).Epoch
+                containsAll err [ sprintf "advaa: the disk is full while writing %s; it keeps epoch %d, its last complete checkpoint" run kept; "continue with: advaa train "; "--resume " + run ]
+                Expect.isFalse (err.Contains "No space left on device") "the system's words are replaced"
+        }
+
         test "a run folder of an earlier format is refused by report, resume and export, naming its format" {
             use dir = new TempDir()
             let folder = RunFolder.Create(dir.File "old")
