@@ -25,7 +25,8 @@ public sealed record PolicySpec : CopiesSpec
         // Binding the policy to the space checks every op name and level.
         try
         {
-            PolicyJson.CheckAgainst(policy, space);
+            // A file's stages are named by their JSON path; a policy written in a script by sub-policy and stage.
+            if (policy.Source != null) PolicyJson.CheckAgainst(policy, space);
             if (policy.PerInstance) InstancePolicies.Tables(policy.Policies, space, policy.Source ?? "policy").Ops.Dispose();
             else _ = new PolicyAugment(policy.Policies[0], space, policy.Source ?? "policy");
         }
