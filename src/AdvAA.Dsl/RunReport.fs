@@ -32,13 +32,10 @@ let policyGrid (run: RunData) (count: int) (png: string) : string option =
             let policies = List.ofSeq recorded
             use images = testImages run count
             use generator = new torch.Generator(0UL)
-            use scope = torch.NewDisposeScope()
-            let rows =
-                images.clone()
-                :: [ for i, p in List.indexed policies -> PolicyAugment(p, space, sprintf "policy %d" (i + 1)).Augment(images, generator) ]
+            use grid = PolicyAugment.Grid(images, policies, space, generator)
             let labels = "original" :: [ for i in 1 .. policies.Length -> sprintf "policy %d (epoch %d)" i last.Epoch ]
             Directory.CreateDirectory(nonNull (Path.GetDirectoryName png)) |> ignore
-            ImageGrid.WritePng(png, torch.cat(Array.ofList rows, 0L), int images.shape[0], Array.ofList labels)
+            ImageGrid.WritePng(png, grid, int images.shape[0], Array.ofList labels)
             Some png
         with
         | :? AugmentException as e ->

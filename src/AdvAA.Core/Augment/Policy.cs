@@ -110,6 +110,15 @@ public sealed class PolicyAugment : IPolicySource
                 torch.tensor(probabilityTable, shape, device: device).DetachFromDisposeScope());
     });
 
+    /// <summary>The rows of a policy grid: <paramref name="images"/>, then each policy applied to them (reports, TensorBoard).</summary>
+    public static Tensor Grid(Tensor images, IReadOnlyList<Policy> policies, SearchSpace space, torch.Generator generator)
+    {
+        using var scope = torch.NewDisposeScope();
+        var rows = new List<Tensor> { images };
+        rows.AddRange(policies.Select((policy, i) => new PolicyAugment(policy, space, $"policy {i + 1}").Augment(images, generator)));
+        return torch.cat(rows, 0).MoveToOuterDisposeScope();
+    }
+
     public Tensor Augment(Tensor images, torch.Generator generator)
     {
         BatchAugment.CheckImages(images);

@@ -199,10 +199,8 @@ public sealed class Trainer : IDisposable
         long n = Math.Min(8, test.Count);
         Tensor images = test.Images.index_select(0, torch.arange(n, dtype: int64).mul(test.Count / n));
         using var generator = new Generator((ulong)epoch);
-        var rows = new List<Tensor> { images };
-        rows.AddRange(applied.Select((policy, i) => new PolicyAugment(policy, space, $"policy {i + 1}").Augment(images, generator)));
         string[] labels = ["original", .. applied.Select((_, i) => $"policy {i + 1}")];
-        return ImageGrid.EncodePng(torch.cat(rows, 0), (int)n, labels, 2, out height, out width);
+        return ImageGrid.EncodePng(PolicyAugment.Grid(images, applied, space, generator), (int)n, labels, 2, out height, out width);
     }
 
     const string MetricsPart = "metrics", PoliciesPart = "policies";
