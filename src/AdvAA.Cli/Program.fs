@@ -19,6 +19,7 @@ type CliArgs =
     | [<CliPrefix(CliPrefix.None)>] Bench of ParseResults<BenchCommand.BenchArgs>
     | [<CliPrefix(CliPrefix.None)>] Evaluate of ParseResults<EvaluateCommand.EvaluateArgs>
     | [<CliPrefix(CliPrefix.None)>] Predict of ParseResults<PredictCommand.PredictArgs>
+    | [<CliPrefix(CliPrefix.None)>] Export of ParseResults<ExportCommand.ExportArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -35,6 +36,7 @@ type CliArgs =
             | Bench _ -> "how fast this machine augments (bench ops) and trains (bench models), in images/s."
             | Evaluate _ -> "a trained run's accuracy, per-class accuracy and confusion matrix (on its own test split by default)."
             | Predict _ -> "a trained run's top classes with probabilities for JPEG/PNG files of its image size."
+            | Export _ -> "a trained run's weights for PyTorch (advaa export RUN --out model.pt), with a .py file defining the network."
 
 [<EntryPoint>]
 let main argv =
@@ -55,6 +57,7 @@ let main argv =
         | Bench a -> BenchCommand.run a
         | Evaluate a -> EvaluateCommand.run a
         | Predict a -> PredictCommand.run a
+        | Export a -> ExportCommand.run a
     with
     | :? ArguParseException as e ->
         if e.ErrorCode = ErrorCode.HelpText then

@@ -30,6 +30,7 @@ type TrainArgs =
     | Precision of precision: string
     | Memory_Format of format: string
     | Mix of mixing: string
+    | Init of file: string
     | Report
 
     interface IArgParserTemplate with
@@ -56,6 +57,7 @@ type TrainArgs =
             | Precision _ -> CommandLineParam.precisionUsage
             | Memory_Format _ -> "channels-last|nchw: the layout of the input batches (default channels-last, faster convolutions)."
             | Mix _ -> CommandLineParam.mixUsage
+            | Init _ -> CommandLineParam.initUsage
             | Report -> "write the run's report at the end (plots, policy grid, index.html; see advaa report)."
 
 let private parser = lazy (ArgumentParser.Create<TrainArgs>(programName = "advaa train"))
@@ -93,6 +95,7 @@ let experiment (results: ParseResults<TrainArgs>) : Experiment =
             TrainLimit = results.TryGetResult(TrainArgs.Train_Limit) |> atLeast "--train-limit" 1
             TestLimit = results.TryGetResult(TrainArgs.Test_Limit) |> atLeast "--test-limit" 1
             Dropout = defaultArg (results.TryGetResult(TrainArgs.Dropout) |> atLeast "--dropout" 0.0) d.Dropout
+            Init = results.TryGetResult TrainArgs.Init
             CutoutSize = results.TryGetResult(TrainArgs.Cutout) |> atLeast "--cutout" 0
             Precision = defaultArg (results.TryGetResult TrainArgs.Precision) d.Precision
             MemoryFormat = defaultArg (results.TryGetResult TrainArgs.Memory_Format) d.MemoryFormat
@@ -124,6 +127,7 @@ let private replayable (args: TrainArgs list) =
         | TrainArgs.Data p -> Some(TrainArgs.Data(Path.GetFullPath p))
         | TrainArgs.Policy p -> Some(TrainArgs.Policy(Path.GetFullPath p))
         | TrainArgs.From p -> Some(TrainArgs.From(Path.GetFullPath p))
+        | TrainArgs.Init p -> Some(TrainArgs.Init(Path.GetFullPath p))
         | a -> Some a)
 
 let run (args: ParseResults<TrainArgs>) =

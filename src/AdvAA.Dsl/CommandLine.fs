@@ -25,6 +25,8 @@ type Overrides =
       Data: string option
       TrainLimit: int option
       TestLimit: int option
+      /// --init: a PyTorch state dict to start the target network from.
+      Init: string option
       /// Method parameters by name (`--param name=value`), applied after the script's.
       Parameters: (string * string) list
       Precision: string option
@@ -38,6 +40,7 @@ type Overrides =
           Data = None
           TrainLimit = None
           TestLimit = None
+          Init = None
           Parameters = []
           Precision = None
           Mix = None }
@@ -47,6 +50,7 @@ module CommandLineParam =
     let usage = "a method parameter, name=value (e.g. n=3 or randaugment.n=3; repeatable; see advaa methods)."
     let precisionUsage = "auto|fp32|bf16: bf16 trains under autocast (default auto: bf16 where the device does it fast, else fp32)."
     let mixUsage = "label mixing after the method: mixup[:alpha] or cutmix[:alpha] (lambda ~ Beta(alpha, alpha), default alpha 1)."
+    let initUsage = "start the target network from this PyTorch state dict (.pt, e.g. from advaa export) of the same model and classes."
 
     /// A flag's value checked against its lower bound, or a usage error naming the flag as the user
     /// typed it (`--instances 0: expected at least 1`), not the experiment field it sets.
@@ -75,6 +79,7 @@ type RunArgs =
     | Param of setting: string
     | Precision of precision: string
     | Mix of mixing: string
+    | Init of file: string
     | Report
 
     interface IArgParserTemplate with
@@ -92,6 +97,7 @@ type RunArgs =
             | Param _ -> CommandLineParam.usage
             | Precision _ -> CommandLineParam.precisionUsage
             | Mix _ -> CommandLineParam.mixUsage
+            | Init _ -> CommandLineParam.initUsage
             | Report -> "write the report of each finished run (plots, policy grid, index.html; see advaa report)."
 
 /// A parsed script-run command line.
@@ -146,6 +152,7 @@ module CommandLine =
                 | RunArgs.Out _
                 | RunArgs.Resume _ -> None
                 | RunArgs.Data p -> Some(RunArgs.Data(IO.Path.GetFullPath p))
+                | RunArgs.Init p -> Some(RunArgs.Init(IO.Path.GetFullPath p))
                 | a -> Some a)
         { Script = script
           Arguments = arguments
@@ -157,6 +164,7 @@ module CommandLine =
               Data = results.TryGetResult RunArgs.Data
               TrainLimit = results.TryGetResult RunArgs.Train_Limit |> CommandLineParam.atLeast bounds "--train-limit" 1
               TestLimit = results.TryGetResult RunArgs.Test_Limit |> CommandLineParam.atLeast bounds "--test-limit" 1
+              Init = results.TryGetResult RunArgs.Init
               Parameters =
                 results.GetResults RunArgs.Param
                 |> List.map (parameter (fun message -> results.Raise(message, ErrorCode.CommandLine, true)))

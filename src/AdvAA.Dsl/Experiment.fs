@@ -77,6 +77,8 @@ type Experiment =
         Model: string
         /// In-block dropout of WideResNets.
         Dropout: float
+        /// A PyTorch state dict (.pt, e.g. from `advaa export`) of the same network to start from; None: a fresh initialisation.
+        Init: string option
         Method: Method
         /// The ops, ranges and levels that policies are made of (adversarial, random, uncertainty, FixedPolicy).
         Space: Space
@@ -271,6 +273,7 @@ module Experiment =
           EvalEvery = 1
           Model = "small"
           Dropout = 0.0
+          Init = None
           Method = Adversarial
           Space = Space.paper
           Controller =
@@ -377,6 +380,7 @@ module Experiment =
                 Method = methodSpec e,
                 Model = e.Model,
                 Dropout = e.Dropout,
+                Init = (e.Init |> Option.map Path.GetFullPath |> Option.toObj),
                 Data =
                     (match e.Data with
                      | EmbeddedSample -> null
@@ -421,6 +425,7 @@ module Experiment =
             Data = o.Data |> Option.map DataPath |> Option.defaultValue e.Data
             TrainLimit = Option.orElse e.TrainLimit o.TrainLimit
             TestLimit = Option.orElse e.TestLimit o.TestLimit
+            Init = Option.orElse e.Init o.Init
             Parameters = e.Parameters @ o.Parameters }
 
     /// A readable summary of the resolved experiment (what `advaa check` prints).
@@ -441,6 +446,9 @@ module Experiment =
           | limits -> yield sprintf "subset         %s (seeded, class-balanced)" (String.concat ", " limits)
           if e.EvalEvery > 1 then yield sprintf "evaluation     every %d epochs and after the last" e.EvalEvery
           yield sprintf "model          %s%s" e.Model (if e.Dropout > 0.0 then sprintf " (dropout %g)" e.Dropout else "")
+          match e.Init with
+          | Some init -> yield sprintf "initial        the weights in %s" (Path.GetFullPath init)
+          | None -> ()
           yield sprintf "method         %s: %s" spec.Name (MethodRegistry.Get spec.Name).Description
           yield sprintf "parameters     %s" spec.Summary
           yield sprintf "epochs         %d, batch %d per instance, seed %d, device %s, precision %s, %s" e.Epochs e.BatchSize e.Seed e.Device e.Precision e.MemoryFormat

@@ -71,6 +71,7 @@ module Runner =
         | :? RunFolderException
         | :? TrainingDivergedException
         | :? BackendException
+        | :? AdvAA.Core.Models.ModelFileException
         | :? IOException
         | :? UnauthorizedAccessException -> Some e.Message
         | _ -> None

@@ -23,6 +23,24 @@ let private writePng (path: string) (image: torch.Tensor) =
     use data = bitmap.Encode(SKEncodedImageFormat.Png, 100)
     File.WriteAllBytes(path, data.ToArray())
 
+/// Loads the exported module and 8 images (argv 1, 2), writes its logits (3); saves a perturbed copy
+/// of the network with torch.save (4) and that copy's logits (5).
+let private torchCheck = """
+import importlib.util, sys, torch
+spec = importlib.util.spec_from_file_location("model", sys.argv[1]); m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+images = torch.frombuffer(bytearray(open(sys.argv[2], "rb").read()), dtype=torch.uint8).view(8, 3, 32, 32)
+with torch.no_grad():
+    x = m.normalise(images, m.MEAN, m.STD)
+    m.load()(x).numpy().astype("<f4").tofile(sys.argv[3])
+    torch.manual_seed(3)
+    other = m.build()
+    for p in other.parameters(): p.add_(torch.randn_like(p) * 0.1)
+    for b in other.modules():
+        if isinstance(b, torch.nn.BatchNorm2d): b.running_mean.uniform_(-0.1, 0.1); b.running_var.uniform_(0.5, 1.5)
+    torch.save(other.state_dict(), sys.argv[4])
+    other.eval()(x).numpy().astype("<f4").tofile(sys.argv[5])
+"""
+
 [<Tests>]
 let tests =
     testSequenced <| testList "model use" [
@@ -84,5 +102,121 @@ let tests =
             Directory.CreateDirectory bare |> ignore
             File.Copy(Path.Combine(run, RunFolder.ConfigFile), Path.Combine(bare, RunFolder.ConfigFile))
             containsAll (throwsMessage<RunFolderException> (fun () -> TrainedModel.Open(bare, Nullable(), "cpu") |> ignore)) [ bare; "has no checkpoint" ]
+            let code, _, err = cli [ "export"; bare; "--out"; dir.File "bare.pt" ]
+            Expect.equal code 1 "export of a run without a checkpoint is bad input"
+            containsAll err [ bare; "has no checkpoint" ]
+            Expect.isFalse (File.Exists(dir.File "bare.pt")) "and writes nothing"
+        }
+
+        test "export writes a state dict torch.load reads, with the network in Python; --init starts a run from one and refuses another architecture" {
+            use dir = new TempDir()
+            let run = dir.File "run"
+            expectCode (cli [ "train"; "--method"; "baseline"; "--out"; run; "--epochs"; "1"; "--batch"; "32"; "--train-limit"; "64"; "--test-limit"; "20"; "--device"; "cpu" ]) 0
+            let weights = Path.Combine(dir.Path, "exported", "model.pt")
+            let code, out, err = cli [ "export"; run; "--out"; weights ]
+            expectCode (code, out, err) 0
+            containsAll out [ weights; Path.ChangeExtension(weights, ".py"); "m.load()" ]
+            let python = File.ReadAllText(Path.ChangeExtension(weights, ".py"))
+            containsAll python [ "class ResNet(nn.Module)"; "return ResNet([16, 32, 128], [1, 1, 2], 10)"; "CLASSES = [\"airplane\", "; "MEAN = [0."; "STD = [0."; "WEIGHTS = \"model.pt\"" ]
+
+            // The file holds the checkpoint's tensors exactly, by name and in order.
+            use trained = TrainedModel.Open(run, Nullable(), "cpu")
+            use model = AdvAA.Core.Models.ModelRegistry.Create("small", 10)
+            AdvAA.Core.Training.Checkpoints.Latest(RunFolder.Open run).Read("model", fun s -> model.load(s, strict = true) |> ignore)
+            let expected = model.state_dict() |> Seq.map (fun kv -> kv.Key, kv.Value) |> List.ofSeq
+            let read = AdvAA.Core.Models.PyTorchStateDict.Read weights |> Seq.map (fun struct (n, v) -> n, v) |> List.ofSeq
+            Expect.equal (read |> List.map fst) (expected |> List.map fst) "the state dict's names, in the model's order"
+            for (name, value), (_, original) in List.zip read expected do
+                Expect.equal value.dtype original.dtype (sprintf "%s keeps its dtype" name)
+                Expect.isTrue (value.equal(original).all().item<bool>()) (sprintf "%s is bit-identical" name)
+
+            // --init: a run from the exported weights evaluates, before any step, as the exported model.
+            let sample = DataSources.EmbeddedSample()
+            use test = sample.Test
+            use _train = sample.Train
+            use images = test.Images.narrow(0L, 0L, 8L)
+            use fresh = AdvAA.Core.Models.ModelRegistry.Create("small", 10, 0.0, 5L)
+            AdvAA.Core.Models.PyTorchStateDict.LoadInto(fresh, weights, "small with 10 classes")
+            fresh.eval()
+            use direct = trained.Probabilities images
+            let normaliser = Normalizer(trained.Config.Data.Mean, trained.Config.Data.Std)
+            use logits = fresh.forward(normaliser.Apply images)
+            use loaded = torch.nn.functional.softmax(logits, 1L)
+            Expect.isTrue (loaded.allclose(direct, 1e-5, 1e-6)) "the loaded weights give the trained model's probabilities"
+            let initRun = dir.File "from-init"
+            expectCode (cli [ "train"; "--method"; "baseline"; "--out"; initRun; "--epochs"; "1"; "--batch"; "32"; "--train-limit"; "64"; "--test-limit"; "20"; "--device"; "cpu"; "--init"; weights ]) 0
+            let config = JsonNode.Parse(File.ReadAllText(Path.Combine(initRun, RunFolder.ConfigFile))) |> nonNull
+            Expect.equal ((nonNull ((nonNull config["experiment"])["init"])).GetValue<string>()) weights "config.json records the initial weights"
+
+            // Bad input: another architecture, a truncated file, not a zip: named, nothing written.
+            let refused = dir.File "refused"
+            let code, _, err = cli [ "train"; "--method"; "baseline"; "--model"; "wrn-10-1"; "--out"; refused; "--epochs"; "1"; "--batch"; "32"; "--train-limit"; "64"; "--device"; "cpu"; "--init"; weights ]
+            Expect.equal code 1 "a state dict of another network is bad input"
+            containsAll err [ weights; "is not a state dict of wrn-10-1 with 10 classes"; "missing"; "not in the model: bn1.weight" ]
+            noTrace err
+            Expect.isFalse (Directory.Exists refused && Directory.GetFileSystemEntries(refused).Length > 0) "nothing written"
+            let truncated = dir.File "truncated.pt"
+            let bytes = File.ReadAllBytes weights
+            File.WriteAllBytes(truncated, bytes[.. bytes.Length / 2])
+            containsAll (throwsMessage<AdvAA.Core.Models.ModelFileException> (fun () -> AdvAA.Core.Models.PyTorchStateDict.Read truncated |> ignore)) [ truncated; "not a PyTorch weights file" ]
+            let text = dir.File "text.pt"
+            File.WriteAllText(text, "weights")
+            containsAll (throwsMessage<AdvAA.Core.Models.ModelFileException> (fun () -> AdvAA.Core.Models.PyTorchStateDict.Read text |> ignore)) [ text; "not a PyTorch weights file" ]
+            containsAll (throwsMessage<AdvAA.Core.Models.ModelFileException> (fun () -> AdvAA.Core.Models.PyTorchStateDict.Read(dir.File "none.pt") |> ignore)) [ dir.File "none.pt"; "does not exist" ]
+            let code, _, err = cli [ "export"; run; "--out"; weights; "--format"; "onnx" ]
+            Expect.equal code 2 "an unknown format is a usage error"
+            containsAll err [ "--format onnx: expected pytorch" ]
+        }
+
+        test "PyTorch loads the export and gives AdvAA's logits; AdvAA loads what torch.save wrote (Python's torch, where installed)" {
+            let pythonWithTorch =
+                [ "/usr/bin/python3"; "python3" ]
+                |> List.tryFind (fun python ->
+                    try
+                        let info = Diagnostics.ProcessStartInfo(python, [ "-c"; "import torch" ])
+                        info.RedirectStandardError <- true
+                        use p = Diagnostics.Process.Start info
+                        p.WaitForExit 60000 && p.ExitCode = 0
+                    with _ -> false)
+            if pythonWithTorch.IsNone then skiptest "no python3 with torch (Debian: apt-get install python3-torch): the PyTorch side is not checked"
+            let python = pythonWithTorch.Value
+            use dir = new TempDir()
+            let run = dir.File "run"
+            expectCode (cli [ "train"; "--method"; "baseline"; "--model"; "wrn-10-1"; "--out"; run; "--epochs"; "1"; "--batch"; "32"; "--train-limit"; "64"; "--test-limit"; "20"; "--device"; "cpu" ]) 0
+            let weights = dir.File "model.pt"
+            expectCode (cli [ "export"; run; "--out"; weights ]) 0
+            let sample = DataSources.EmbeddedSample()
+            use test = sample.Test
+            use _train = sample.Train
+            use images = test.Images.narrow(0L, 0L, 8L).contiguous()
+            File.WriteAllBytes(dir.File "images.u8", images.bytes.ToArray())
+            let script = dir.File "check.py"
+            File.WriteAllText(script, torchCheck)
+            let info = Diagnostics.ProcessStartInfo(python, [ script; Path.ChangeExtension(weights, ".py"); dir.File "images.u8"; dir.File "logits.f32"; dir.File "saved.pt"; dir.File "saved-logits.f32" ])
+            info.RedirectStandardError <- true
+            use p = Diagnostics.Process.Start info
+            let stderr = p.StandardError.ReadToEnd()
+            p.WaitForExit()
+            Expect.equal p.ExitCode 0 (sprintf "the Python check runs:\n%s" stderr)
+            let floats (file: string) = let b = File.ReadAllBytes file in Array.init (b.Length / 4) (fun i -> BitConverter.ToSingle(b, 4 * i))
+            use trained = TrainedModel.Open(run, Nullable(), "cpu")
+            let normaliser = Normalizer(trained.Config.Data.Mean, trained.Config.Data.Std)
+            use x = normaliser.Apply images
+            use model = AdvAA.Core.Models.ModelRegistry.Create("wrn-10-1", 10)
+            AdvAA.Core.Models.PyTorchStateDict.LoadInto(model, weights, "wrn-10-1")
+            model.eval()
+            let logits (m: torch.nn.Module<torch.Tensor, torch.Tensor>) =
+                use _ = torch.no_grad()
+                use y = m.forward x
+                y.data<float32>().ToArray()
+            let ours = logits model
+            let theirs = floats (dir.File "logits.f32")
+            Expect.equal theirs.Length 80 "8 images x 10 classes"
+            let gap (a: float32[]) (b: float32[]) = Array.map2 (fun (u: float32) v -> abs (float u - float v)) a b |> Array.max
+            Expect.isLessThan (gap ours theirs) 1e-4 "PyTorch's logits of the export are AdvAA's within 1e-4"
+            use fromTorch = AdvAA.Core.Models.ModelRegistry.Create("wrn-10-1", 10)
+            AdvAA.Core.Models.PyTorchStateDict.LoadInto(fromTorch, dir.File "saved.pt", "wrn-10-1")
+            fromTorch.eval()
+            Expect.isLessThan (gap (logits fromTorch) (floats (dir.File "saved-logits.f32"))) 1e-4 "a state dict torch.save wrote gives PyTorch's logits here"
         }
     ]

@@ -41,12 +41,41 @@ public static class ModelRegistry
             throw new ArgumentException($"unknown model '{name}': expected one of {string.Join(", ", Names)}, or wrn-<depth>-<widen>", nameof(name));
         if (dropout != 0.0)
             throw new ArgumentException($"model '{name}' has no dropout, but dropout {dropout.ToString(CultureInfo.InvariantCulture)} was given: only wrn-* models take dropout", nameof(dropout));
-        return key == Small
-            // ResNet-10 with widths 16/32/128 and blocks 1/1/2: 0.51M parameters but only about 20M
-            // multiply-adds per image, most of its width at 8x8 where convolutions are cheap; it trains
-            // about 3x faster on a CPU than a ResNet-14 at 32/64/128 (0.70M, 105M).
-            ? new ResNet("ResNet-10-small", [16, 32, 128], [1, 1, 2], numClasses)
-            : new ResNet("ResNet-18", [64, 128, 256, 512], [2, 2, 2, 2], numClasses);
+        var (title, widths, blocks) = ResNetShape(key);
+        return new ResNet(title, widths, blocks, numClasses);
+    }
+
+    static (string Title, int[] Widths, int[] Blocks) ResNetShape(string key) => key == Small
+        // ResNet-10 with widths 16/32/128 and blocks 1/1/2: 0.51M parameters but only about 20M
+        // multiply-adds per image, most of its width at 8x8 where convolutions are cheap; it trains
+        // about 3x faster on a CPU than a ResNet-14 at 32/64/128 (0.70M, 105M).
+        ? ("ResNet-10-small", [16, 32, 128], [1, 1, 2])
+        : ("ResNet-18", [64, 128, 256, 512], [2, 2, 2, 2]);
+
+    /// <summary>
+    /// The Python expression that builds the same network with the classes of <c>advaa_models.py</c>
+    /// (<see cref="PythonModels"/>), e.g. <c>ResNet([16, 32, 128], [1, 1, 2], 10)</c>.
+    /// </summary>
+    public static string PythonConstructor(string name, int numClasses, double dropout = 0.0)
+    {
+        string key = name.Trim().ToLowerInvariant();
+        Describe(name);
+        if (TryParseWideResNet(key, name, out int depth, out int widen))
+            return $"WideResNet({depth}, {widen}, {dropout.ToString("R", CultureInfo.InvariantCulture)}, {numClasses})";
+        var (_, widths, blocks) = ResNetShape(key);
+        return $"ResNet([{string.Join(", ", widths)}], [{string.Join(", ", blocks)}], {numClasses})";
+    }
+
+    /// <summary>The PyTorch definitions of the registry's networks, with the same state-dict names (a Python module).</summary>
+    public static string PythonModels
+    {
+        get
+        {
+            using var stream = typeof(ModelRegistry).Assembly.GetManifestResourceStream("AdvAA.Models.advaa_models.py")
+                ?? throw new InvalidOperationException("the Python model definitions are not embedded in AdvAA.Core");
+            using var reader = new System.IO.StreamReader(stream);
+            return reader.ReadToEnd();
+        }
     }
 
     /// <summary>The number of trainable scalars (all parameters; batch-norm running statistics are buffers, not counted).</summary>

@@ -70,16 +70,21 @@ public sealed class RunFolder
     }
 
     /// <summary>Writes a whole file atomically; a failed write (a full disk) leaves neither the temporary file nor a changed target.</summary>
-    public static void WriteAtomically(string path, string text)
+    public static void WriteAtomically(string path, string text) =>
+        WriteAtomically(path, temp =>
+        {
+            using var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None);
+            stream.Write(new UTF8Encoding(false).GetBytes(text));
+            stream.Flush(flushToDisk: true);
+        });
+
+    /// <summary>Writes a whole file atomically: <paramref name="write"/> writes a temporary file, which then replaces <paramref name="path"/>.</summary>
+    public static void WriteAtomically(string path, Action<string> write)
     {
         string temp = $"{path}{TempMarker}{Environment.ProcessId}";
         try
         {
-            using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
-            {
-                stream.Write(new UTF8Encoding(false).GetBytes(text));
-                stream.Flush(flushToDisk: true);
-            }
+            write(temp);
             System.IO.File.Move(temp, path, overwrite: true);
         }
         catch

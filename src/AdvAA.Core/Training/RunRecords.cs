@@ -156,7 +156,7 @@ public sealed record ExperimentRecord(
     MethodSpec Method, string Model, double Dropout, string? Data, long? TrainLimit, long? TestLimit,
     int Epochs, int BatchSize, long Seed, string Device, string LearningRate, double Momentum, bool Nesterov,
     double WeightDecay, SearchSpaceRecord SearchSpace, int EvalBatchSize, string Precision, string MemoryFormat,
-    long? ValidationSize, int EvalEvery, LabelMixing? Mix)
+    long? ValidationSize, int EvalEvery, LabelMixing? Mix, string? Init = null)
 {
     public JsonObject ToJson() => new()
     {
@@ -181,6 +181,7 @@ public sealed record ExperimentRecord(
         ["validation_size"] = ValidationSize,
         ["eval_every"] = EvalEvery,
         ["mix"] = Mix?.ToJson(),
+        ["init"] = Init,  // null: a fresh initialisation
     };
 
     public static ExperimentRecord FromJson(JsonObject json, string where) => new(
@@ -196,7 +197,8 @@ public sealed record ExperimentRecord(
         RecordJson.Value<int>(json, "eval_batch_size", where),
         RecordJson.Value<string>(json, "precision", where), RecordJson.Value<string>(json, "memory_format", where),
         RecordJson.Optional<long>(json, "validation_size", where), RecordJson.Value<int>(json, "eval_every", where),
-        json["mix"] is JsonObject mix ? LabelMixing.FromJson(mix, $"{where}: mix") : null);
+        json["mix"] is JsonObject mix ? LabelMixing.FromJson(mix, $"{where}: mix") : null,
+        RecordJson.OptionalText(json, "init", where));
 }
 
 /// <summary>How a run was started: the program (e.g. "advaa train", "dotnet fsi") and its arguments (without --out and --resume).</summary>

@@ -21,6 +21,8 @@ public sealed record TrainConfig
     public MethodSpec Method { get; init; } = MethodRegistry.Defaults("adversarial");
     public string Model { get; init; } = "small";
     public double Dropout { get; init; }
+    /// <summary>A PyTorch state dict (.pt) of the same network to start from instead of a fresh initialisation; null = none.</summary>
+    public string? Init { get; init; }
     /// <summary>A data folder or archive (see DataSources.Load); null = the embedded sample.</summary>
     public string? Data { get; init; }
     /// <summary>Train on a seeded class-balanced subset of this many training / test images; null = all.</summary>
@@ -124,7 +126,7 @@ public sealed record TrainConfig
     public ExperimentRecord Record(SearchSpace sizedSpace, Precision precision) => new(
         Method, Model, Dropout, Data is null ? null : Path.GetFullPath(Data), TrainLimit, TestLimit, Epochs, BatchSize, Seed, Device,
         LearningRate.Description, Momentum, Nesterov, WeightDecay, SearchSpaceRecord.Of(sizedSpace), EvalBatchSize,
-        Precisions.Name(precision), MemoryFormat, ValidationSize, EvalEvery, Mix);
+        Precisions.Name(precision), MemoryFormat, ValidationSize, EvalEvery, Mix, Init is null ? null : Path.GetFullPath(Init));
 }
 
 /// <summary>The layouts of input batches.</summary>

@@ -1,5 +1,7 @@
 using System;
 using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
 using System.Linq;
 using AdvAA.Core.Backend;
 using AdvAA.Core.Data;
@@ -95,6 +97,42 @@ public sealed class TrainedModel : IDisposable
         using var scope = NewDisposeScope();
         using Tensor onDevice = images.to(Device);
         return functional.softmax(Logits(normalizer.Apply(onDevice, channelsLast)), 1).cpu().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Writes the weights as a PyTorch state dict to <paramref name="path"/> (<c>torch.load</c> reads
+    /// it) and beside it a Python module of the same name ending in .py that defines the network
+    /// (<see cref="ModelRegistry.PythonModels"/>), the run's classes and normalisation, and
+    /// <c>load()</c>. Each file is written whole or not at all. Returns the two paths.
+    /// </summary>
+    public (string Weights, string Module) ExportPyTorch(string path)
+    {
+        string weights = Path.GetFullPath(path);
+        string module = Path.ChangeExtension(weights, ".py");
+        if (module == weights) throw new ArgumentException($"{path}: the weights file needs another extension than .py (e.g. model.pt)", nameof(path));
+        string Numbers(IEnumerable<double> values) => string.Join(", ", values.Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
+        var entries = model.state_dict().Select(kv => (kv.Key, kv.Value)).ToList();
+        string Quoted(string text) => "\"" + text.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"";
+        string python = string.Join("\n", [
+            ModelRegistry.PythonModels.TrimEnd(), "", "",
+            $"# The run {Folder}, epoch {Epoch} (written by advaa export).",
+            $"CLASSES = [{string.Join(", ", Classes.Select(Quoted))}]",
+            $"MEAN = [{Numbers(normalizer.Mean)}]",
+            $"STD = [{Numbers(normalizer.Std)}]",
+            $"WEIGHTS = {Quoted(Path.GetFileName(weights))}", "", "",
+            "def build():",
+            $"    \"\"\"The run's network ({Config.Experiment.Model}, {Classes.Count} classes), untrained.\"\"\"",
+            $"    return {ModelRegistry.PythonConstructor(Config.Experiment.Model, Classes.Count, Config.Experiment.Dropout)}", "", "",
+            "def load(path=None):",
+            "    \"\"\"The trained network in eval mode, from the weights file beside this module (or `path`).\"\"\"",
+            "    import os",
+            "    net = build()",
+            "    net.load_state_dict(torch.load(path or os.path.join(os.path.dirname(os.path.abspath(__file__)), WEIGHTS), map_location=\"cpu\"))",
+            "    return net.eval()", ""]);
+        Directory.CreateDirectory(Path.GetDirectoryName(weights)!);
+        RunFolder.WriteAtomically(weights, temp => PyTorchStateDict.Write(temp, entries));
+        RunFolder.WriteAtomically(module, python);
+        return (weights, module);
     }
 
     void CheckFits(ImageDataset set)

@@ -65,6 +65,10 @@ public sealed class Trainer : IDisposable
         PrecisionWarning = warning;
         channelsLast = config.MemoryFormat == MemoryFormats.ChannelsLast;
         model = ModelRegistry.Create(config.Model, train.Classes.Count, config.Dropout, EpochStreams.SeedOf(config.Seed, 0, EpochStreams.ModelInitStream));
+        // Read before anything is written: a file that does not fit stops the run with nothing changed
+        // (a resumed run reads it too, and then takes its checkpoint's weights).
+        if (config.Init is string init)
+            PyTorchStateDict.LoadInto(model, init, $"{config.Model} with {train.Classes.Count} classes");
         model.to(device);
         method = config.Method.Create(new MethodContext(space, train.Classes.Count, train.Channels, train.Height, train.Width, device, config.Epochs, config.Seed));
         optimizer = torch.optim.SGD(model.parameters(), config.LearningRate.At(0), config.Momentum, 0, config.WeightDecay, config.Nesterov);
