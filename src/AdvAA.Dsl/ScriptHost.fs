@@ -5,9 +5,13 @@ open System.Collections.Generic
 open System.Diagnostics
 open System.IO
 open System.Reflection
+open System.Runtime.CompilerServices
+open System.Runtime.Loader
+open System.Security.Cryptography
+open System.Text.Json.Nodes
+open System.Text.RegularExpressions
 open System.Threading
 open FSharp.Compiler.Diagnostics
-open FSharp.Compiler.Interactive.Shell
 
 /// How serious a script problem is.
 [<RequireQualifiedAccess>]
@@ -45,6 +49,12 @@ module ScriptError =
         let code = e.Code |> Option.map ((+) " ") |> Option.defaultValue ""
         sprintf "%s: %s%s: %s" where severity code e.Message
 
+/// What a hosted script sees as `fsi`: its command-line arguments (the script, then its own), as
+/// `fsi.CommandLineArgs` is under `dotnet fsi`.
+[<Sealed>]
+type ScriptSettings internal () =
+    member val CommandLineArgs: string array = [||] with get, set
+
 /// Whether code runs inside the script host. Kept apart from the host's functions, and free of
 /// compiler types, so that a script run by plain `dotnet fsi` can read it without loading the
 /// compiler service.
@@ -52,28 +62,37 @@ module ScriptError =
 type ScriptHost private () =
     // Async-local rather than thread-static: tasks a script starts still see that it is hosted.
     static let hosting = AsyncLocal<bool>()
+    static let settings = ScriptSettings()
 
     /// True while `ScriptHost.evaluate` runs a script (so a script's final "run it" call can do
     /// nothing and let the host run the value it reads back); false under `dotnet fsi` and elsewhere.
     static member IsHosted = hosting.Value
 
+    /// The `fsi` object of hosted scripts.
+    static member Fsi = settings
+
     static member internal Hosting = hosting
 
-/// A script whose top-level code has run in the script host. Its values can be read with
-/// `ScriptHost.value` until it is disposed (values already read stay valid).
+/// A script whose top-level code has run in the script host (compiled to an assembly of its own,
+/// loaded in a context of its own, so each evaluation runs the script afresh). Its values are
+/// read with `ScriptHost.value`.
 [<Sealed>]
-type EvaluatedScript internal (path: string, session: FsiEvaluationSession, warnings: ScriptError list) =
+type EvaluatedScript internal (path: string, scriptModule: Type option, warnings: ScriptError list, cached: bool) =
     /// The script as the caller named it.
     member _.Path = path
     /// The compiler's warnings and notes about the script.
     member _.Warnings = warnings
-    member internal _.Session = session
+    /// Whether the compiled script came from the cache (the script and every file it loads unchanged).
+    member _.FromCache = cached
+    member internal _.Module = scriptModule
 
     interface IDisposable with
-        member _.Dispose() = (session :> IDisposable).Dispose()
+        // The values read stay valid: the script's assembly stays loaded.
+        member _.Dispose() = ()
 
 /// Compiles and runs an F# script in this process (FSharp.Compiler.Service) and reads back a value
-/// it defines, bound to the AdvAA assemblies this process has loaded.
+/// it defines, bound to the AdvAA assemblies this process has loaded. Compiled scripts are cached
+/// by content (see `cacheFolder`).
 [<RequireQualifiedAccess>]
 module ScriptHost =
     /// Defined while the host compiles a script: `#if !ADVAA_HOST` guards the `#r`s that a script
@@ -81,15 +100,41 @@ module ScriptHost =
     [<Literal>]
     let Define = "ADVAA_HOST"
 
+    /// Where compiled scripts are kept: $ADVAA_SCRIPT_CACHE, else $XDG_CACHE_HOME/advaa/scripts,
+    /// else ~/.cache/advaa/scripts.
+    let cacheFolder () =
+        match Environment.GetEnvironmentVariable "ADVAA_SCRIPT_CACHE", Environment.GetEnvironmentVariable "XDG_CACHE_HOME" with
+        | NonNull folder, _ when folder <> "" -> Path.GetFullPath folder
+        | _, NonNull xdg when xdg <> "" -> Path.Combine(xdg, "advaa", "scripts")
+        | _ -> Path.Combine(Environment.GetFolderPath Environment.SpecialFolder.UserProfile, ".cache", "advaa", "scripts")
+
     /// The assemblies a script is compiled against: by the path they were loaded from, so the
-    /// script binds to these very assemblies and not to copies elsewhere.
+    /// script binds to these very assemblies and not to copies elsewhere; then the runtime's own.
     let private references () =
-        [ typeof<AdvAA.Core.Backend.TorchBackend>.Assembly
-          typeof<Schedule>.Assembly
-          typeof<TorchSharp.torch>.Assembly
-          typeof<unit>.Assembly
-          typeof<FsiEvaluationSession>.Assembly ] // for the `fsi` object, see `evaluateScript`
-        |> List.map (fun a -> "-r:" + a.Location)
+        let own =
+            [ typeof<AdvAA.Core.Backend.TorchBackend>.Assembly
+              typeof<Schedule>.Assembly
+              typeof<TorchSharp.torch>.Assembly
+              typeof<unit>.Assembly ]
+            |> List.map (fun a -> a.Location)
+        let names = own |> List.map Path.GetFileName |> Set.ofList
+        let runtime =
+            Directory.GetFiles(Path.GetDirectoryName(typeof<obj>.Assembly.Location) |> nonNull, "*.dll")
+            |> Array.filter (fun f -> not (names.Contains(Path.GetFileName f)))
+            |> Array.sort
+            |> List.ofArray
+        own @ runtime |> List.map (fun r -> "-r:" + r)
+
+    /// The identity of what compiles a script: the versions of AdvAA, TorchSharp, FSharp.Core and the compiler.
+    let private toolchain =
+        lazy
+            ([ typeof<AdvAA.Core.Backend.TorchBackend>.Assembly
+               typeof<Schedule>.Assembly
+               typeof<TorchSharp.torch>.Assembly
+               typeof<unit>.Assembly
+               typeof<FSharp.Compiler.CodeAnalysis.FSharpChecker>.Assembly ]
+             |> List.map (fun a -> a.ManifestModule.ModuleVersionId.ToString())
+             |> String.concat " ")
 
     let private problem (file: string) (message: string) =
         { File = file
@@ -129,15 +174,15 @@ module ScriptHost =
         | :? AggregateException as a, _ when a.InnerExceptions.Count = 1 -> cause a.InnerExceptions[0]
         | _ -> e
 
-    /// The innermost stack frame that lies in the script's own code (an assembly the session
-    /// compiled), searching from the first-thrown exception outwards.
-    let private scriptFrame (compiled: HashSet<Assembly>) (e: exn) =
+    /// The innermost stack frame that lies in the script's own code (its compiled assembly),
+    /// searching from the first-thrown exception outwards.
+    let private scriptFrame (compiled: Assembly) (e: exn) =
         let inScript (f: StackFrame) =
             // 0xFEEFEE marks compiler-generated code with no source line.
             f.GetFileLineNumber() > 0 && f.GetFileLineNumber() <> 0xFEEFEE
             && (match f.GetMethod() with
                 | null -> false
-                | m -> compiled.Contains m.Module.Assembly)
+                | m -> m.Module.Assembly = compiled)
         chain e
         |> List.rev
         |> List.tryPick (fun x -> StackTrace(x, true).GetFrames() |> Array.tryFind inScript)
@@ -164,89 +209,220 @@ module ScriptHost =
             | null -> t.Name
             | name -> name
 
-    /// Compiles and runs the script at `path` with ADVAA_HOST defined and ScriptHost.IsHosted true
-    /// while it runs; `fsi.CommandLineArgs` is the script followed by `arguments`, as under
-    /// `dotnet fsi script.fsx arguments...`. Problems name the script, line and column; an exception
-    /// the script throws is reported at the script line that led to it, with its message and no
-    /// .NET stack trace.
+    /// The files a script `#load`s, transitively, by full path (the script first); read from the
+    /// text, so a `#load` inside an `#if` counts too (a harmless extra key for the cache).
+    let private sources (fullPath: string) : string list =
+        let directive = Regex(@"^\s*#load\s+(.*)$", RegexOptions.Multiline)
+        let quoted = Regex("@?\"([^\"]+)\"")
+        let rec walk (seen: string list) (file: string) =
+            if List.contains file seen then seen
+            else
+                let seen = seen @ [ file ]
+                let text = try File.ReadAllText file with :? IOException | :? UnauthorizedAccessException -> ""
+                let dir = Path.GetDirectoryName file |> nonNull
+                [ for m in directive.Matches text do
+                      for q in quoted.Matches m.Groups[1].Value -> Path.GetFullPath(Path.Combine(dir, q.Groups[1].Value)) ]
+                |> List.fold walk seen
+        walk [] fullPath
+
+    /// The cache key: the toolchain, then each source's path and content hash.
+    let private cacheKey (files: string list) =
+        let hash (bytes: byte array) = Convert.ToHexString(SHA256.HashData bytes).ToLowerInvariant()
+        let content (file: string) = try hash (File.ReadAllBytes file) with :? IOException | :? UnauthorizedAccessException -> "missing"
+        let lines = "advaa-script 1" :: toolchain.Value :: [ for f in files -> f + " " + content f ]
+        (hash (Text.Encoding.UTF8.GetBytes(String.concat "\n" lines)))[..31]
+
+    // The prelude of every hosted script: `fsi`, as `dotnet fsi` gives scripts one.
+    let private prelude = "[<AutoOpen>]\nmodule AdvAAScriptPrelude\nlet fsi = AdvAA.Dsl.ScriptHost.Fsi\n"
+
+    let private checker = lazy (FSharp.Compiler.CodeAnalysis.FSharpChecker.Create())
+
+    let private warningsFile = "warnings.json"
+    let private assemblyFile = "script.dll"
+
+    let private writeWarnings (file: string) (warnings: ScriptError list) =
+        let array = JsonArray()
+        for w in warnings do
+            let o = JsonObject()
+            o["file"] <- JsonValue.Create w.File
+            o["line"] <- JsonValue.Create w.Line
+            o["column"] <- JsonValue.Create w.Column
+            o["severity"] <- JsonValue.Create(string w.Severity)
+            o["code"] <- (match w.Code with Some c -> JsonValue.Create c | None -> null)
+            o["message"] <- JsonValue.Create w.Message
+            array.Add o
+        File.WriteAllText(file, array.ToJsonString())
+
+    let private readWarnings (file: string) : ScriptError list =
+        let text (n: JsonNode | null) = match n with null -> None | n -> Some(n.GetValue<string>())
+        [ for n in (JsonNode.Parse(File.ReadAllText file) |> nonNull).AsArray() do
+              let o = (nonNull n).AsObject()
+              { File = text o["file"] |> Option.defaultValue ""
+                Line = (nonNull o["line"]).GetValue<int>()
+                Column = (nonNull o["column"]).GetValue<int>()
+                Severity =
+                  (match text o["severity"] with
+                   | Some "Error" -> ScriptSeverity.Error
+                   | Some "Info" -> ScriptSeverity.Info
+                   | _ -> ScriptSeverity.Warning)
+                Code = text o["code"]
+                Message = text o["message"] |> Option.defaultValue "" } ]
+
+    /// Compiles the script into `folder` (script.dll with its PDB embedded, warnings.json); the
+    /// compiler's errors on failure.
+    let private compile (path: string) (fullPath: string) (name: string) (folder: string) : Result<ScriptError list, ScriptError list> =
+        Directory.CreateDirectory folder |> ignore
+        let preludeFile = Path.Combine(folder, "prelude.fs")
+        File.WriteAllText(preludeFile, prelude)
+        let args =
+            [| "fsc.exe"
+               "-o:" + Path.Combine(folder, assemblyFile)
+               "--target:library"
+               "--nologo"
+               "--noframework"
+               "--optimize-"
+               // Stack traces of the script's exceptions carry its lines.
+               "--debug:embedded"
+               "--define:" + Define
+               "--nowarn:988"
+               yield! references ()
+               preludeFile
+               fullPath |]
+        let diagnostics, failure = checker.Value.Compile(args, name) |> Async.RunSynchronously
+        let reported = diagnostics |> Array.choose (ofDiagnostic path fullPath) |> List.ofArray
+        match failure with
+        | _ when reported |> List.exists (fun d -> d.Severity = ScriptSeverity.Error) -> Error reported
+        | Some e -> Error(reported @ [ problem path (sprintf "the script did not compile: %s" e.Message) ])
+        | None ->
+            writeWarnings (Path.Combine(folder, warningsFile)) reported
+            Ok reported
+
+    /// The compiled script for `fullPath` from the cache, compiling it into the cache on a miss.
+    /// A cache that cannot be written falls back to a temporary folder.
+    let private compiled (path: string) (fullPath: string) : Result<string * ScriptError list * bool, ScriptError list> =
+        let key = cacheKey (sources fullPath)
+        let cache = cacheFolder ()
+        let entry = Path.Combine(cache, key)
+        let dll = Path.Combine(entry, assemblyFile)
+        let warnings = Path.Combine(entry, warningsFile)
+        let hit =
+            try
+                if File.Exists dll && File.Exists warnings then Some(readWarnings warnings) else None
+            with _ -> None
+        match hit with
+        | Some w -> Ok(dll, w, true)
+        | None ->
+            let temporary = Path.Combine(cache, sprintf "%s.tmp-%d" key Environment.ProcessId)
+            let folder, cacheable =
+                try
+                    Directory.CreateDirectory cache |> ignore
+                    temporary, true
+                with :? IOException | :? UnauthorizedAccessException ->
+                    Path.Combine(Path.GetTempPath(), sprintf "advaa-script-%s-%d" key Environment.ProcessId), false
+            if Directory.Exists folder then Directory.Delete(folder, true)
+            match compile path fullPath ("advaa-script-" + key[..15]) folder with
+            | Error problems ->
+                (try Directory.Delete(folder, true) with _ -> ())
+                Error problems
+            | Ok reported when cacheable ->
+                // A whole entry or none: another process may have stored the same one meanwhile.
+                try
+                    if Directory.Exists entry then Directory.Delete(entry, true)
+                    Directory.Move(folder, entry)
+                    Ok(dll, reported, false)
+                with :? IOException | :? UnauthorizedAccessException ->
+                    Ok(Path.Combine(folder, assemblyFile), reported, false)
+            | Ok reported -> Ok(Path.Combine(folder, assemblyFile), reported, false)
+
+    /// The module of the script's own top-level values: `Probe` for probe.fsx.
+    let private scriptModule (assembly: Assembly) (fullPath: string) =
+        let stem: string = Path.GetFileNameWithoutExtension fullPath |> nonNull
+        let name = if stem = "" then stem else string (Char.ToUpperInvariant stem[0]) + stem.Substring 1
+        assembly.GetTypes() |> Array.tryFind (fun t -> t.Name = name && not t.IsNested && isNull t.Namespace)
+
+    /// Compiles (or takes from the cache) and runs the script at `path` with ADVAA_HOST defined and
+    /// ScriptHost.IsHosted true while it runs; `fsi.CommandLineArgs` is the script followed by
+    /// `arguments`, as under `dotnet fsi script.fsx arguments...`. Problems name the script, line
+    /// and column; an exception the script throws is reported at the script line that led to it,
+    /// with its message and no .NET stack trace.
     let evaluateScriptWith (arguments: string list) (path: string) : Result<EvaluatedScript, ScriptError list> =
         let fullPath = Path.GetFullPath path
-        let text =
+        let readable =
             try
-                if File.Exists fullPath then Ok(File.ReadAllText fullPath)
-                else Error [ problem path "the script file does not exist" ]
+                if File.Exists fullPath then
+                    File.ReadAllBytes fullPath |> ignore
+                    Ok()
+                else
+                    Error [ problem path "the script file does not exist" ]
             with :? IOException | :? UnauthorizedAccessException as e ->
                 Error [ problem path (sprintf "the script cannot be read: %s" e.Message) ]
-        let args =
-            [| "fsi.exe"
-               "--noninteractive"
-               "--nologo"
-               "--gui-"
-               // Each interaction becomes an assembly with a PDB: stack traces carry script lines.
-               "--multiemit+"
-               "--define:" + Define
-               yield! references () |]
-        let evaluateIn (session: FsiEvaluationSession) (text: string) =
-            // `dotnet fsi` gives scripts an `fsi` object (fsi.CommandLineArgs, fsi.AddPrinter) from an
-            // SDK library that FCS does not ship; bind FCS's own settings object to that name, so
-            // such scripts compile here too. Its arguments are the script and then its own, as under `dotnet fsi`.
-            Settings.fsi.CommandLineArgs <- Array.ofList (fullPath :: arguments)
-            match session.EvalInteractionNonThrowing("let fsi = FSharp.Compiler.Interactive.Shell.Settings.fsi") with
-            | Choice2Of2 e, _ -> failwithf "the script host could not define the fsi object: %s" e.Message
-            | Choice1Of2 _, _ -> ()
+        // A context of its own per evaluation: the script's top-level code runs afresh each time;
+        // its references resolve to this process's assemblies (the default context).
+        // From its bytes, not its path: the runtime keeps images by path, so a rewritten entry would load stale.
+        let load (dll: string) =
+            use image = new MemoryStream(File.ReadAllBytes dll)
+            AssemblyLoadContext("advaa-script:" + fullPath, isCollectible = false).LoadFromStream image
+        readable
+        |> Result.bind (fun () -> compiled path fullPath)
+        |> Result.bind (fun (dll, warnings, cached) ->
+            try Ok(load dll, warnings, cached)
+            with :? BadImageFormatException | :? FileLoadException when cached ->
+                // A damaged cache entry (a full disk, a killed copy): compile it again.
+                (try Directory.Delete(Path.GetDirectoryName dll |> nonNull, true) with _ -> ())
+                compiled path fullPath |> Result.map (fun (dll, warnings, cached) -> load dll, warnings, cached))
+        |> Result.bind (fun (assembly, warnings, cached) ->
+            let scriptType = scriptModule assembly fullPath
+            ScriptHost.Fsi.CommandLineArgs <- Array.ofList (fullPath :: arguments)
             let wasHosted = ScriptHost.Hosting.Value
             ScriptHost.Hosting.Value <- true
-            let result, diagnostics =
-                try session.EvalInteractionNonThrowing(text, fullPath)
-                finally ScriptHost.Hosting.Value <- wasHosted
-            let reported = diagnostics |> Array.choose (ofDiagnostic path fullPath) |> List.ofArray
-            match result with
-            | _ when reported |> List.exists (fun d -> d.Severity = ScriptSeverity.Error) -> Error reported
-            | Choice2Of2 thrown ->
-                let e = cause thrown
-                let thrownAt =
-                    match scriptFrame (HashSet<Assembly>(session.DynamicAssemblies)) thrown with
-                    | Some frame ->
-                        let file =
-                            match frame.GetFileName() with
-                            | null -> path
-                            | file when file = fullPath -> path
-                            | file -> file
-                        { problem file (exceptionMessage e) with
-                            Line = frame.GetFileLineNumber()
-                            Column = max 1 (frame.GetFileColumnNumber()) }
-                    | None -> problem path (exceptionMessage e)
-                Error(reported @ [ thrownAt ])
-            | Choice1Of2 _ -> Ok reported
-        text
-        |> Result.bind (fun text ->
-            // FSI echoes every binding ("val x: int = 1") and its own error notes: none of that is wanted.
-            let session =
-                FsiEvaluationSession.Create(FsiEvaluationSession.GetDefaultConfiguration(), args, new StringReader(""), TextWriter.Null, TextWriter.Null, collectible = false)
             try
-                match evaluateIn session text with
-                | Ok warnings -> Ok(new EvaluatedScript(path, session, warnings))
-                | Error problems ->
-                    (session :> IDisposable).Dispose()
-                    Error problems
-            with _ ->
-                (session :> IDisposable).Dispose()
-                reraise ())
+                try
+                    // The startup classes run each file's top-level code, the script's last.
+                    for t in assembly.GetTypes() do
+                        match t.Namespace with
+                        | NonNull ns when ns.StartsWith("<StartupCode$", StringComparison.Ordinal) -> RuntimeHelpers.RunClassConstructor t.TypeHandle
+                        | _ -> ()
+                    Ok(new EvaluatedScript(path, scriptType, warnings, cached))
+                with thrown ->
+                    let e = cause thrown
+                    let thrownAt =
+                        match scriptFrame assembly thrown with
+                        | Some frame ->
+                            let file =
+                                match frame.GetFileName() with
+                                | null -> path
+                                | file when file = fullPath -> path
+                                | file -> file
+                            { problem file (exceptionMessage e) with
+                                Line = frame.GetFileLineNumber()
+                                Column = max 1 (frame.GetFileColumnNumber()) }
+                        | None -> problem path (exceptionMessage e)
+                    Error(warnings @ [ thrownAt ])
+            finally
+                ScriptHost.Hosting.Value <- wasHosted)
 
     /// `evaluateScriptWith` without arguments: `fsi.CommandLineArgs` is the script alone.
     let evaluateScript (path: string) : Result<EvaluatedScript, ScriptError list> = evaluateScriptWith [] path
 
+    let private property (script: EvaluatedScript) (valueName: string) =
+        script.Module
+        |> Option.bind (fun t -> t.GetProperty(valueName, BindingFlags.Public ||| BindingFlags.Static) |> Option.ofObj)
+
     /// Whether the evaluated script defines a top-level value `valueName` (of any type).
-    let defines (script: EvaluatedScript) (valueName: string) : bool =
-        (script.Session.TryFindBoundValue valueName).IsSome
+    let defines (script: EvaluatedScript) (valueName: string) : bool = (property script valueName).IsSome
 
     /// The evaluated script's top-level value `valueName` as a 'T.
     let value<'T> (script: EvaluatedScript) (valueName: string) : Result<'T, ScriptError list> =
-        match script.Session.TryFindBoundValue valueName with
+        match property script valueName with
         | None -> Error [ problem script.Path (sprintf "the script defines no top-level value '%s' (expected: let %s = ...)" valueName valueName) ]
-        | Some bound when typeof<'T>.IsAssignableFrom bound.Value.ReflectionType -> Ok(bound.Value.ReflectionValue :?> 'T)
-        | Some bound ->
-            Error [ problem script.Path (sprintf "the script's value '%s' is a %s, but a %s was expected" valueName (typeName bound.Value.ReflectionType) (typeName typeof<'T>)) ]
+        | Some p ->
+            let v = p.GetValue null
+            let actual =
+                match v with
+                | null -> p.PropertyType
+                | v -> v.GetType()
+            if typeof<'T>.IsAssignableFrom p.PropertyType || typeof<'T>.IsAssignableFrom actual then Ok(unbox<'T> v)
+            else Error [ problem script.Path (sprintf "the script's value '%s' is a %s, but a %s was expected" valueName (typeName actual) (typeName typeof<'T>)) ]
 
     /// Evaluates the script at `path` and returns its top-level value `valueName` as a 'T
     /// (`evaluateScript`, then `value`); compiler warnings are dropped.

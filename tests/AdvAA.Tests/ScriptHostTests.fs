@@ -101,6 +101,46 @@ let tests =
             Expect.equal (errors |> List.map ScriptError.format) [ "no/such/script.fsx: error: the script file does not exist" ] "message"
         }
 
+        test "compiled scripts are cached by content: a hit runs the script afresh; a changed script or #load-ed file, or a damaged entry, recompiles" {
+            use dir = new TempDir()
+            let cache = dir.File "cache"
+            let before = Environment.GetEnvironmentVariable "ADVAA_SCRIPT_CACHE"
+            Environment.SetEnvironmentVariable("ADVAA_SCRIPT_CACHE", cache)
+            try
+                let main = dir.File "main.fsx"
+                let helper = dir.File "helper.fsx"
+                File.WriteAllText(helper, "module Helper\nlet value = 1\n")
+                File.WriteAllText(main, "#load \"helper.fsx\"\nlet answer = Helper.value + 1\nlet args = fsi.CommandLineArgs\nlet partial x = match x with 1 -> 0\n")
+                let evaluated (arguments: string list) =
+                    use s = ok (ScriptHost.evaluateScriptWith arguments main)
+                    s.FromCache, ok (ScriptHost.value<int> s "answer"), ok (ScriptHost.value<string[]> s "args"), s.Warnings |> List.map ScriptError.format
+                let cold, answer, args, warnings = evaluated [ "a" ]
+                Expect.isFalse cold "the first evaluation compiles"
+                Expect.equal (answer, args) (2, [| main; "a" |]) "its values"
+                let warm, answer, args, warmWarnings = evaluated [ "b" ]
+                Expect.isTrue warm "an unchanged script comes from the cache"
+                Expect.equal (answer, args) (2, [| main; "b" |]) "and runs afresh, with the arguments of this evaluation"
+                Expect.equal warmWarnings warnings "with the warnings of its compilation"
+                Expect.isNonEmpty warnings "(the script has one)"
+                File.WriteAllText(helper, "module Helper\nlet value = 10\n")
+                let changed, answer, _, _ = evaluated []
+                Expect.isFalse changed "a changed #load-ed file recompiles"
+                Expect.equal answer 11 "with its new value"
+                File.AppendAllText(main, "let more = 0\n")
+                let changed, _, _, _ = evaluated []
+                Expect.isFalse changed "a changed script recompiles"
+                let entries = Directory.GetDirectories cache
+                Expect.equal entries.Length 3 "one entry per content, no temporary folder left"
+                for entry in entries do File.WriteAllText(Path.Combine(entry, "script.dll"), "damaged")
+                let repaired, answer, _, _ = evaluated []
+                Expect.isFalse repaired "a damaged entry is compiled again"
+                Expect.equal answer 11 "and runs"
+                let again, _, _, _ = evaluated []
+                Expect.isTrue again "and cached again"
+            finally
+                Environment.SetEnvironmentVariable("ADVAA_SCRIPT_CACHE", before)
+        }
+
         test "the same script runs under dotnet fsi, against the built CLI's assemblies" {
             let cli = releaseCli.Force()
             let code, out, err = runProcess repoRoot 300 "dotnet" [ "fsi"; script "probe.fsx" ]
