@@ -90,15 +90,19 @@ let experiment (results: ParseResults<TrainArgs>) : Experiment =
             Instances = results.TryGetResult(TrainArgs.Instances) |> atLeast "--instances" 1 |> Option.map (float >> Schedule.constant)
             BatchSize = defaultArg (results.TryGetResult(TrainArgs.Batch) |> atLeast "--batch" 1) d.BatchSize
             Seed = defaultArg (results.TryGetResult(TrainArgs.Seed)) d.Seed
-            Device = defaultArg (results.TryGetResult(TrainArgs.Device)) d.Device
+            Device = defaultArg (results.TryGetResult(TrainArgs.Device) |> CommandLineParam.device bounds) d.Device
             Out = results.TryGetResult(TrainArgs.Out)
             TrainLimit = results.TryGetResult(TrainArgs.Train_Limit) |> atLeast "--train-limit" 1
             TestLimit = results.TryGetResult(TrainArgs.Test_Limit) |> atLeast "--test-limit" 1
             Dropout = defaultArg (results.TryGetResult(TrainArgs.Dropout) |> atLeast "--dropout" 0.0) d.Dropout
             Init = results.TryGetResult TrainArgs.Init
             CutoutSize = results.TryGetResult(TrainArgs.Cutout) |> atLeast "--cutout" 0
-            Precision = defaultArg (results.TryGetResult TrainArgs.Precision) d.Precision
-            MemoryFormat = defaultArg (results.TryGetResult TrainArgs.Memory_Format) d.MemoryFormat
+            Precision = defaultArg (results.TryGetResult TrainArgs.Precision |> CommandLineParam.precision bounds) d.Precision
+            MemoryFormat =
+                defaultArg
+                    (results.TryGetResult TrainArgs.Memory_Format
+                     |> CommandLineParam.oneOf bounds "--memory-format" "channels-last or nchw" (fun f -> f = MemoryFormats.ChannelsLast || f = MemoryFormats.Nchw))
+                    d.MemoryFormat
             Mix = results.TryGetResult TrainArgs.Mix |> Option.map (CommandLineParam.mix (fun message -> results.Raise(message, ErrorCode.CommandLine, true)))
             Parameters =
                 results.GetResults TrainArgs.Param

@@ -60,6 +60,22 @@ module CommandLineParam =
         | _ -> ()
         value
 
+    /// A text flag's value checked by `accepts` (which may throw), or a usage error naming the flag
+    /// and what it takes (`--device tpu: expected auto, cpu, cuda or cuda:N`).
+    let oneOf (usageError: string -> unit) (flag: string) (expected: string) (accepts: string -> bool) (value: string option) : string option =
+        match value with
+        | Some v when not (try accepts v with _ -> false) -> usageError (sprintf "%s %s: expected %s" flag v expected)
+        | _ -> ()
+        value
+
+    /// `--device`: auto, cpu, cuda or cuda:N.
+    let device (usageError: string -> unit) (value: string option) =
+        oneOf usageError "--device" "auto, cpu, cuda or cuda:N" (fun d -> AdvAA.Core.Backend.TorchBackend.ParseDevice d |> ignore; true) value
+
+    /// `--precision`: auto, fp32 or bf16.
+    let precision (usageError: string -> unit) (value: string option) =
+        oneOf usageError "--precision" "auto, fp32 or bf16" (fun p -> AdvAA.Core.Backend.Precisions.Parse p |> ignore; true) value
+
     /// A `--mix` value, or a usage error naming it.
     let mix (usageError: string -> AdvAA.Core.Augment.LabelMixing) (text: string) =
         try AdvAA.Core.Augment.LabelMixing.Parse text with :? AdvAA.Core.Augment.AugmentException as e -> usageError e.Message
@@ -158,7 +174,7 @@ module CommandLine =
           Arguments = arguments
           Overrides =
             { Epochs = results.TryGetResult RunArgs.Epochs |> CommandLineParam.atLeast bounds "--epochs" 1
-              Device = results.TryGetResult RunArgs.Device
+              Device = results.TryGetResult RunArgs.Device |> CommandLineParam.device bounds
               Out = out
               Seed = results.TryGetResult RunArgs.Seed
               Data = results.TryGetResult RunArgs.Data
@@ -168,7 +184,7 @@ module CommandLine =
               Parameters =
                 results.GetResults RunArgs.Param
                 |> List.map (parameter (fun message -> results.Raise(message, ErrorCode.CommandLine, true)))
-              Precision = results.TryGetResult RunArgs.Precision
+              Precision = results.TryGetResult RunArgs.Precision |> CommandLineParam.precision bounds
               Mix = results.TryGetResult RunArgs.Mix |> Option.map (CommandLineParam.mix (fun message -> results.Raise(message, ErrorCode.CommandLine, true))) }
           Resume = resume
           Replay = List.ofArray (results.Parser.PrintCommandLineArguments kept)

@@ -480,17 +480,59 @@ module Experiment =
         with :? IOException | :? UnauthorizedAccessException ->
             None
 
-    /// A script's experiments with the command-line overrides applied, validated. Each problem is
-    /// reported at the script's `let experiment` (or `let experiments`) line.
+    /// The fields of an experiment, as a script writes them.
+    let private fieldNames =
+        lazy
+            ([ typeof<Experiment>; typeof<Controller> ]
+             |> List.collect (fun t -> Reflection.FSharpType.GetRecordFields t |> Array.map (fun p -> p.Name) |> List.ofArray))
+
+    /// The field a validation message is about: the one it names first, as the DSL writes it
+    /// (`BatchSize`) or as Core's messages do (`batch size`).
+    let private fieldOf (message: string) =
+        fieldNames.Value
+        |> List.choose (fun field ->
+            let spaced = Regex.Replace(field, "(?<=[a-z])([A-Z])", " $1").ToLowerInvariant()
+            let m = Regex.Match(message, sprintf @"\b(?:%s|%s)\b" field (Regex.Escape spaced))
+            if m.Success then Some(m.Index, field) else None)
+        |> List.sortBy fst
+        |> List.tryHead
+        |> Option.map snd
+
+    /// Line and column (1-based) of the first `field =` in the script at or after line `from`
+    /// (after the line naming `experiment`, when given and found).
+    let private fieldPosition (path: string) (from: int) (experiment: string option) (field: string) =
+        let assignment = Regex(sprintf @"\b(%s)\s*=(?!=)" (Regex.Escape field))
+        try
+            let lines = File.ReadAllLines path
+            let start =
+                experiment
+                |> Option.bind (fun name ->
+                    seq { max 0 (from - 1) .. lines.Length - 1 } |> Seq.tryFind (fun i -> lines[i].Contains(sprintf "\"%s\"" name)))
+                |> Option.defaultValue (max 0 (from - 1))
+            seq { start .. lines.Length - 1 }
+            |> Seq.tryPick (fun i ->
+                let m = assignment.Match lines[i]
+                if m.Success && not (lines[i].TrimStart().StartsWith("//", StringComparison.Ordinal)) then Some(i + 1, m.Groups[1].Index + 1) else None)
+        with :? IOException | :? UnauthorizedAccessException ->
+            None
+
+    /// A script's experiments with the command-line overrides applied, validated. A problem with
+    /// one field is reported at the line that sets it; others at the script's `let experiment`
+    /// (or `let experiments`) line.
     let resolveScript (path: string) (overrides: Overrides) (declared: ScriptExperiments) : Result<ScriptExperiments, ScriptError list> =
         let line, column = bindingPosition path declared.ValueName |> Option.defaultValue (0, 0)
-        let error message =
+        let errorAt (experiment: string option) (field: string) message =
+            let line, column =
+                fieldOf field
+                |> Option.bind (fieldPosition path line experiment)
+                |> Option.defaultValue (line, column)
             { File = path
               Line = line
               Column = column
               Severity = ScriptSeverity.Error
               Code = None
               Message = message }
+        let error message = errorAt None "" message
         let resolved =
             match declared with
             | ScriptExperiments.Single e -> ScriptExperiments.Single(withOverrides overrides e)
@@ -519,7 +561,8 @@ module Experiment =
                     try
                         validate e |> ignore
                     with :? DslException as ex ->
-                        error (
+                        let single = match declared with ScriptExperiments.Single _ -> true | _ -> false
+                        errorAt (if single then None else Some e.Name) ex.Message (
                             match declared with
                             | ScriptExperiments.Single _ -> ex.Message
                             | ScriptExperiments.Several _ -> sprintf "experiment '%s': %s" e.Name ex.Message

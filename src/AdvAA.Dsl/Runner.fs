@@ -74,6 +74,15 @@ module Runner =
         | :? AdvAA.Core.Models.ModelFileException
         | :? IOException
         | :? UnauthorizedAccessException -> Some e.Message
+        // AdvAA's own argument checks speak to the user; .NET's and TorchSharp's remain bugs with a trace.
+        | :? ArgumentException as a when
+            (match a.TargetSite with
+             | null -> false
+             | site ->
+                 match site.Module.Assembly.GetName().Name with
+                 | NonNull name -> name.StartsWith("AdvAA", StringComparison.Ordinal)
+                 | _ -> false) ->
+            Some(AdvAA.Core.UserMessages.Of a)
         | _ -> None
 
     /// h:mm:ss

@@ -196,7 +196,15 @@ let tests =
             usage [ "--cutout"; "-1" ] "--cutout -1: expected at least 0"
             Expect.equal (let code, _, _ = cli [ "train"; "--instances"; "abc" ] in code) AdvAA.Dsl.ExitCode.usage "an unparseable value: the same code"
             failing [ "--resume"; notData ] [ notData; "is a file, not a run folder" ]
-            failing [ "--device"; "tpu" ] [ "Device = \"tpu\"" ]
+            usage [ "--device"; "tpu" ] "--device tpu: expected auto, cpu, cuda or cuda:N"
+            usage [ "--precision"; "fp8" ] "--precision fp8: expected auto, fp32 or bf16"
+            usage [ "--memory-format"; "nhwc" ] "--memory-format nhwc: expected channels-last or nchw"
+            // AdvAA's own argument checks read as messages, without .NET's "(Parameter 'name')".
+            failing [ "--model"; "wrn-11-2"; "--epochs"; "1" ] [ "WideResNet depth 11 is not valid" ]
+            failing [ "--dropout"; "0.5"; "--epochs"; "1" ] [ "model 'small' has no dropout" ]
+            for args in [ [ "--model"; "wrn-11-2"; "--epochs"; "1" ]; [ "--dropout"; "0.5"; "--epochs"; "1" ] ] do
+                let _, _, err = cli ("train" :: args)
+                Expect.isFalse (err.Contains "(Parameter") (sprintf "no .NET parameter note: %s" err)
             failing [ "--method"; "cutout"; "--policy"; notData ] [ "--policy trains with method 'policy'"; "--method cutout" ]
             failing ([ "--data"; dir.File "missing" ] @ tinyTrain) [ dir.File "missing"; "no such file or folder" ]
             failing ([ "--data"; notData ] @ tinyTrain) [ notData; "not a data set" ]
@@ -334,7 +342,7 @@ let tests =
             Expect.isFalse (out.Contains "epoch 1/2") "epoch 1 is not trained again"
         }
 
-        test "script errors: file:line:column, exit 3, no stack trace" {
+        test "script errors: file:line:column (a bad field at its own line), exit 3, no stack trace" {
             use dir = new TempDir()
             let expectScriptError (args: string list) (expected: string list) =
                 let code, out, err = cli args
@@ -347,7 +355,11 @@ let tests =
             expectScriptError [ "check"; typo ] [ typo + ":2:"; "error FS0001" ]
             let bad = dir.File "bad.fsx"
             File.WriteAllLines(bad, [ "open AdvAA.Dsl"; ""; "let experiment ="; "    { Experiment.defaults with"; "        Name = \"tiny\"; Epochs = 0 }" ])
-            expectScriptError [ "run"; bad ] [ bad + ":3:5: error: Epochs = 0: expected at least 1" ]
+            expectScriptError [ "run"; bad ] [ bad + ":5:24: error: Epochs = 0: expected at least 1" ]
+            // Core's message names the setting in words; the error still points at the field's line.
+            let batch = dir.File "batch.fsx"
+            File.WriteAllLines(batch, [ "open AdvAA.Dsl"; "let experiment ="; "    { Experiment.defaults with"; "        Name = \"tiny\""; "        // BatchSize = 32"; "        BatchSize = 0 }" ])
+            expectScriptError [ "check"; batch ] [ batch + ":6:9: error: batch size = 0: expected at least 1" ]
             let code, _, err = cli [ "run"; script dir "good.fsx" []; "--epochs"; "0" ]
             Expect.equal (code, err.Trim()) (AdvAA.Dsl.ExitCode.usage, "--epochs 0: expected at least 1") "a flag's bound is the flag's error"
             let throws = script dir "throws.fsx" [ "let broken = Space.paper |> Space.range \"Rotate\" (40.0, 10.0)" ]

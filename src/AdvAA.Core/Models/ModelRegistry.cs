@@ -32,15 +32,29 @@ public static class ModelRegistry
         return model;
     }
 
-    static nn.Module<Tensor, Tensor> Construct(string name, int numClasses, double dropout)
+    /// <summary>Throws what <see cref="Create"/> would for this name and dropout, without building the model.</summary>
+    /// <exception cref="ArgumentException">As <see cref="Create"/>.</exception>
+    public static void Check(string name, double dropout)
     {
         string key = name.Trim().ToLowerInvariant();
         if (TryParseWideResNet(key, name, out int depth, out int widen))
-            return new WideResNet(depth, widen, dropout, numClasses);
+        {
+            WideResNet.CheckShape(depth, widen);
+            CheckHead(1, dropout);
+            return;
+        }
         if (key is not (Small or ResNet18))
             throw new ArgumentException($"unknown model '{name}': expected one of {string.Join(", ", Names)}, or wrn-<depth>-<widen>", nameof(name));
         if (dropout != 0.0)
             throw new ArgumentException($"model '{name}' has no dropout, but dropout {dropout.ToString(CultureInfo.InvariantCulture)} was given: only wrn-* models take dropout", nameof(dropout));
+    }
+
+    static nn.Module<Tensor, Tensor> Construct(string name, int numClasses, double dropout)
+    {
+        Check(name, dropout);
+        string key = name.Trim().ToLowerInvariant();
+        if (TryParseWideResNet(key, name, out int depth, out int widen))
+            return new WideResNet(depth, widen, dropout, numClasses);
         var (title, widths, blocks) = ResNetShape(key);
         return new ResNet(title, widths, blocks, numClasses);
     }

@@ -87,6 +87,19 @@ public sealed class RunFolder
             write(temp);
             System.IO.File.Move(temp, path, overwrite: true);
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            TryDelete(temp);
+            // The message names the file asked for, not the temporary one; the code (a full disk) stays.
+            string reason = e switch
+            {
+                DirectoryNotFoundException => $"the folder {System.IO.Path.GetDirectoryName(path)} does not exist",
+                UnauthorizedAccessException => "permission denied",
+                _ => e.Message.Replace(temp, path, StringComparison.Ordinal),
+            };
+            if (e is UnauthorizedAccessException) throw new UnauthorizedAccessException($"{path} cannot be written: {reason}", e);
+            throw new IOException($"{path} cannot be written: {reason}", e.HResult);
+        }
         catch
         {
             TryDelete(temp);

@@ -83,11 +83,11 @@ public sealed record TrainConfig
     {
         try
         {
-            ModelRegistry.Describe(Model);
+            ModelRegistry.Check(Model, Dropout);
         }
         catch (ArgumentException e)
         {
-            throw new ConfigException(e.Message);
+            throw new ConfigException(UserMessages.Of(e));
         }
         Require(Epochs >= 1, "epochs", Epochs, "at least 1");
         Require(BatchSize >= 1, "batch size", BatchSize, "at least 1");
