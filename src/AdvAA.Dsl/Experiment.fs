@@ -17,6 +17,47 @@ type DataSource =
     /// A CIFAR-10/100 binary folder, an image folder (`train/`, `test/`), or a `.tar.gz` of one.
     | DataPath of string
 
+/// TANDA's transformation functions: ops of the experiment's search space at fixed levels.
+type Tfs =
+    /// Every op of the search space at every level (160 TFs for `Space.paper`; custom ops included).
+    | AllTfs
+    /// These (op, level) pairs.
+    | OnlyTfs of (string * int) list
+
+/// TANDA's TF sets.
+[<RequireQualifiedAccess>]
+module Tfs =
+    /// Every op of the experiment's search space at every level.
+    let all = AllTfs
+    /// Only these (op, level) pairs, e.g. `Tfs.only [ "Rotate", 7; "ShearX", 3 ]`.
+    let only (tfs: (string * int) list) = OnlyTfs tfs
+    /// The text Core reads ("all" or "Rotate:7, ShearX:3").
+    let text (tfs: Tfs) =
+        match tfs with
+        | AllTfs -> AdvAA.Core.Search.TransformationSet.All
+        | OnlyTfs pairs -> pairs |> List.map (fun (op, level) -> sprintf "%s:%d" op level) |> String.concat ", "
+
+/// TANDA's generator of TF sequences.
+type TandaGenerator =
+    /// An LSTM feeding back its previous TF (TANDA's best on CIFAR-10).
+    | Lstm
+    /// An independent categorical per position.
+    | MeanField
+    /// Uniform random sequences, no stage 1 (TANDA's comparison).
+    | RandomSequences
+
+/// TANDA: stage 1 trains the generator against a discriminator, stage 2 the target on its sequences.
+/// `advaa methods tanda` lists the other parameters (set them with `Parameters`).
+type Tanda =
+    { Generator: TandaGenerator
+      /// TFs per sequence.
+      Length: int
+      Tfs: Tfs
+      /// Stage 1's passes over the training images.
+      TanEpochs: int
+      /// A TANDA run whose trained generator to reuse (stage 1 is skipped).
+      From: string option }
+
 /// How each batch is augmented (and, for the adversarial method, how policies are learned). Each
 /// case is one method of AdvAA.Core's registry (`advaa methods`); its defaults come from there.
 [<NoEquality; NoComparison>]
@@ -44,6 +85,8 @@ type Method =
     | Uncertainty of candidates: int * keep: int
     /// The policies another run learned, replayed epoch by epoch (the paper's §4.6): its folder.
     | Transfer of run: string
+    /// TANDA (Ratner et al. 2017): a learned generator of TF sequences (`Tanda.defaults` and change what you need).
+    | TandaMethod of Tanda
     /// Any method of the registry by name with its defaults (e.g. one added in C# that has no case
     /// here yet); `Parameters` and the experiment's fields set its parameters.
     | Named of method: string
@@ -182,7 +225,21 @@ module Method =
         | Adversarial -> "adversarial"
         | Uncertainty _ -> "uncertainty"
         | Transfer _ -> "transfer"
+        | TandaMethod _ -> "tanda"
         | Named n -> (MethodRegistry.Get n).Name
+
+    /// TANDA with the registry's defaults.
+    let tandaDefaults: Tanda =
+        let s = defaults<TandaSpec> "tanda"
+        { Generator =
+            (match s.Generator with
+             | "mean-field" -> MeanField
+             | "random" -> RandomSequences
+             | _ -> Lstm)
+          Length = s.Length
+          Tfs = AllTfs
+          TanEpochs = s.TanEpochs
+          From = Option.ofObj s.From }
 
     /// The method with this name (case-insensitive) and its default parameters.
     let ofName (text: string) : Method =
@@ -207,6 +264,7 @@ module Method =
             Uncertainty(s.Candidates, s.Keep)
         | "policy" -> fail "method 'policy' needs a policy: FixedPolicy (Policy.ofPairs [...]) in a script, or --policy FILE"
         | "transfer" -> fail "method 'transfer' needs a run to replay: Transfer \"runs/<run>\" in a script, or --from RUN"
+        | "tanda" -> TandaMethod tandaDefaults
         | other -> Named other
 
     /// The Core spec of the case: the registry's defaults with the case's own values.
@@ -222,7 +280,23 @@ module Method =
         | FixedPolicy p -> d.With("policy", p)
         | Uncertainty(k, s) -> d.With("candidates", k).With("keep", s)
         | Transfer run -> d.With("from", IO.Path.GetFullPath run)
+        | TandaMethod t ->
+            let generator =
+                match t.Generator with
+                | Lstm -> "lstm"
+                | MeanField -> "mean-field"
+                | RandomSequences -> "random"
+            let d = d.With("generator", generator).With("length", t.Length).With("tfs", Tfs.text t.Tfs).With("tan_epochs", t.TanEpochs)
+            match t.From with
+            | Some run -> d.With("from", IO.Path.GetFullPath run)
+            | None -> d
         | _ -> d
+
+/// TANDA's settings.
+[<RequireQualifiedAccess>]
+module Tanda =
+    /// An LSTM generator of 10 TFs over every TF of the experiment's space, 10 stage-1 epochs (the registry's defaults).
+    let defaults: Tanda = Method.tandaDefaults
 
 /// Label mixing after any method (the experiment's `Mix`).
 [<RequireQualifiedAccess>]

@@ -201,6 +201,11 @@ module Runner =
                     out.Write("\r" + line.PadRight shown)
                     out.Flush()
                     shown <- max shown line.Length)
+        use _stage =
+            trainer.StageProgress.Subscribe(fun line ->
+                clearStep ()
+                out.WriteLine line
+                out.Flush())
         use _epochs =
             trainer.EpochCompleted.Subscribe(fun m ->
                 clearStep ()

@@ -123,6 +123,7 @@ let tests =
                     match method with
                     | "policy" -> Tiny.Config(method, epochs = 1, policy = PolicyDocument.Single AutoAugmentPolicy.Cifar10)
                     | "transfer" -> (Tiny.Config(method, epochs = 1)).WithMethod((MethodRegistry.Defaults method).With("from", source.Path))
+                    | "tanda" -> (Tiny.Config(method, epochs = 1)).WithMethod((MethodRegistry.Defaults method).With("tan_epochs", 1).With("samples", 2))
                     | _ -> Tiny.Config(method, epochs = 1)
                 let metrics = train config (RunFolder.Create(dir.File method)) None
                 let m = List.exactlyOne metrics

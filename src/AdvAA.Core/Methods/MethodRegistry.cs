@@ -31,6 +31,7 @@ public static class MethodRegistry
         Add("fixed", "M copies of each batch with standard augmentation only: crop + flip, no Cutout (the paper's 'Fixed', Table 4)", new StandardSpec { Instances = M(8) }),
         Add("random", "M copies, copy m augmented by a random policy drawn each epoch (paper's 'Random')", new RandomSpec { Instances = M(8), Cutout = 16 }),
         Add("adversarial", "Adversarial AutoAugment (Zhang et al. 2020): M policies from the LSTM controller, trained with REINFORCE to raise the target loss", new AdversarialSpec { Instances = M(8), Cutout = 16 }),
+        Add("tanda", "TANDA (Ratner et al. 2017): a TF-sequence generator trained adversarially against a discriminator (stage 1), then M copies transformed by its sequences", new TandaSpec()),
         Add("transfer", "the learned policies of another run, epoch by epoch (the paper's §4.6), without a controller", new TransferSpec { Cutout = 16 }),
         Add("uncertainty", "uncertainty-based sampling as Wu et al. (2020) ran it: K candidates of 2 ops at random probabilities and continuous magnitudes, reflect crop, flip, Cutout up to 16, mixup; keep S in proportion to their loss", new UncertaintySpec { Cutout = 16 }),
         Add("uncertainty-space", "uncertainty-based sampling over the search space: K candidates of 2 random ops at whole levels, always applied; keep S in proportion to their loss", new SpaceUncertaintySpec { Cutout = 16 }),

@@ -25,6 +25,10 @@ public sealed class ParameterAttribute(string name, string description) : Attrib
     public double Max { get; init; } = double.PositiveInfinity;
     /// <summary>Values must be above <see cref="Min"/>, not equal to it (a learning rate).</summary>
     public bool MinExclusive { get; init; }
+    /// <summary>A string that is a word or list, not a path (help texts say "text").</summary>
+    public bool Text { get; init; }
+    /// <summary>A string or policy that may be left unset (null).</summary>
+    public bool Optional { get; init; }
 }
 
 /// <summary>
@@ -156,6 +160,8 @@ public sealed class MethodParameter
         Min = attribute.Min;
         Max = attribute.Max;
         MinExclusive = attribute.MinExclusive;
+        IsText = attribute.Text;
+        Optional = attribute.Optional;
         ValueType = property.PropertyType;
         if (!(ValueType == typeof(int) || ValueType == typeof(double) || ValueType == typeof(bool) || ValueType == typeof(string)
               || ValueType == typeof(EpochSchedule) || ValueType == typeof(PolicyDocument)))
@@ -167,6 +173,8 @@ public sealed class MethodParameter
     public double Min { get; }
     public double Max { get; }
     public bool MinExclusive { get; }
+    public bool IsText { get; }
+    public bool Optional { get; }
     public Type ValueType { get; }
 
     /// <summary>The kind of value, as help texts name it.</summary>
@@ -176,6 +184,7 @@ public sealed class MethodParameter
         : ValueType == typeof(bool) ? "true|false"
         : ValueType == typeof(EpochSchedule) ? "schedule"
         : ValueType == typeof(PolicyDocument) ? "policy file"
+        : IsText ? "text"
         : "path";
 
     /// <summary>"1..4096", "≥ 0", "> 0" or "" (any).</summary>
@@ -250,7 +259,7 @@ public sealed class MethodParameter
         bool InRange(double v) => double.IsFinite(v) && (MinExclusive ? v > Min : v >= Min) && v <= Max;
         switch (value)
         {
-            case null when ValueType == typeof(string) || ValueType == typeof(PolicyDocument):
+            case null when !Optional && (ValueType == typeof(string) || ValueType == typeof(PolicyDocument)):
                 return $"(none): expected {Article(Kind)}";
             case int i when !InRange(i):
                 return Expected(i);

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using AdvAA.Core.Augment;
+using AdvAA.Core.Data;
 using AdvAA.Core.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -30,6 +31,25 @@ public interface ITrainingMethod : IDisposable
     /// <summary>Named state to checkpoint (a controller, its optimiser, ...); empty for stateless methods.</summary>
     IReadOnlyList<StatePart> StateParts { get; }
 }
+
+/// <summary>
+/// A method with a stage before the target trains (TANDA's generator): the trainer calls
+/// <see cref="Prepare"/> before the first epoch of every session; the stage keeps its own
+/// checkpoints in the run folder and continues from them, or just loads its result when done.
+/// </summary>
+public interface IStagedMethod
+{
+    /// <summary>Runs or resumes the stage; false when it was cancelled before it finished (the target does not train then).</summary>
+    bool Prepare(StageContext stage);
+}
+
+/// <summary>
+/// What a stage gets: the run folder, the training images (as the target trains on them), their
+/// normalisation, the run's identity (a stage's checkpoints must match it), cancellation, and a sink
+/// for its progress lines.
+/// </summary>
+public sealed record StageContext(string RunFolder, ImageDataset Train, Normalizer Normalizer, System.Text.Json.Nodes.JsonObject Identity,
+    System.Threading.CancellationToken Cancel, Action<string> Report);
 
 /// <summary>What a method knows of the run it trains in, when it is made.</summary>
 /// <param name="Space">The search space, sized to the data's images (<see cref="SearchSpace.SizedTo"/>).</param>

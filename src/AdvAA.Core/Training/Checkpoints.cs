@@ -19,9 +19,12 @@ public static class Checkpoints
     const string Prefix = "epoch-";
 
     /// <summary>Writes a complete checkpoint for <paramref name="epoch"/>; returns its folder.</summary>
-    public static string Save(RunFolder run, int epoch, JsonObject identity, IReadOnlyDictionary<string, Action<Stream>> parts)
+    public static string Save(RunFolder run, int epoch, JsonObject identity, IReadOnlyDictionary<string, Action<Stream>> parts) =>
+        Save(run.File(RunFolder.CheckpointFolder), epoch, identity, parts);
+
+    /// <summary>Writes a complete checkpoint for <paramref name="epoch"/> into the folder <paramref name="root"/> (a stage's own); keeps only it.</summary>
+    public static string Save(string root, int epoch, JsonObject identity, IReadOnlyDictionary<string, Action<Stream>> parts)
     {
-        string root = run.File(RunFolder.CheckpointFolder);
         Directory.CreateDirectory(root);
         string final = Path.Combine(root, $"{Prefix}{epoch:D4}");
         string temp = Path.Combine(root, $".{Prefix}{epoch:D4}{RunFolder.TempMarker}{Environment.ProcessId}");
@@ -64,9 +67,11 @@ public static class Checkpoints
     }
 
     /// <summary>The newest complete checkpoint of a run, or null when it has none.</summary>
-    public static Checkpoint? Latest(RunFolder run)
+    public static Checkpoint? Latest(RunFolder run) => Latest(run.File(RunFolder.CheckpointFolder));
+
+    /// <summary>The newest complete checkpoint in the folder <paramref name="root"/>, or null.</summary>
+    public static Checkpoint? Latest(string root)
     {
-        string root = run.File(RunFolder.CheckpointFolder);
         if (!Directory.Exists(root)) return null;
         string? newest = Directory.EnumerateDirectories(root, Prefix + "*")
             .Where(d => int.TryParse(Path.GetFileName(d)[Prefix.Length..], out _))

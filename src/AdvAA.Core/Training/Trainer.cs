@@ -46,6 +46,8 @@ public sealed class Trainer : IDisposable
 
     /// <summary>Raised after each epoch has been written to the run folder.</summary>
     public event EventHandler<EpochMetrics>? EpochCompleted;
+    /// <summary>Raised with each progress line of a method's stage before training (TANDA's stage 1).</summary>
+    public event EventHandler<string>? StageProgress;
     /// <summary>Raised every few steps with the running loss.</summary>
     public event EventHandler<StepProgress>? StepCompleted;
 
@@ -145,6 +147,9 @@ public sealed class Trainer : IDisposable
         var results = new List<EpochMetrics>();
         int first = (checkpoint?.Epoch ?? 0) + 1;
         if (first > config.Epochs) return results;
+        if (method is IStagedMethod staged
+            && !staged.Prepare(new StageContext(run.Path, data.Train, normalizer, identity, cancel, line => StageProgress?.Invoke(this, line))))
+            return results;
         using (board = new TensorBoardLog(run.Path, (long)(first - 1) * loader.BatchesPerEpoch + 1))
         {
             for (int epoch = first; epoch <= config.Epochs && !cancel.IsCancellationRequested; epoch++)

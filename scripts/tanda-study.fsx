@@ -1,0 +1,46 @@
+// TANDA at CPU scale (scripts/tanda-study.sh runs this): TANDA's low-data CIFAR-10 setting, a
+// class-balanced 5,000-image training subset (500 per class), the full 10,000 test images
+// (evaluated every 5 epochs and at the end), the small model, 20 epochs of the end model, 2 seeds.
+// Arms: standard augmentation only; uniform random TF sequences of TANDA's length 10 (TANDA's
+// "random" comparison); TANDA with a mean-field and with an LSTM generator, each trained for 3
+// passes over the 5,000 images in stage 1 (RUN/stage1: metrics.jsonl with the discriminator's
+// accuracy and the generator/random loss ratio, samples.png with random vs learned sequences).
+//
+//   scripts/tanda-study.sh [CIFAR-10 folder] [study folder]   (default: $ADVAA_CIFAR10_DIR, runs/tanda-study)
+#if !ADVAA_HOST
+#I "../src/AdvAA.Cli/bin/Release/net10.0"
+#r "AdvAA.Core.dll"
+#r "AdvAA.Dsl.dll"
+#r "TorchSharp.dll"
+#endif
+
+open System
+open AdvAA.Dsl
+
+let data =
+    match fsi.CommandLineArgs |> Array.tryItem 1, Environment.GetEnvironmentVariable "ADVAA_CIFAR10_DIR" with
+    | Some folder, _ -> DataPath folder
+    | None, (null | "") -> failwith "give a CIFAR-10 folder: scripts/tanda-study.sh /data/cifar10 (or set ADVAA_CIFAR10_DIR)"
+    | None, folder -> DataPath folder
+
+let common =
+    { Experiment.defaults with
+        Data = data
+        Model = "small"
+        Epochs = 20
+        BatchSize = 64
+        TrainLimit = Some 5000
+        EvalEvery = 5 }
+
+let tanda generator = TandaMethod { Tanda.defaults with Generator = generator; TanEpochs = 3 }
+
+let study =
+    { Name = "tanda-cifar10-5k"
+      Seeds = [ 1L; 2L ]
+      Arms =
+        [ { common with Name = "baseline"; Method = Baseline }
+          { common with Name = "random-sequences"; Method = tanda RandomSequences }
+          { common with Name = "tanda-mean-field"; Method = tanda MeanField }
+          { common with Name = "tanda-lstm"; Method = tanda Lstm } ] }
+
+Experiment.mainStudy study
