@@ -52,7 +52,7 @@ type TrainArgs =
             | Dropout _ -> "in-block dropout of wrn-* models (default: 0)."
             | Cutout _ -> "side of the Cutout square in pixels, 0 for none (default: the method's, 16 where its paper uses Cutout)."
             | Policy _ -> "a policy file (advaa-policy JSON, e.g. from advaa policy export): trains with method 'policy'."
-            | From _ -> "a finished run whose learned policies to replay epoch by epoch: trains with method 'transfer'."
+            | From _ -> "a finished run whose learned policies to replay epoch by epoch: trains with method 'transfer'; with --method tanda, the TANDA run whose trained generator to use."
             | Param _ -> CommandLineParam.usage
             | Precision _ -> CommandLineParam.precisionUsage
             | Memory_Format _ -> "channels-last|nchw: the layout of the input batches (default channels-last, faster convolutions)."
@@ -65,9 +65,11 @@ let private parser = lazy (ArgumentParser.Create<TrainArgs>(programName = "advaa
 /// The experiment the flags describe; a flag given twice counts once, the last one.
 let experiment (results: ParseResults<TrainArgs>) : Experiment =
     let d = Experiment.defaults
+    // --from names a run to replay (transfer), or with --method tanda the run whose generator to reuse.
+    let tanda = results.TryGetResult TrainArgs.Method |> Option.exists (fun m -> m.Trim().ToLowerInvariant() = "tanda")
     let implied =
         [ if results.Contains TrainArgs.Policy then "policy", "--policy"
-          if results.Contains TrainArgs.From then "transfer", "--from" ]
+          if results.Contains TrainArgs.From && not tanda then "transfer", "--from" ]
     let method =
         match implied, results.TryGetResult TrainArgs.Method with
         | (_, flag) :: (_, other) :: _, _ -> raise (DslException(sprintf "%s and %s exclude each other: each implies its own method" flag other))
@@ -75,6 +77,7 @@ let experiment (results: ParseResults<TrainArgs>) : Experiment =
             raise (DslException(sprintf "%s trains with method '%s', but --method %s was given" flag name m))
         | [ "policy", _ ], _ -> FixedPolicy(Policy.ofFile (results.GetResult TrainArgs.Policy))
         | [ _ ], _ -> Transfer(results.GetResult TrainArgs.From)
+        | _, Some _ when tanda -> TandaMethod { Tanda.defaults with From = results.TryGetResult TrainArgs.From }
         | _, Some m -> Method.ofName m
         | _, None -> d.Method
     let model = defaultArg (results.TryGetResult(TrainArgs.Model)) d.Model

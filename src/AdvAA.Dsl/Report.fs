@@ -184,6 +184,24 @@ let writePlots (runs: RunData list) (outDir: string) =
           let whose = if fromController then "the controller's" else "sampled policies'"
           yield Plots.heatmap (sprintf "Op distribution per epoch, %s (Fig. 6a)" whose) pe run.Ops ops (out "op-distribution.png")
           yield Plots.heatmap (sprintf "Magnitude distribution per epoch, %s (Fig. 6b)" whose) pe [ for l in 0 .. run.Levels - 1 -> sprintf "level %d" l ] levels (out "magnitude-distribution.png")
+      // TANDA's stage 1: what TANDA selects generators by, and what the generator learned to draw.
+      let stage = Path.Combine(run.Folder, AdvAA.Core.Methods.TandaMethod.StageFolder, AdvAA.Core.Search.TanTrainer.MetricsFile)
+      if File.Exists stage then
+          let tan =
+              RunFolder.ReadJsonLines stage
+              |> Seq.mapi (fun i line -> AdvAA.Core.Search.TanEpoch.FromJson(line, sprintf "%s:%d" stage (i + 1)))
+              |> List.ofSeq
+          if not tan.IsEmpty then
+              let xs = tan |> List.map (fun e -> e.Epoch) |> Array.ofList
+              yield Plots.lines "TANDA stage 1 (x: stage-1 epoch)" "ratio / accuracy"
+                    [ "generator/random loss ratio (below 1: learned sequences look more real)", xs, tan |> List.map (fun e -> e.Ratio) |> Array.ofList
+                      "discriminator accuracy", xs, tan |> List.map (fun e -> e.DiscriminatorAccuracy) |> Array.ofList ] (out "tanda-stage1.png")
+              let opOf (tf: string) = tf.Substring(0, tf.LastIndexOf ':')
+              let opNames = tan.Head.Tfs.Keys |> Seq.map opOf |> Seq.distinct |> List.ofSeq
+              let shares =
+                  Array2D.init xs.Length opNames.Length (fun r c ->
+                      tan[r].Tfs |> Seq.filter (fun kv -> opOf kv.Key = opNames[c]) |> Seq.sumBy (fun kv -> kv.Value))
+              yield Plots.heatmap "TANDA generator: share of each op among its draws per stage-1 epoch" xs opNames shares (out "tanda-ops.png")
       if runs.Length > 1 then
           yield Plots.lines "Test accuracy of the runs" "test accuracy (%)"
                 [ for r in runs -> let xs, ys = percentOf (recorded r (fun m -> m.TestAccuracy)) in r.Name, xs, ys ] (out "comparison.png") ]

@@ -52,4 +52,13 @@ let write (folders: string list) (out: string option) (images: int) =
     let first = List.head runs
     let outDir = defaultArg out (Path.Combine(first.Folder, "report"))
     let grid = policyGrid first images (Path.Combine(outDir, "policies.png"))
-    Report.write runs outDir (Option.toList grid)
+    // TANDA's stage 1 writes its own grid of random vs learned sequences.
+    let samples = Path.Combine(first.Folder, AdvAA.Core.Methods.TandaMethod.StageFolder, AdvAA.Core.Search.TanTrainer.SamplesFile)
+    let tanda =
+        if File.Exists samples then
+            Directory.CreateDirectory outDir |> ignore
+            let copy = Path.Combine(outDir, "tanda-samples.png")
+            File.Copy(samples, copy, true)
+            [ copy ]
+        else []
+    Report.write runs outDir (Option.toList grid @ tanda)

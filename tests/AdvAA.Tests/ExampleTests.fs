@@ -71,6 +71,19 @@ let tests =
                 Environment.SetEnvironmentVariable("CIFAR10_DIR", previous)
         }
 
+        test "tanda trains its generator in stage 1, then the classifier on its sequences" {
+            use dir = new TempDir()
+            let folder = dir.File "run"
+            let code, out, err = cli ([ "run"; example "tanda.fsx"; "--epochs"; "1"; "--param"; "tan_epochs=1"; "--param"; "samples=2"; "--out"; folder ] @ tiny)
+            expectCode (code, out, err) 0
+            containsAll out [ "run      tanda: tanda, model small"; "stage 1  epoch 1/1"; "generator/random loss"; "epoch 1/1"; "done     tanda: 1 epoch" ]
+            let c = config folder
+            Expect.equal (text [ "experiment"; "method"; "generator" ] c) "lstm" "the LSTM generator"
+            Expect.stringStarts (text [ "experiment"; "method"; "tfs" ] c) "Rotate:2, Rotate:5, Rotate:8, ShearX:2" "the script's TFs, recorded"
+            Expect.isTrue (File.Exists(Path.Combine(folder, "stage1", "samples.png"))) "stage 1's sample grid"
+            Expect.equal (epochsOf folder) [ 1 ] "one epoch of the classifier"
+        }
+
         test "custom-space trains with its F# ops, its space and its magnitude schedule" {
             use dir = new TempDir()
             let folder = dir.File "run"

@@ -158,6 +158,10 @@ let tests =
             Expect.isTrue (File.Exists(Path.Combine(stage, TanTrainer.SamplesFile))) "the sample grid"
             let stageMetrics = RunFolder.ReadJsonLines(Path.Combine(stage, TanTrainer.MetricsFile))
             Expect.equal stageMetrics.Count 2 "stage 1's metrics per epoch"
+            let index = AdvAA.Dsl.RunReport.write [ whole.Path ] None 4
+            for png in [ "tanda-stage1.png"; "tanda-ops.png"; "tanda-samples.png" ] do
+                Expect.isTrue (File.Exists(Path.Combine(whole.Path, "report", png))) (png + " in the report")
+            Expect.stringContains (File.ReadAllText index) "tanda-samples" "and on its page"
             let last: JsonObject = stageMetrics[1]
             let ratio = (nonNull last["generator_random_ratio"]).GetValue<float>()
             Expect.isTrue (Double.IsFinite ratio && ratio > 0.0) "the generator/random loss ratio"
@@ -170,6 +174,12 @@ let tests =
             let stageFile (run: RunFolder) = Path.Combine(run.Path, TandaMethod.StageFolder, TanTrainer.MetricsFile)
             Expect.sequenceEqual (withoutTiming (stageFile parted)) (withoutTiming (stageFile whole)) "identical stage-1 metrics"
             Expect.sequenceEqual (withoutTiming (parted.File RunFolder.MetricsFile)) (withoutTiming (whole.File RunFolder.MetricsFile)) "identical target metrics"
+            // from: another run reuses the trained generator, with no stage 1 of its own.
+            let reused = RunFolder.Create(dir.File "reused")
+            let lines = trainTanda (config.WithMethod(config.Method.With("from", whole.Path))) reused None None
+            containsAll (List.exactlyOne lines) [ "the generator of " + whole.Path; "epoch 2" ]
+            Expect.isFalse (Directory.Exists(Path.Combine(reused.Path, TandaMethod.StageFolder))) "no stage 1 of its own"
+            Expect.equal (reused.ReadMetrics().Count) 2 "and trains the classifier"
         }
 
         test "bad input: an empty TF set, a length < 1, an unknown op, --from a run without a generator are named" {

@@ -1,0 +1,42 @@
+// TANDA (Ratner et al. 2017) on the CIFAR-10 sample embedded in AdvAA, on the CPU:
+//
+//   advaa run examples/tanda.fsx                  (or: dotnet fsi examples/tanda.fsx)
+//   advaa run examples/tanda.fsx --param tan_epochs=1 --epochs 2     (a quick look)
+//
+// Stage 1 (RUN/stage1) trains a generator of transformation sequences against a discriminator
+// that tells real training images from transformed ones: sequences whose images still look real,
+// and are not too close to the original, are rewarded. RUN/stage1/samples.png shows random vs
+// learned sequences; metrics.jsonl there has the discriminator's accuracy and the generator/random
+// loss ratio (below 1: the learned sequences look more real than random ones). Stage 2 trains the
+// classifier with every image transformed by a sequence the generator draws for it.
+#if !ADVAA_HOST
+// Plain F# Interactive takes AdvAA from the built CLI (dotnet build -c Release src/AdvAA.Cli),
+// whose folder also holds TorchSharp and its native libtorch. The host binds its own assemblies.
+#I "../src/AdvAA.Cli/bin/Release/net10.0"
+#r "AdvAA.Core.dll"
+#r "AdvAA.Dsl.dll"
+#r "TorchSharp.dll"
+#endif
+
+open AdvAA.Dsl
+
+let experiment =
+    { Experiment.defaults with
+        Name = "tanda"
+        Data = EmbeddedSample
+        Model = "small"
+        Method =
+            TandaMethod
+                { Tanda.defaults with
+                    Generator = Lstm // or MeanField; RandomSequences is TANDA's uniform comparison
+                    Length = 10
+                    // TFs: ops of the experiment's search space at fixed levels; Tfs.all is every op at every level.
+                    Tfs = Tfs.only [ for op in [ "Rotate"; "ShearX"; "TranslateY"; "Color"; "Contrast"; "Brightness"; "Equalize"; "Posterize" ] do
+                                       for level in [ 2; 5; 8 ] -> op, level ]
+                    TanEpochs = 5 }
+        // TANDA's other settings by name, as `advaa methods tanda` lists them.
+        Parameters = [ "generator_lr", "0.001"; "diversity", "0.0025" ]
+        BatchSize = 64
+        Epochs = 15 }
+
+Experiment.main experiment
