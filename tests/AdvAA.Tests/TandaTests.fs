@@ -182,6 +182,16 @@ let tests =
             Expect.equal (reused.ReadMetrics().Count) 2 "and trains the classifier"
         }
 
+        test "advaa train: --from with --method tanda reuses a generator; without it --from still means transfer" {
+            let parse (args: string list) =
+                let parser = Argu.ArgumentParser.Create<AdvAA.Cli.TrainCommand.TrainArgs>()
+                AdvAA.Cli.TrainCommand.experiment (parser.ParseCommandLine(Array.ofList args))
+            match (parse [ "--method"; "tanda"; "--from"; "runs/x" ]).Method with
+            | AdvAA.Dsl.TandaMethod t -> Expect.equal t.From (Some "runs/x") "tanda.from"
+            | m -> failtestf "expected tanda, got %s" (AdvAA.Dsl.Method.name m)
+            Expect.equal (AdvAA.Dsl.Method.name (parse [ "--from"; "runs/x" ]).Method) "transfer" "--from alone: transfer"
+        }
+
         test "bad input: an empty TF set, a length < 1, an unknown op, --from a run without a generator are named" {
             use dir = new TempDir()
             let bad (spec: MethodSpec) =
