@@ -119,9 +119,10 @@ public sealed class TanTrainer : IDisposable
         int batches = 0;
         foreach (var (images, labels) in loader.Epoch(epoch))
         {
-            using var scope = NewDisposeScope();
-            images.MoveToOuterDisposeScope();
+            // The loader's batch is this loop's to dispose; stage 1 needs no labels.
+            using var batch = images;
             labels.Dispose();
+            using var scope = NewDisposeScope();
             var real = normalizer.Apply(images);
             int n = (int)images.shape[0];
 
