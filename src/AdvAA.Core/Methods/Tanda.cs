@@ -113,13 +113,16 @@ public sealed class TandaMethod : CopiesMethod, IStagedMethod
 
     readonly TandaSpec spec;
     readonly TransformationSet tfs;
+    // The run whose generator to use (spec.From), read once.
+    readonly (TandaSpec Spec, Checkpoint Checkpoint)? pretrained;
     SequenceGenerator? generator;
     TanTrainer? trainer;
 
     public TandaMethod(MethodContext context, TandaSpec spec) : base(context, spec.Cutout)
     {
         this.spec = spec;
-        tfs = TransformationSet.Parse(context.Space, spec.From is string from ? TandaSpec.Pretrained(from, context.Space).Spec.Tfs : spec.Tfs);
+        if (spec.From is string from) pretrained = TandaSpec.Pretrained(from, context.Space);
+        tfs = TransformationSet.Parse(context.Space, pretrained?.Spec.Tfs ?? spec.Tfs);
     }
 
     protected override int InstancesFor(EpochContext epoch) => spec.InstancesAt(epoch.Progress);
@@ -127,13 +130,13 @@ public sealed class TandaMethod : CopiesMethod, IStagedMethod
     public bool Prepare(StageContext stage)
     {
         if (spec.Generator == "random") return true;
-        if (spec.From is string from)
+        if (pretrained is { } reused)
         {
-            var (source, checkpoint) = TandaSpec.Pretrained(from, Context.Space);
+            var (source, checkpoint) = reused;
             generator = TanTrainer.CreateGenerator(tfs.Count, source.Settings, 0);
             checkpoint.Read("generator", s => generator.load(s, strict: true));
             generator.to(Context.Device);
-            stage.Report($"stage 1  the generator of {from} (epoch {checkpoint.Epoch})");
+            stage.Report($"stage 1  the generator of {spec.From} (epoch {checkpoint.Epoch})");
             return true;
         }
         trainer = new TanTrainer(tfs, spec.Settings, Context.Channels, Context.Height, Context.Width, stage.Normalizer, Context.Device, Context.Seed);
@@ -146,9 +149,7 @@ public sealed class TandaMethod : CopiesMethod, IStagedMethod
     protected override Tensor Augment(Tensor copies, int n, StepContext step)
     {
         int count = (int)copies.shape[0];
-        using var sequences = generator is null
-            ? randint(tfs.Count, [count, spec.Length], generator: Epoch.Streams.Policy, dtype: ScalarType.Int64)
-            : generator.Sample(count, Epoch.Streams.Policy);
+        using var sequences = generator?.Sample(count, Epoch.Streams.Policy) ?? tfs.RandomSequences(count, spec.Length, Epoch.Streams.Policy);
         return tfs.ApplySequences(copies, sequences, Epoch.Streams.Augment);
     }
 

@@ -103,11 +103,6 @@ public sealed class TanTrainer : IDisposable
         _ => throw new ArgumentException($"generator '{settings.Generator}': expected lstm or mean-field", nameof(settings)),
     };
 
-    /// <summary>The final transforms of the images under the sequences [N, L] (only the last step kept).</summary>
-    Tensor Transform(Tensor images, Tensor sequences, Generator? signs) => tfs.ApplySequences(images, sequences, signs);
-
-    Tensor RandomSequences(int n, Generator generator) => randint(tfs.Count, [n, settings.Length], generator: generator, dtype: ScalarType.Int64);
-
     /// <summary>One pass over <paramref name="train"/> in the order of <paramref name="epoch"/>.</summary>
     public TanEpoch TrainEpoch(ImageDataset train, int epoch)
     {
@@ -130,7 +125,7 @@ public sealed class TanTrainer : IDisposable
             for (int d = 0; d < settings.DiscriminatorSteps; d++)
             {
                 Tensor fake;
-                using (no_grad()) fake = normalizer.Apply(Transform(images, Generator.Sample(n, streams.Policy), streams.Augment));
+                using (no_grad()) fake = normalizer.Apply(tfs.ApplySequences(images, Generator.Sample(n, streams.Policy), streams.Augment));
                 var realLogits = Discriminator.forward(real);
                 var fakeLogits = Discriminator.forward(fake);
                 var loss = TanObjective.DiscriminatorLoss(realLogits, fakeLogits);
@@ -159,7 +154,7 @@ public sealed class TanTrainer : IDisposable
                 stepLosses = TanObjective.StepLosses(logits, distances, settings.Diversity);
                 var last = logits.select(1, -1);
                 finalLosses = nn.functional.binary_cross_entropy_with_logits(last, ones_like(last));
-                var randomFinal = normalizer.Apply(Transform(images, RandomSequences(n, streams.Policy), streams.Augment));
+                var randomFinal = normalizer.Apply(tfs.ApplySequences(images, tfs.RandomSequences(n, settings.Length, streams.Policy), streams.Augment));
                 var randomLogits = Discriminator.forward(randomFinal);
                 rLoss += nn.functional.binary_cross_entropy_with_logits(randomLogits, ones_like(randomLogits)).item<float>();
             }
@@ -240,8 +235,8 @@ public sealed class TanTrainer : IDisposable
         using var draw = new Generator((ulong)streams.SeedFor(EpochStreams.DistributionStream));
         var rows = new List<Tensor> { images };
         var labels = new List<string> { "original" };
-        for (int r = 0; r < 3; r++) { rows.Add(Transform(images, RandomSequences((int)n, draw), draw)); labels.Add("random"); }
-        for (int r = 0; r < 3; r++) { rows.Add(Transform(images, Generator.Sample((int)n, draw), draw)); labels.Add($"TAN {epoch}"); }
+        for (int r = 0; r < 3; r++) { rows.Add(tfs.ApplySequences(images, tfs.RandomSequences((int)n, settings.Length, draw), draw)); labels.Add("random"); }
+        for (int r = 0; r < 3; r++) { rows.Add(tfs.ApplySequences(images, Generator.Sample((int)n, draw), draw)); labels.Add($"TAN {epoch}"); }
         return ImageGrid.EncodePng(cat(rows, 0).cpu(), (int)n, labels);
     }
 

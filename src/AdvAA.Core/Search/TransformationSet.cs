@@ -70,19 +70,16 @@ public sealed class TransformationSet
         return new TransformationSet(space, opList.ToArray(), levelList.ToArray());
     }
 
-    /// <summary>
-    /// Applies one TF per image: <paramref name="tfs"/> int64 [N] indices into this set (on any
-    /// device), in one batched pass over the images' device.
-    /// </summary>
+    /// <summary>Applies one TF per image: <paramref name="tfs"/> int64 [N] indices into this set (on any device).</summary>
     public Tensor Apply(Tensor images, Tensor tfs, Generator? generator)
     {
-        using var scope = NewDisposeScope();
-        var device = images.device;
-        var index = tfs.to(device).to(ScalarType.Int64);
-        var ops = tensor(opIds, device: device).index_select(0, index).unsqueeze(1);
-        var lv = tensor(levels, device: device).index_select(0, index).unsqueeze(1);
-        return BatchAugment.Apply(images, Space, ops, lv, generator, trusted: true).MoveToOuterDisposeScope();
+        using var sequences = tfs.unsqueeze(1);
+        return ApplySequences(images, sequences, generator);
     }
+
+    /// <summary>N uniform random sequences of <paramref name="length"/> TFs, int64 [N, length] on the CPU (TANDA's "random" comparison).</summary>
+    public Tensor RandomSequences(int n, int length, Generator? generator) =>
+        randint(Count, [n, length], generator: generator, dtype: ScalarType.Int64);
 
     /// <summary>The images after the whole sequences int64 [N, L] (TF k of row i at step k), in one batched pass.</summary>
     public Tensor ApplySequences(Tensor images, Tensor sequences, Generator? generator)
