@@ -3,7 +3,7 @@
 // (evaluated every 5 epochs and at the end), the small model, 20 epochs of the end model, 2 seeds.
 // Arms: standard augmentation only; uniform random TF sequences of TANDA's length 10 (TANDA's
 // "random" comparison); TANDA with a mean-field and with an LSTM generator, each trained for 3
-// passes over the 5,000 images in stage 1 (RUN/stage1: metrics.jsonl with the discriminator's
+// passes over the 5,000 images in stage 1; the last three again on a mild TF set (RUN/stage1: metrics.jsonl with the discriminator's
 // accuracy and the generator/random loss ratio, samples.png with random vs learned sequences).
 //
 //   scripts/tanda-study.sh [CIFAR-10 folder] [study folder]   (default: $ADVAA_CIFAR10_DIR, runs/tanda-study)
@@ -34,6 +34,21 @@ let common =
 
 let tanda generator = TandaMethod { Tanda.defaults with Generator = generator; TanEpochs = 3 }
 
+// TANDA's own image TFs are mild and label-preserving (small rotations, shears, shifts, colour and
+// contrast tweaks); the paper's 160 TFs include Invert, Solarize, SamplePairing and 14-pixel shifts,
+// which ten in a row make unrecognisable. The "-mild" arms search this space instead.
+let mild =
+    Space.ofOps [ "Rotate"; "ShearX"; "ShearY"; "TranslateX"; "TranslateY"; "Contrast"; "Color"; "Brightness"; "Sharpness"; "AutoContrast"; "Equalize" ]
+    |> Space.range "Rotate" (0.0, 10.0)
+    |> Space.range "ShearX" (0.0, 0.1)
+    |> Space.range "ShearY" (0.0, 0.1)
+    |> Space.range "TranslateX" (0.0, 3.0)
+    |> Space.range "TranslateY" (0.0, 3.0)
+    |> Space.range "Contrast" (0.7, 1.3)
+    |> Space.range "Color" (0.7, 1.3)
+    |> Space.range "Brightness" (0.7, 1.3)
+    |> Space.range "Sharpness" (0.7, 1.3)
+
 let study =
     { Name = "tanda-cifar10-5k"
       Seeds = [ 1L; 2L ]
@@ -41,6 +56,9 @@ let study =
         [ { common with Name = "baseline"; Method = Baseline }
           { common with Name = "random-sequences"; Method = tanda RandomSequences }
           { common with Name = "tanda-mean-field"; Method = tanda MeanField }
-          { common with Name = "tanda-lstm"; Method = tanda Lstm } ] }
+          { common with Name = "tanda-lstm"; Method = tanda Lstm }
+          { common with Name = "random-sequences-mild"; Method = tanda RandomSequences; Space = mild }
+          { common with Name = "tanda-mean-field-mild"; Method = tanda MeanField; Space = mild }
+          { common with Name = "tanda-lstm-mild"; Method = tanda Lstm; Space = mild } ] }
 
 Experiment.mainStudy study

@@ -645,8 +645,9 @@ module Experiment =
                         ) ]
         if problems.IsEmpty then Ok resolved else Error problems
 
-    /// The grid a study folder was started with (study.json): on a resume, another grid is an error
-    /// naming the first difference; the first time, it is recorded.
+    /// The grid a study folder was started with (study.json): on a resume, a changed or removed run
+    /// is an error naming the first difference, new runs (arms, seeds) are added; the first time, it
+    /// is recorded.
     let private checkStudyFolder (folder: string) (study: Study) (runs: (string * TrainConfig) list) =
         // Boxed values of the record: strings, numbers, and nulls for absent options.
         let node (value: objnull) : JsonNode | null =
@@ -676,10 +677,24 @@ module Experiment =
             let recorded =
                 try JsonNode.Parse(File.ReadAllText path)
                 with :? Text.Json.JsonException as e -> raise (RunFolderException(sprintf "%s: malformed JSON: %s" path e.Message))
-            match RunConfig.Difference(recorded, current) with
-            | null -> ()
+            // New arms or seeds may be added to a study; the recorded runs must stay as they were.
+            let recordedRuns =
+                match recorded with
+                | :? JsonObject as o ->
+                    match o["runs"] with
+                    | :? JsonObject as r -> [ for kv in r -> kv.Key ]
+                    | _ -> []
+                | _ -> []
+            let comparable = current.DeepClone().AsObject()
+            let comparableRuns = (nonNull comparable["runs"]).AsObject()
+            for name in [ for kv in comparableRuns -> kv.Key ] do
+                if not (List.contains name recordedRuns) then comparableRuns.Remove name |> ignore
+            match RunConfig.Difference(recorded, comparable) with
+            | null ->
+                if comparableRuns.Count < entries.Count then
+                    RunFolder.WriteAtomically(path, current.ToJsonString(JsonOptions.Indented) + "\n")
             | difference ->
-                raise (RunFolderException(sprintf "study folder %s holds another grid: %s. Resume it with the study it was started with, or start a new one with another --out" folder difference))
+                raise (RunFolderException(sprintf "study folder %s holds another grid: %s. Resume it with the study it was started with (arms and seeds may be added), or start a new one with another --out" folder difference))
         else
             RunFolder.WriteAtomically(path, current.ToJsonString(JsonOptions.Indented) + "\n")
 

@@ -76,6 +76,16 @@ let tests =
             let other = { tinyStudy with Arms = [ { tinyStudy.Arms[0] with Method = Cutout; Name = "baseline" }; tinyStudy.Arms[1] ] }
             let msg = throwsMessage<RunFolderException> (fun () -> Experiment.execute (session again) None (Some folder) (ScriptExperiments.Grid other) |> ignore)
             containsAll msg [ "study folder"; "holds another grid"; "runs.baseline-s1.method.name: recorded \"baseline\", now \"cutout\"" ]
+            // An added arm runs on a resume (the others are kept) and is recorded; a removed one is refused.
+            let grown = { tinyStudy with Seeds = [ 1L ]; Arms = tinyStudy.Arms @ [ { tinyStudy.Arms[0] with Name = "cutout"; Method = Cutout } ] }
+            use grownOut = new StringWriter()
+            Expect.equal (Experiment.execute (session grownOut) None (Some folder) (ScriptExperiments.Grid { grown with Seeds = [ 1L; 2L ] })) ExitCode.ok (grownOut.ToString())
+            Expect.equal ((metrics "cutout-s2").Count) 2 "the new arm ran"
+            Expect.equal [ for e in metrics "baseline-s1" -> e.TrainLoss ] [ for e in m -> e.TrainLoss ] "the recorded runs are kept"
+            let recorded = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "study.json"))) |> nonNull
+            Expect.isNotNull ((nonNull recorded["runs"])["cutout-s1"]) "study.json records the new arm"
+            let removed = throwsMessage<RunFolderException> (fun () -> Experiment.execute (session again) None (Some folder) (ScriptExperiments.Grid grown) |> ignore)
+            containsAll removed [ "holds another grid"; "baseline-s2" ]
         }
 
         test "a grid with a bad entry fails before any training, naming the entry" {
