@@ -22,4 +22,5 @@ let run (args: ParseResults<RunArgs>) =
     match load commandLine with
     | Error code -> code
     | Ok loaded ->
-        Experiment.execute (Common.session "run" commandLine.Replay commandLine.Report) commandLine.Overrides.Out commandLine.Resume loaded.Experiments
+        Runner.asRanks commandLine.Distributed (Common.session "run" commandLine.Replay commandLine.Report) (fun session ->
+            Experiment.execute session commandLine.Overrides.Out commandLine.Resume loaded.Experiments)

@@ -32,6 +32,8 @@ type TrainArgs =
     | Mix of mixing: string
     | Init of file: string
     | Report
+    | Frozen_Bn
+    | Distributed
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -59,6 +61,8 @@ type TrainArgs =
             | Mix _ -> CommandLineParam.mixUsage
             | Init _ -> CommandLineParam.initUsage
             | Report -> "write the run's report at the end (plots, policy grid, index.html; see advaa report)."
+            | Frozen_Bn -> "batch-norm layers use and keep their running statistics (fine-tuning from --init; a data-parallel run that equals one process)."
+            | Distributed -> CommandLineParam.distributedUsage
 
 let private parser = lazy (ArgumentParser.Create<TrainArgs>(programName = "advaa train"))
 
@@ -99,6 +103,7 @@ let experiment (results: ParseResults<TrainArgs>) : Experiment =
             TestLimit = results.TryGetResult(TrainArgs.Test_Limit) |> atLeast "--test-limit" 1
             Dropout = defaultArg (results.TryGetResult(TrainArgs.Dropout) |> atLeast "--dropout" 0.0) d.Dropout
             Init = results.TryGetResult TrainArgs.Init
+            FrozenBatchNorm = results.Contains TrainArgs.Frozen_Bn
             CutoutSize = results.TryGetResult(TrainArgs.Cutout) |> atLeast "--cutout" 0
             Precision = defaultArg (results.TryGetResult TrainArgs.Precision |> CommandLineParam.precision bounds) d.Precision
             MemoryFormat =
@@ -130,7 +135,8 @@ let private replayable (args: TrainArgs list) =
     args
     |> List.choose (function
         | TrainArgs.Out _
-        | TrainArgs.Resume _ -> None
+        | TrainArgs.Resume _
+        | TrainArgs.Distributed -> None
         | TrainArgs.Data p -> Some(TrainArgs.Data(Path.GetFullPath p))
         | TrainArgs.Policy p -> Some(TrainArgs.Policy(Path.GetFullPath p))
         | TrainArgs.From p -> Some(TrainArgs.From(Path.GetFullPath p))
@@ -147,7 +153,7 @@ let run (args: ParseResults<TrainArgs>) =
         // The recorded options first, then the flags given now: the last of each flag counts.
         let merged = parser.Value.ParseCommandLine(Array.ofList (recorded folder @ arguments), raiseOnUsage = true)
         let e = experiment merged |> Experiment.validate
-        Experiment.execute session None (Some folder) (ScriptExperiments.Single e)
+        Runner.asRanks (args.Contains TrainArgs.Distributed) session (fun session -> Experiment.execute session None (Some folder) (ScriptExperiments.Single e))
     | None, _ ->
         let e = experiment args |> Experiment.validate
-        Experiment.execute session None None (ScriptExperiments.Single e)
+        Runner.asRanks (args.Contains TrainArgs.Distributed) session (fun session -> Experiment.execute session None None (ScriptExperiments.Single e))

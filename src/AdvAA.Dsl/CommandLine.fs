@@ -51,6 +51,7 @@ module CommandLineParam =
     let precisionUsage = "auto|fp32|bf16: bf16 trains under autocast (default auto: bf16 where the device does it fast, else fp32)."
     let mixUsage = "label mixing after the method: mixup[:alpha] or cutmix[:alpha] (lambda ~ Beta(alpha, alpha), default alpha 1)."
     let initUsage = "start the target network from this PyTorch state dict (.pt, e.g. from advaa export) of the same model and classes."
+    let distributedUsage = "be one rank of a data-parallel job started by mpirun -np K (or srun): the N·M batch is split over the ranks (README: More than one GPU or machine)."
 
     /// A flag's value checked against its lower bound, or a usage error naming the flag as the user
     /// typed it (`--instances 0: expected at least 1`), not the experiment field it sets.
@@ -97,6 +98,7 @@ type RunArgs =
     | Mix of mixing: string
     | Init of file: string
     | Report
+    | Distributed
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -115,6 +117,7 @@ type RunArgs =
             | Mix _ -> CommandLineParam.mixUsage
             | Init _ -> CommandLineParam.initUsage
             | Report -> "write the report of each finished run (plots, policy grid, index.html; see advaa report)."
+            | Distributed -> CommandLineParam.distributedUsage
 
 /// A parsed script-run command line.
 type RunCommandLine =
@@ -127,7 +130,9 @@ type RunCommandLine =
       /// the run with `--resume <folder>` added.
       Replay: string list
       /// --report: write each finished run's report.
-      Report: bool }
+      Report: bool
+      /// --distributed: this process is one rank of a data-parallel job.
+      Distributed: bool }
 
 [<RequireQualifiedAccess>]
 module CommandLine =
@@ -166,7 +171,8 @@ module CommandLine =
             results.GetAllResults()
             |> List.choose (function
                 | RunArgs.Out _
-                | RunArgs.Resume _ -> None
+                | RunArgs.Resume _
+                | RunArgs.Distributed -> None
                 | RunArgs.Data p -> Some(RunArgs.Data(IO.Path.GetFullPath p))
                 | RunArgs.Init p -> Some(RunArgs.Init(IO.Path.GetFullPath p))
                 | a -> Some a)
@@ -188,7 +194,8 @@ module CommandLine =
               Mix = results.TryGetResult RunArgs.Mix |> Option.map (CommandLineParam.mix (fun message -> results.Raise(message, ErrorCode.CommandLine, true))) }
           Resume = resume
           Replay = List.ofArray (results.Parser.PrintCommandLineArguments kept)
-          Report = results.Contains RunArgs.Report }
+          Report = results.Contains RunArgs.Report
+          Distributed = results.Contains RunArgs.Distributed }
 
     /// Quotes an argument for a POSIX shell when it needs it.
     let quote (argument: string) =

@@ -122,6 +122,8 @@ type Experiment =
         Dropout: float
         /// A PyTorch state dict (.pt, e.g. from `advaa export`) of the same network to start from; None: a fresh initialisation.
         Init: string option
+        /// Batch-norm layers keep their running statistics (fine-tuning from Init; data-parallel runs that equal one process).
+        FrozenBatchNorm: bool
         Method: Method
         /// The ops, ranges and levels that policies are made of (adversarial, random, uncertainty, FixedPolicy).
         Space: Space
@@ -348,6 +350,7 @@ module Experiment =
           Model = "small"
           Dropout = 0.0
           Init = None
+          FrozenBatchNorm = false
           Method = Adversarial
           Space = Space.paper
           Controller =
@@ -455,6 +458,7 @@ module Experiment =
                 Model = e.Model,
                 Dropout = e.Dropout,
                 Init = (e.Init |> Option.map Path.GetFullPath |> Option.toObj),
+                FrozenBatchNorm = e.FrozenBatchNorm,
                 Data =
                     (match e.Data with
                      | EmbeddedSample -> null
@@ -519,7 +523,7 @@ module Experiment =
           | [] -> ()
           | limits -> yield sprintf "subset         %s (seeded, class-balanced)" (String.concat ", " limits)
           if e.EvalEvery > 1 then yield sprintf "evaluation     every %d epochs and after the last" e.EvalEvery
-          yield sprintf "model          %s%s" e.Model (if e.Dropout > 0.0 then sprintf " (dropout %g)" e.Dropout else "")
+          yield sprintf "model          %s%s%s" e.Model (if e.Dropout > 0.0 then sprintf " (dropout %g)" e.Dropout else "") (if e.FrozenBatchNorm then ", batch norm frozen" else "")
           match e.Init with
           | Some init -> yield sprintf "initial        the weights in %s" (Path.GetFullPath init)
           | None -> ()
@@ -773,7 +777,7 @@ module Experiment =
                               Program = [ "dotnet"; "fsi" ]
                               Arguments = commandLine.Replay
                               Report = commandLine.Report }
-                        execute session commandLine.Overrides.Out commandLine.Resume experiments
+                        Runner.asRanks commandLine.Distributed session (fun session -> execute session commandLine.Overrides.Out commandLine.Resume experiments)
                 with
                 | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText ->
                     printfn "%s" e.Message

@@ -9,7 +9,9 @@ open System.Threading
 open AdvAA.Core.Augment
 open AdvAA.Core.Backend
 open AdvAA.Core.Data
+open AdvAA.Core.Distributed
 open AdvAA.Core.Training
+open TorchSharp
 
 /// Where progress goes. `Live`: the output is a terminal, so a step line is rewritten in place.
 type Display =
@@ -71,6 +73,7 @@ module Runner =
         | :? RunFolderException
         | :? TrainingDivergedException
         | :? BackendException
+        | :? AdvAA.Core.Distributed.DistributedException
         | :? AdvAA.Core.Models.ModelFileException
         | :? IOException
         | :? UnauthorizedAccessException -> Some e.Message
@@ -84,6 +87,44 @@ module Runner =
                  | _ -> false) ->
             Some(AdvAA.Core.UserMessages.Of a)
         | _ -> None
+
+    /// Distributed: rank 0 makes or opens a folder and the other ranks take the path it names; alone: `make ()`.
+    let private onRankZero (make: unit -> string) : string =
+        match ProcessGroup.Current with
+        | null -> make ()
+        | ranks -> ranks.Broadcast(if ranks.Rank = 0 then make () else "")
+
+    /// Whether this process writes run and study folders (not the ranks other than 0 of a distributed job).
+    let private writes () =
+        match ProcessGroup.Current with
+        | null -> true
+        | ranks -> ranks.Rank = 0
+
+    /// Runs `work` as this process's part of a data-parallel job when `distributed` (see
+    /// ProcessGroup): ranks other than 0 print nothing and write nothing; an error on one rank is
+    /// printed with its rank and ends every rank (MPI_Abort), so none waits forever. Alone: `work session`.
+    let asRanks (distributed: bool) (session: Session) (work: Session -> int) : int =
+        if not distributed then work session
+        else
+            use ranks = ProcessGroup.Start()
+            let quiet = { session with Display = { Out = TextWriter.Null; Live = false }; Report = false }
+            if ranks.Rank = 0 then
+                session.Display.Out.WriteLine(
+                    sprintf "ranks    %d (%s, %s; %d here, %d CPU threads each)" ranks.Size ranks.Launcher ranks.MpiLibrary ranks.LocalSize (torch.get_num_threads ()))
+            try
+                work (if ranks.Rank = 0 then session else quiet)
+            with e ->
+                let who = if ranks.Rank = 0 then "" else sprintf "rank %d of %d: " ranks.Rank ranks.Size
+                match e, errorMessage e with
+                // A disagreement every rank detects: rank 0 says it, every rank exits.
+                | :? AdvAA.Core.Distributed.DistributedException, Some message ->
+                    if ranks.Rank = 0 then eprintfn "advaa: %s" message
+                    ExitCode.failed
+                | _, message ->
+                    eprintfn "advaa: %s%s" who (message |> Option.defaultValue (string e))
+                    Console.Error.Flush()
+                    ranks.Abort ExitCode.failed
+                    ExitCode.failed
 
     /// h:mm:ss
     let duration (seconds: float) =
@@ -173,7 +214,10 @@ module Runner =
         let out = session.Display.Out
         let config = fitLimits out config data
         use trainer = new Trainer(config.WithOrigin(origin session), data)
-        let folder = openFolder ()
+        let folder =
+            match ProcessGroup.Current with
+            | null -> openFolder ()
+            | _ -> RunFolder.Shared(onRankZero (fun () -> (openFolder ()).Path))
         match trainer.PrecisionWarning with
         | null -> ()
         | warning -> out.WriteLine(sprintf "warning  %s" warning)
@@ -333,8 +377,8 @@ module Runner =
                     let full = Path.GetFullPath path
                     if not (Directory.Exists full) then raise (RunFolderException(RunFolder.Missing full))
                     full
-                | None -> (create out groupName).Path
-            prepare group
+                | None -> onRankZero (fun () -> (create out groupName).Path)
+            if writes () then prepare group
             let rec loop (outcomes: Outcome list) (remaining: (string * TrainConfig) list) =
                 match remaining with
                 | [] -> List.rev outcomes
@@ -345,7 +389,7 @@ module Runner =
                     let key = config.Data |> Option.ofObj |> Option.defaultValue ""
                     let outcome = train session sources[key].Splits folder name config
                     if outcome.Completed then
-                        completed [ for n, _ in List.take (outcomes.Length + 1) runs -> n ]
+                        if writes () then completed [ for n, _ in List.take (outcomes.Length + 1) runs -> n ]
                         loop (outcome :: outcomes) rest
                     else
                         stopped session group outcome

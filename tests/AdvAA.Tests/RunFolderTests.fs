@@ -19,11 +19,7 @@ let private lines (folder: RunFolder) (file: string) = File.ReadAllLines(folder.
 let private debris (folder: RunFolder) =
     Directory.GetFileSystemEntries(folder.Path, "*" + RunFolder.TempMarker + "*", SearchOption.AllDirectories) |> List.ofArray
 
-let private withoutTiming (folder: RunFolder) =
-    [ for m in folder.ReadMetrics() ->
-        let json = m.ToJson()
-        for f in EpochMetrics.TimingFields do json.Remove f |> ignore
-        json.ToJsonString() ]
+let private withoutTiming (folder: RunFolder) = metricsWithoutTiming folder.Path
 
 /// Mounts a tmpfs of `kilobytes` at `path` for the test (root only); None where this machine does not allow it.
 let private tmpfs (path: string) (kilobytes: int) =

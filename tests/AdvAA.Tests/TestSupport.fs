@@ -36,6 +36,13 @@ let containsAll (text: string) (parts: string list) =
     for p in parts do
         Expect.stringContains text p (sprintf "message should name '%s'" p)
 
+/// A run folder's metrics.jsonl lines without the timing fields (what two equal runs share).
+let metricsWithoutTiming (folder: string) =
+    [ for m in AdvAA.Core.Training.RunFolder.Open(folder).ReadMetrics() ->
+        let json = m.ToJson()
+        for f in AdvAA.Core.Training.EpochMetrics.TimingFields do json.Remove f |> ignore
+        json.ToJsonString() ]
+
 /// The repository checkout these tests were built from.
 let repoRoot = Path.GetFullPath(Path.Combine(__SOURCE_DIRECTORY__, "..", ".."))
 

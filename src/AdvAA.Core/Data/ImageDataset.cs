@@ -50,8 +50,15 @@ public sealed class ImageDataset : IDisposable
     public ImageDataset Take(long count)
     {
         if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, "Take needs a count of at least 1");
-        long n = Math.Min(count, Count);
-        return new ImageDataset(Images.narrow(0, 0, n), Labels.narrow(0, 0, n), Classes, Source);
+        return Slice(0, Math.Min(count, Count));
+    }
+
+    /// <summary>The <paramref name="count"/> images from <paramref name="start"/> on, sharing memory with this set.</summary>
+    public ImageDataset Slice(long start, long count)
+    {
+        if (start < 0 || count < 1 || start + count > Count)
+            throw new ArgumentOutOfRangeException(nameof(count), count, $"a slice of {count} images from {start} does not fit {Count} images");
+        return new ImageDataset(Images.narrow(0, start, count), Labels.narrow(0, start, count), Classes, Source);
     }
 
     /// <summary>

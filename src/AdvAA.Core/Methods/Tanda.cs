@@ -127,6 +127,8 @@ public sealed class TandaMethod : CopiesMethod, IStagedMethod
 
     protected override int InstancesFor(EpochContext epoch) => spec.InstancesAt(epoch.Progress);
 
+    public bool TrainsStage => spec.Generator != "random" && pretrained is null;
+
     public bool Prepare(StageContext stage)
     {
         if (spec.Generator == "random") return true;

@@ -41,6 +41,9 @@ public interface IStagedMethod
 {
     /// <summary>Runs or resumes the stage; false when it was cancelled before it finished (the target does not train then).</summary>
     bool Prepare(StageContext stage);
+
+    /// <summary>Whether <see cref="Prepare"/> trains (and writes) a stage, rather than only reading one (a reused generator).</summary>
+    bool TrainsStage { get; }
 }
 
 /// <summary>

@@ -69,6 +69,10 @@ public sealed class RunFolder
         return new RunFolder(full);
     }
 
+    /// <summary>The folder another rank of a distributed job made (or opened) at <paramref name="path"/>: this rank only reads it.</summary>
+    public static RunFolder Shared(string path) =>
+        Directory.Exists(path) ? new RunFolder(System.IO.Path.GetFullPath(path)) : throw new RunFolderException(Missing(System.IO.Path.GetFullPath(path)));
+
     /// <summary>Writes a whole file atomically; a failed write (a full disk) leaves neither the temporary file nor a changed target.</summary>
     public static void WriteAtomically(string path, string text) =>
         WriteAtomically(path, temp =>

@@ -156,7 +156,7 @@ public sealed record ExperimentRecord(
     MethodSpec Method, string Model, double Dropout, string? Data, long? TrainLimit, long? TestLimit,
     int Epochs, int BatchSize, long Seed, string Device, string LearningRate, double Momentum, bool Nesterov,
     double WeightDecay, SearchSpaceRecord SearchSpace, int EvalBatchSize, string Precision, string MemoryFormat,
-    long? ValidationSize, int EvalEvery, LabelMixing? Mix, string? Init = null)
+    long? ValidationSize, int EvalEvery, LabelMixing? Mix, string? Init = null, bool FrozenBatchNorm = false)
 {
     public JsonObject ToJson() => new()
     {
@@ -182,6 +182,7 @@ public sealed record ExperimentRecord(
         ["eval_every"] = EvalEvery,
         ["mix"] = Mix?.ToJson(),
         ["init"] = Init,  // null: a fresh initialisation
+        ["frozen_batch_norm"] = FrozenBatchNorm ? true : null,  // absent: batch norm trains (runs before it was recorded)
     };
 
     public static ExperimentRecord FromJson(JsonObject json, string where) => new(
@@ -198,7 +199,8 @@ public sealed record ExperimentRecord(
         RecordJson.Value<string>(json, "precision", where), RecordJson.Value<string>(json, "memory_format", where),
         RecordJson.Optional<long>(json, "validation_size", where), RecordJson.Value<int>(json, "eval_every", where),
         json["mix"] is JsonObject mix ? LabelMixing.FromJson(mix, $"{where}: mix") : null,
-        RecordJson.OptionalText(json, "init", where));
+        RecordJson.OptionalText(json, "init", where),
+        RecordJson.Optional<bool>(json, "frozen_batch_norm", where) ?? false);
 }
 
 /// <summary>How a run was started: the program (e.g. "advaa train", "dotnet fsi") and its arguments (without --out and --resume).</summary>

@@ -23,6 +23,8 @@ public sealed record TrainConfig
     public double Dropout { get; init; }
     /// <summary>A PyTorch state dict (.pt) of the same network to start from instead of a fresh initialisation; null = none.</summary>
     public string? Init { get; init; }
+    /// <summary>Batch-norm layers use and keep their running statistics while the target trains (fine-tuning from <see cref="Init"/>; data-parallel runs equal to one process).</summary>
+    public bool FrozenBatchNorm { get; init; }
     /// <summary>A data folder or archive (see DataSources.Load); null = the embedded sample.</summary>
     public string? Data { get; init; }
     /// <summary>Train on a seeded class-balanced subset of this many training / test images; null = all.</summary>
@@ -126,7 +128,7 @@ public sealed record TrainConfig
     public ExperimentRecord Record(SearchSpace sizedSpace, Precision precision) => new(
         Method, Model, Dropout, Data is null ? null : Path.GetFullPath(Data), TrainLimit, TestLimit, Epochs, BatchSize, Seed, Device,
         LearningRate.Description, Momentum, Nesterov, WeightDecay, SearchSpaceRecord.Of(sizedSpace), EvalBatchSize,
-        Precisions.Name(precision), MemoryFormat, ValidationSize, EvalEvery, Mix, Init is null ? null : Path.GetFullPath(Init));
+        Precisions.Name(precision), MemoryFormat, ValidationSize, EvalEvery, Mix, Init is null ? null : Path.GetFullPath(Init), FrozenBatchNorm);
 }
 
 /// <summary>The layouts of input batches.</summary>

@@ -8,6 +8,7 @@ using System.Threading;
 using AdvAA.Core.Augment;
 using AdvAA.Core.Backend;
 using AdvAA.Core.Data;
+using AdvAA.Core.Distributed;
 using AdvAA.Core.Methods;
 using AdvAA.Core.Models;
 using TorchSharp;
@@ -27,6 +28,11 @@ public sealed class TrainingDivergedException(string message) : Exception(messag
 /// (model, optimiser, the method's state parts, the logs so far) and a metrics and a policies line.
 /// <see cref="Run"/> holds the run folder's lock and resumes from its last complete checkpoint with
 /// identical results on CPU. The trainer knows no method by name.
+/// In a distributed job (<see cref="ProcessGroup"/>) every rank builds the same N·M batch (the
+/// policies' draws derive from seed, epoch and stream), trains its rows of it (whole instances, or
+/// a slice of every instance's images when M &lt; K), and one all-reduce per step sums the gradients,
+/// the batch-norm statistics and the per-sample losses, so every rank takes the same optimiser and
+/// method (controller) step; rank 0 alone writes the run folder.
 /// </summary>
 public sealed class Trainer : IDisposable
 {
@@ -42,7 +48,11 @@ public sealed class Trainer : IDisposable
     readonly BatchLoader loader;
     readonly ITrainingMethod method;
     readonly bool channelsLast;
+    readonly ProcessGroup? group = ProcessGroup.Current;
     Precision precision;
+
+    /// <summary>Whether this process writes the run folder: always, except on the ranks other than 0 of a distributed job.</summary>
+    bool Writes => group is null || group.Rank == 0;
 
     /// <summary>Raised after each epoch has been written to the run folder.</summary>
     public event EventHandler<EpochMetrics>? EpochCompleted;
@@ -63,6 +73,7 @@ public sealed class Trainer : IDisposable
         this.data = new DataSplits(train, Subsets.Split(data.Test, config.TestLimit, null).Subset, data.Format);
         space = this.config.Method.TrainingSpace(config.Space).SizedTo(train.Height, train.Width);
         device = TorchBackend.ResolveDevice(TorchBackend.ParseDevice(config.Device));
+        if (group != null) device = group.DeviceFor(device);
         precision = Precisions.Resolve(Precisions.Parse(config.Precision), device, out string? warning);
         PrecisionWarning = warning;
         channelsLast = config.MemoryFormat == MemoryFormats.ChannelsLast;
@@ -80,6 +91,14 @@ public sealed class Trainer : IDisposable
         dataRecord = new DataRecord(data.Format, data.Train.Source, data.Train.Count, data.Test.Count,
             [train.Channels, train.Height, train.Width], train.Classes.ToArray(), normalizer.Mean.ToArray(), normalizer.Std.ToArray(),
             $"{data.Train.ContentHash()}/{data.Test.ContentHash()}");
+        if (group != null)
+        {
+            if (method is IStagedMethod { TrainsStage: true })
+                throw new DistributedException(
+                    $"method {config.Method.Name} trains its first stage in one process: run it once without --distributed (it can stop after stage 1 with --epochs 1), then reuse that stage with --distributed (tanda: --from RUN)");
+            // Before anything is written: a rank with other settings stops the job.
+            group.EnsureSame("the run's settings", Describe().Identity().ToJsonString());
+        }
     }
 
     /// <summary>Parameters of the target model.</summary>
@@ -111,8 +130,10 @@ public sealed class Trainer : IDisposable
     /// </summary>
     public IReadOnlyList<EpochMetrics> Run(RunFolder run, CancellationToken cancel = default, string command = "advaa")
     {
-        using var writer = run.Lock(command);
-        run.RemoveLeftovers();
+        // Rank 0 prepares the folder (lock, leftovers, config.json) while the others wait, then they read it.
+        using var writer = Writes ? run.Lock(command) : null;
+        if (Writes) run.RemoveLeftovers();
+        else group!.Barrier();
         RunConfig? recorded = File.Exists(run.File(RunFolder.ConfigFile)) ? run.ReadConfig() : null;
         // "auto" resumes in the precision the run chose, whatever this device would choose.
         if (recorded != null && Precisions.Parse(config.Precision) is null)
@@ -130,7 +151,8 @@ public sealed class Trainer : IDisposable
                     $"run folder {run.Path} holds another run: {difference}{context}. Resume it with the settings it was started with, or start a new run with another --out");
             }
         }
-        else run.WriteConfig(description);
+        else if (Writes) run.WriteConfig(description);
+        if (Writes) group?.Barrier();
 
         var metrics = new List<EpochMetrics>();
         var policies = new List<PolicyRecord>();
@@ -142,7 +164,7 @@ public sealed class Trainer : IDisposable
             Restore(checkpoint, metrics, policies);
         }
         // The logs follow the checkpoint: lines after it (a crash before its write) go, lines it covers come back.
-        run.RewriteLogs(metrics, policies);
+        if (Writes) run.RewriteLogs(metrics, policies);
 
         var results = new List<EpochMetrics>();
         int first = (checkpoint?.Epoch ?? 0) + 1;
@@ -150,22 +172,27 @@ public sealed class Trainer : IDisposable
         if (method is IStagedMethod staged
             && !staged.Prepare(new StageContext(run.Path, data.Train, normalizer, identity, cancel, line => StageProgress?.Invoke(this, line))))
             return results;
-        using (board = new TensorBoardLog(run.Path, (long)(first - 1) * loader.BatchesPerEpoch + 1))
+        using (board = Writes ? new TensorBoardLog(run.Path, (long)(first - 1) * loader.BatchesPerEpoch + 1) : null)
         {
             for (int epoch = first; epoch <= config.Epochs && !cancel.IsCancellationRequested; epoch++)
             {
                 (EpochMetrics m, PolicyRecord p) = RunEpoch(epoch, run);
                 metrics.Add(m);
                 policies.Add(p);
-                Checkpoints.Save(run, epoch, identity, CheckpointParts(metrics, policies));
-                run.AppendLine(RunFolder.MetricsFile, m.ToJson());
-                run.AppendLine(RunFolder.PoliciesFile, p.ToJson());
-                LogEpoch(board, m, p);
+                if (board != null)
+                {
+                    Checkpoints.Save(run, epoch, identity, CheckpointParts(metrics, policies));
+                    run.AppendLine(RunFolder.MetricsFile, m.ToJson());
+                    run.AppendLine(RunFolder.PoliciesFile, p.ToJson());
+                    LogEpoch(board, m, p);
+                }
                 results.Add(m);
                 EpochCompleted?.Invoke(this, m);
             }
         }
         board = null;
+        // The others read the folder after this (the last epoch's lines): rank 0 has written it by now.
+        group?.Barrier();
         return results;
     }
 
@@ -214,6 +241,18 @@ public sealed class Trainer : IDisposable
 
     const string MetricsPart = "metrics", PoliciesPart = "policies";
 
+    /// <summary>The model's and the method's state, serialised as the checkpoint holds them.</summary>
+    byte[] StateBytes()
+    {
+        static byte[] Of(Action<Stream> save)
+        {
+            using var bytes = new MemoryStream();
+            save(bytes);
+            return bytes.ToArray(); // also after a writer closed it
+        }
+        return [.. Of(s => model.save(s)), .. method.StateParts.SelectMany(p => Of(p.Save))];
+    }
+
     IReadOnlyDictionary<string, Action<Stream>> CheckpointParts(IReadOnlyList<EpochMetrics> metrics, IReadOnlyList<PolicyRecord> policies)
     {
         static Action<Stream> Text(string text) => s => s.Write(new UTF8Encoding(false).GetBytes(text));
@@ -243,7 +282,7 @@ public sealed class Trainer : IDisposable
     {
         var clock = Stopwatch.StartNew();
         using var streams = new EpochStreams(config.Seed, epoch);
-        using var dropout = new Generator((ulong)streams.SeedFor(EpochStreams.DropoutStream), device);
+        using var dropout = new Generator((ulong)(streams.SeedFor(EpochStreams.DropoutStream) + (group?.Rank ?? 0)), device);
         using var mixing = new Generator((ulong)streams.SeedFor(EpochStreams.MixStream));
         if (model is IStochasticModel stochastic) stochastic.Noise.Generator = dropout;
         double progress = epoch - 1;
@@ -251,7 +290,7 @@ public sealed class Trainer : IDisposable
         method.BeginEpoch(new EpochContext(epoch, progress, streams, Score, device));
         double methodSeconds = methodClock.Elapsed.TotalSeconds, augmentSeconds = 0;
 
-        model.train();
+        TrainMode();
         int steps = loader.BatchesPerEpoch;
         Tensor? instanceLossSum = null;
         using var correct = torch.zeros(1, dtype: int64, device: device);
@@ -275,24 +314,30 @@ public sealed class Trainer : IDisposable
                 if (config.Profile) Synchronize();
                 augmentSeconds += augmentClock.Elapsed.TotalSeconds;
 
+                long rows = targets.shape[0];
+                Tensor? mine = group is null ? null : RowsOf(group, batch.Instances, rows);
+                if (mine is not null) (inputs, targets) = (inputs.index_select(0, mine), targets.index_select(0, mine));
                 Tensor logits = Forward(inputs);
                 Tensor perSample = Losses.CrossEntropy(logits, targets);
-                Tensor loss = perSample.mean();
+                // Distributed: each rank's share of the mean over the whole batch, so that the summed gradients are the whole batch's.
+                Tensor loss = mine is null ? perSample.mean() : perSample.sum().div(rows);
                 optimizer.zero_grad();
                 loss.backward();
+                Tensor rightNow = logits.argmax(1).eq(targets.dim() == 2 ? targets.argmax(1) : targets).sum();
+                Tensor detached = perSample.detach();
+                if (mine is not null) (detached, rightNow, loss) = Synchronize(group!, mine, rows, detached, rightNow);
                 optimizer.step();
 
                 using (torch.no_grad())
                 {
-                    Tensor detached = perSample.detach();
                     instanceLossSum ??= torch.zeros(batch.Instances, device: device).DetachFromDisposeScope();
                     if (instanceLossSum.shape[0] != batch.Instances)
                         throw new InvalidOperationException($"method {config.Method.Name} changed its instances within epoch {epoch}: {instanceLossSum.shape[0]}, then {batch.Instances}");
                     instanceLossSum.add_(batch.Instances > 1 ? detached.view(batch.Instances, -1).mean([1L]) : detached.mean().unsqueeze(0));
-                    correct.add_(logits.argmax(1).eq(targets.dim() == 2 ? targets.argmax(1) : targets).sum());
+                    correct.add_(rightNow);
                     method.Observe(batch, detached);
                 }
-                seen += targets.shape[0];
+                seen += rows;
                 step++;
                 if (step % 10 == 0 || step == steps)
                 {
@@ -312,6 +357,8 @@ public sealed class Trainer : IDisposable
             methodClock.Restart();
             MethodEpochRecord record = method.EndEpoch(new EpochLosses(instanceLosses));
             methodSeconds += methodClock.Elapsed.TotalSeconds;
+            // The ranks must still agree (same model, same controller): a drift would otherwise go unseen until the results are wrong.
+            group?.EnsureSame($"the model and the method's state after epoch {epoch}", StateBytes());
 
             bool last = epoch == config.Epochs, evaluated = last || epoch % config.EvalEvery == 0;
             (double Loss, double Accuracy)? test = evaluated ? Evaluate(data.Test) : null;
@@ -328,6 +375,55 @@ public sealed class Trainer : IDisposable
             instanceLossSum?.Dispose();
             if (model is IStochasticModel noisy) noisy.Noise.Generator = null;
         }
+    }
+
+    /// <summary>
+    /// The rows of an N·M batch this rank trains: the instances r, r+K, … when M ≥ K, else the r-th of K
+    /// slices of every instance's N images.
+    /// </summary>
+    Tensor RowsOf(ProcessGroup ranks, int instances, long rows)
+    {
+        long n = rows / instances;
+        Tensor row = torch.arange(rows, dtype: int64, device: device);
+        Tensor owner = instances >= ranks.Size ? row.div(n, RoundingMode.floor).remainder(ranks.Size) : row.remainder(n).mul(ranks.Size).div(n, RoundingMode.floor);
+        Tensor mine = row.masked_select(owner.eq(ranks.Rank));
+        if (mine.shape[0] == 0)
+            throw new DistributedException($"rank {ranks.Rank} has no rows of a batch of {rows} ({instances} instances of {n} images) over {ranks.Size} ranks: use fewer ranks or a larger batch");
+        return mine;
+    }
+
+    /// <summary>
+    /// One all-reduce of everything a step must agree on: the gradients (summed), the float buffers
+    /// (batch-norm statistics, averaged), this rank's per-sample losses in their rows of the whole
+    /// batch, and the count of right predictions. Returns the whole batch's losses, count and mean loss.
+    /// </summary>
+    (Tensor Losses, Tensor Right, Tensor Mean) Synchronize(ProcessGroup ranks, Tensor mine, long rows, Tensor losses, Tensor right)
+    {
+        using var noGrad = torch.no_grad();
+        var parameters = model.parameters().ToList();
+        var buffers = model.buffers().Where(b => b.is_floating_point()).ToList();
+        var parts = new List<Tensor>();
+        foreach (var p in parameters) parts.Add(p.grad is { } g ? g.to_type(ScalarType.Float32).flatten() : torch.zeros(p.numel(), device: device));
+        foreach (var b in buffers) parts.Add(b.to_type(ScalarType.Float32).flatten().div(ranks.Size));
+        parts.Add(torch.zeros(rows, device: device).index_copy_(0, mine, losses.to_type(ScalarType.Float32)));
+        parts.Add(right.to_type(ScalarType.Float32).view(1));
+        Tensor flat = torch.cat(parts).contiguous();
+        ranks.AllReduceSum(flat);
+        long at = 0;
+        Tensor Next(long count) { Tensor slice = flat.narrow(0, at, count); at += count; return slice; }
+        foreach (var p in parameters) { Tensor s = Next(p.numel()); p.grad?.copy_(s.view(p.shape)); }
+        foreach (var b in buffers) b.copy_(Next(b.numel()).view(b.shape));
+        Tensor all = Next(rows);
+        return (all, Next(1).round().to_type(ScalarType.Int64).squeeze(), all.mean());
+    }
+
+    /// <summary>Training mode; batch-norm layers stay in evaluation mode when frozen.</summary>
+    void TrainMode()
+    {
+        model.train();
+        if (config.FrozenBatchNorm)
+            foreach (var layer in model.modules())
+                if (layer is TorchSharp.Modules.BatchNorm1d or TorchSharp.Modules.BatchNorm2d) layer.eval();
     }
 
     /// <summary>The model's logits in float32; the forward pass runs in the run's precision (bf16: autocast).</summary>
@@ -349,7 +445,7 @@ public sealed class Trainer : IDisposable
         }
         finally
         {
-            model.train();
+            TrainMode();
         }
     }
 
@@ -372,10 +468,24 @@ public sealed class Trainer : IDisposable
         model.eval();
         try
         {
-            Evaluation e = Evaluation.Of(Forward, set.Classes.Count, normalizer, channelsLast, set, config.EvalBatchSize, device);
-            return (e.Loss, e.Accuracy);
+            if (group is null)
+            {
+                Evaluation e = Evaluation.Of(Forward, set.Classes.Count, normalizer, channelsLast, set, config.EvalBatchSize, device);
+                return (e.Loss, e.Accuracy);
+            }
+            // Each rank evaluates its slice; the sums are reduced.
+            long start = set.Count * group.Rank / group.Size, end = set.Count * (group.Rank + 1) / group.Size;
+            var sums = new double[3];
+            if (end > start)
+            {
+                using ImageDataset shard = set.Slice(start, end - start);
+                Evaluation e = Evaluation.Of(Forward, set.Classes.Count, normalizer, channelsLast, shard, config.EvalBatchSize, device);
+                sums = [e.Loss * e.Images, e.Accuracy * e.Images, e.Images];
+            }
+            group.AllReduceSum(sums);
+            return (sums[0] / sums[2], sums[1] / sums[2]);
         }
-        finally { model.train(); }
+        finally { TrainMode(); }
     }
 
     public void Dispose()
