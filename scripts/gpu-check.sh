@@ -93,6 +93,17 @@ advaa train --method adversarial "${epoch[@]}" --data "$data" --epochs 1 --devic
 metrics=$(tail -1 "$run/metrics.jsonl")
 field() { echo "$metrics" | sed -E "s/.*\"$1\":([0-9.eE+-]+).*/\1/"; }
 
+step "data parallel: K = 1 and 2 ranks sharing the $device (NCCL on a GPU), the same epoch"
+ranks=()
+if command -v mpirun >/dev/null; then
+  for k in 1 2; do
+    mpirun --oversubscribe --allow-run-as-root --bind-to none -np "$k" dotnet "$app/advaa.dll" train --method adversarial "${epoch[@]}" \
+      --data "$data" --epochs 1 --device "$device" --frozen-bn --out "$run-k$k" --distributed | tee "$log/k$k.txt" && ranks+=("$k")
+  done
+else
+  echo "no mpirun on this machine (apt install openmpi-bin): the distributed path is not checked"
+fi
+
 echo
 echo "== summary ($device, $(( $(date +%s) - start )) s)"
 printf '%-44s %s\n' "golden ops (PIL 9.4, MAE <= 0.5, max <= 2)" "${golden_line:-not run}"
@@ -108,3 +119,8 @@ for m in "${models[@]}"; do
 done
 awk -v s="$(field seconds)" -v a="$(field augment_seconds)" -v c="$(field controller_seconds)" -v r="$(field images_per_second)" -v t="$(field test_accuracy)" \
   'BEGIN { printf "%-44s %.0f images/s, epoch %.1f s: augmentation %.1f%%, controller %.2f%%, test acc %.2f%%\n", "adversarial epoch", r, s, 100*a/s, 100*c/s, 100*t }'
+for k in "${ranks[@]}"; do
+  metrics=$(tail -1 "$run-k$k/metrics.jsonl")
+  awk -v s="$(field seconds)" -v d="$(field reduce_seconds)" -v r="$(field images_per_second)" -v k="$k" \
+    'BEGIN { printf "%-44s %.0f images/s, all-reduce %.1f%% of the epoch\n", "adversarial epoch, K = " k " ranks", r, 100*d/s }'
+done

@@ -25,12 +25,13 @@ public sealed record EpochMetrics(
     double ControllerSeconds,
     double? ValidationLoss = null,
     double? ValidationAccuracy = null,
-    double? CleanTrainAccuracy = null)
+    double? CleanTrainAccuracy = null,
+    double? ReduceSeconds = null)
 {
     /// <summary>Fields that measure time, which differ between otherwise identical runs.</summary>
-    public static readonly string[] TimingFields = ["seconds", "images_per_second", "augment_seconds", "controller_seconds"];
+    public static readonly string[] TimingFields = ["seconds", "images_per_second", "augment_seconds", "controller_seconds", "reduce_seconds"];
 
-    public JsonObject ToJson() => new()
+    public JsonObject ToJson() => WithOptional(new()
     {
         ["epoch"] = Epoch,
         ["train_loss"] = JsonOptions.Number(TrainLoss),
@@ -49,7 +50,7 @@ public sealed record EpochMetrics(
         ["images_per_second"] = ImagesPerSecond,
         ["augment_seconds"] = AugmentSeconds,
         ["controller_seconds"] = ControllerSeconds,
-    };
+    }, "reduce_seconds", ReduceSeconds); // distributed runs only: the all-reduces' time
 
     /// <summary>A metrics.jsonl line; <paramref name="where"/> (file:line) names it in errors.</summary>
     public static EpochMetrics FromJson(JsonObject json, string where) => new(
@@ -62,7 +63,14 @@ public sealed record EpochMetrics(
         json["controller_loss"] is null ? null : RecordJson.Number(json, "controller_loss", where),
         RecordJson.Number(json, "seconds", where), RecordJson.Number(json, "images_per_second", where),
         RecordJson.Number(json, "augment_seconds", where), RecordJson.Number(json, "controller_seconds", where),
-        Optional(json, "val_loss", where), Optional(json, "val_accuracy", where), Optional(json, "clean_train_accuracy", where));
+        Optional(json, "val_loss", where), Optional(json, "val_accuracy", where), Optional(json, "clean_train_accuracy", where),
+        Optional(json, "reduce_seconds", where));
+
+    static JsonObject WithOptional(JsonObject json, string name, double? value)
+    {
+        if (value is double v) json[name] = v;
+        return json;
+    }
 
     static double? Optional(JsonObject json, string name, string where) =>
         json[name] is null ? null : RecordJson.Number(json, name, where);

@@ -289,6 +289,7 @@ public sealed class Trainer : IDisposable
         var methodClock = Stopwatch.StartNew();
         method.BeginEpoch(new EpochContext(epoch, progress, streams, Score, device));
         double methodSeconds = methodClock.Elapsed.TotalSeconds, augmentSeconds = 0;
+        reduceSeconds = 0;
 
         TrainMode();
         int steps = loader.BatchesPerEpoch;
@@ -367,7 +368,8 @@ public sealed class Trainer : IDisposable
             double seconds = clock.Elapsed.TotalSeconds;
             var metrics = new EpochMetrics(epoch, trainLoss, correct.item<long>() / (double)Math.Max(seen, 1), test?.Loss, test?.Accuracy,
                 config.LearningRate.At(progress), instanceLosses.Length, instanceLosses, record.ControllerEntropy, record.ControllerLoss, seconds,
-                seen / Math.Max(trainSeconds, 1e-9), augmentSeconds, methodSeconds, valid?.Loss, valid?.Accuracy, cleanTrain);
+                seen / Math.Max(trainSeconds, 1e-9), augmentSeconds, methodSeconds, valid?.Loss, valid?.Accuracy, cleanTrain,
+                group is null ? null : reduceSeconds);
             return (metrics, new PolicyRecord(epoch, config.Method.Name, record.Policies, instanceLosses, record.NormalizedLosses, record.Distribution));
         }
         finally
@@ -392,6 +394,9 @@ public sealed class Trainer : IDisposable
         return mine;
     }
 
+    /// <summary>Seconds of this epoch spent in all-reduces (waiting for the slowest rank included).</summary>
+    double reduceSeconds;
+
     /// <summary>
     /// One all-reduce of everything a step must agree on: the gradients (summed), the float buffers
     /// (batch-norm statistics, averaged), this rank's per-sample losses in their rows of the whole
@@ -408,7 +413,9 @@ public sealed class Trainer : IDisposable
         parts.Add(torch.zeros(rows, device: device).index_copy_(0, mine, losses.to_type(ScalarType.Float32)));
         parts.Add(right.to_type(ScalarType.Float32).view(1));
         Tensor flat = torch.cat(parts).contiguous();
+        var clock = Stopwatch.StartNew();
         ranks.AllReduceSum(flat);
+        reduceSeconds += clock.Elapsed.TotalSeconds;
         long at = 0;
         Tensor Next(long count) { Tensor slice = flat.narrow(0, at, count); at += count; return slice; }
         foreach (var p in parameters) { Tensor s = Next(p.numel()); p.grad?.copy_(s.view(p.shape)); }
