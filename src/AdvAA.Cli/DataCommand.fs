@@ -30,8 +30,21 @@ let run (args: ParseResults<DataArgs>) =
     printfn "format     %s" splits.Format
     printfn "train      %d images  %s" train.Count train.Source
     printfn "test       %d images  %s" test.Count test.Source
+    match splits.Validation with
+    | null -> ()
+    | v -> printfn "val        %d images  %s" v.Count v.Source
     printfn "image      %d x %d x %d (channels x height x width), uint8" train.Channels train.Height train.Width
     printfn "classes    %d: %s" train.Classes.Count (String.Join(", ", train.Classes))
+    match train.GroupNames with
+    | null -> ()
+    | names ->
+        // Data with subgroups: images per (class/subgroup) group in each split.
+        let counts (set: ImageDataset | null) = match set with null -> None | s -> Some(s.GroupCounts())
+        printfn "groups     %d (images: train / val / test)" names.Count
+        let splitsCounts = [ Some(train.GroupCounts()); counts splits.Validation; Some(test.GroupCounts()) ]
+        for g, name in Seq.indexed names do
+            let cell = function Some(c: int64[]) -> string c[g] | None -> "–"
+            printfn "  %-28s %s" (string name) (splitsCounts |> List.map cell |> String.concat " / ")
     printfn "mean       %s  (training set, per channel, pixels in [0,1])" (perChannel stats.Mean)
     printfn "std        %s" (perChannel stats.Std)
     printfn "load time  %.2f s, %.0f images/s" seconds (float (train.Count + test.Count) / seconds)

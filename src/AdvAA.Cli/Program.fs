@@ -20,6 +20,7 @@ type CliArgs =
     | [<CliPrefix(CliPrefix.None)>] Evaluate of ParseResults<EvaluateCommand.EvaluateArgs>
     | [<CliPrefix(CliPrefix.None)>] Predict of ParseResults<PredictCommand.PredictArgs>
     | [<CliPrefix(CliPrefix.None)>] Export of ParseResults<ExportCommand.ExportArgs>
+    | [<CliPrefix(CliPrefix.None)>] Patching of ParseResults<PatchingCommand.PatchingArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -37,6 +38,7 @@ type CliArgs =
             | Evaluate _ -> "a trained run's accuracy, per-class accuracy and confusion matrix (on its own test split by default)."
             | Predict _ -> "a trained run's top classes with probabilities for JPEG/PNG files of its image size."
             | Export _ -> "a trained run's weights for PyTorch (advaa export RUN --out model.pt), with a .py file defining the network."
+            | Patching _ -> "model patching's data: make-spurious writes a benchmark whose subgroups follow a spurious patch."
 
 [<EntryPoint>]
 let main argv =
@@ -58,6 +60,7 @@ let main argv =
         | Evaluate a -> EvaluateCommand.run a
         | Predict a -> PredictCommand.run a
         | Export a -> ExportCommand.run a
+        | Patching a -> PatchingCommand.run a
     with
     | :? ArguParseException as e ->
         if e.ErrorCode = ErrorCode.HelpText then

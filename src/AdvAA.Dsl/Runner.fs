@@ -57,6 +57,9 @@ type internal DisposableData(splits: DataSplits) =
         member _.Dispose() =
             splits.Train.Dispose()
             splits.Test.Dispose()
+            match splits.Validation with
+            | null -> ()
+            | v -> v.Dispose()
 
 /// Runs resolved training configurations into run folders, with a console progress display and
 /// Ctrl+C handling: what `advaa run`, `advaa train` and `Experiment.main` share.
@@ -259,6 +262,7 @@ module Runner =
                 let width = string config.Epochs |> String.length
                 let accuracy (a: Nullable<float>) = if a.HasValue then sprintf "%6.2f%%" (100.0 * a.Value) else "     –"
                 let validation = if m.ValidationAccuracy.HasValue then sprintf "  val acc %s" (accuracy m.ValidationAccuracy) else ""
+                let validation = validation + (if m.RobustAccuracy.HasValue then sprintf "  robust (worst group) %s" (accuracy m.RobustAccuracy) else "")
                 out.WriteLine(
                     sprintf "epoch %*d/%d  train loss %.4f  test acc %s%s  %6.0f img/s  elapsed %s  ETA %s"
                         width m.Epoch config.Epochs m.TrainLoss (accuracy m.TestAccuracy) validation m.ImagesPerSecond (duration elapsed) (duration eta)

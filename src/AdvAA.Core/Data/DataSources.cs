@@ -133,7 +133,22 @@ public static class DataSources
         ImageFolders.Listing train = ImageFolders.ListFolder(Required(folder, "train"));
         ImageFolders.Listing test = ImageFolders.ListFolder(Required(folder, "test"));
         ImageFolders.CheckSameClasses(train, test);
-        return Decoded(train, test, "image-folder");
+        string valFolder = Path.Combine(folder, "val");
+        ImageFolders.Listing? val = Directory.Exists(valFolder) ? ImageFolders.ListFolder(valFolder) : null;
+        if (val != null) ImageFolders.CheckSameClasses(train, val);
+        DataSplits splits = Decoded(train, test, "image-folder");
+        if (val == null) return splits;
+        try
+        {
+            ImageDataset valSet = ImageFolders.Decode(val);
+            if (valSet.Height != splits.Train.Height || valSet.Width != splits.Train.Width)
+            {
+                valSet.Dispose();
+                throw new DataFormatException($"{val.Images[0].Origin}: the validation images are not {splits.Train.Width}x{splits.Train.Height} like the training images");
+            }
+            return splits with { Validation = valSet };
+        }
+        catch { splits.Train.Dispose(); splits.Test.Dispose(); throw; }
     }
 
     static DataSplits FromArchive(Stream stream, string archive, string format)

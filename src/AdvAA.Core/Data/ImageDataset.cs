@@ -1,18 +1,23 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace AdvAA.Core.Data;
 
-/// <summary>uint8 images in memory, NCHW, on the CPU, with int64 class labels.</summary>
+/// <summary>
+/// uint8 images in memory, NCHW, on the CPU, with int64 class labels and, for data with subgroups
+/// (model patching), an int64 group per image: an index into <see cref="GroupNames"/>, whose groups
+/// are (class, subgroup) pairs.
+/// </summary>
 public sealed class ImageDataset : IDisposable
 {
     /// <summary>
-    /// Takes ownership of both tensors: they are detached from any dispose scope and disposed with
+    /// Takes ownership of the tensors: they are detached from any dispose scope and disposed with
     /// the data set, so a data set made inside a scope outlives it.
     /// </summary>
-    public ImageDataset(Tensor images, Tensor labels, IReadOnlyList<string> classes, string source)
+    public ImageDataset(Tensor images, Tensor labels, IReadOnlyList<string> classes, string source, Tensor? groups = null, IReadOnlyList<SubgroupName>? groupNames = null)
     {
         if (images.dtype != ScalarType.Byte || images.Dimensions != 4)
             throw new ArgumentException($"images must be uint8 [N,C,H,W], not {images.dtype} [{string.Join(",", images.shape)}]", nameof(images));
@@ -28,11 +33,39 @@ public sealed class ImageDataset : IDisposable
         using (Tensor min = labels.min(), max = labels.max()) (low, high) = (min.item<long>(), max.item<long>());
         if (low < 0 || high >= classes.Count)
             throw new ArgumentException($"labels span {low}..{high}, outside 0..{classes.Count - 1} for {classes.Count} classes", nameof(labels));
+        if ((groups is null) != (groupNames is null))
+            throw new ArgumentException("groups and their names come together", nameof(groupNames));
+        if (groups is not null && groupNames is not null)
+        {
+            if (groups.dtype != ScalarType.Int64 || groups.Dimensions != 1 || groups.shape[0] != images.shape[0])
+                throw new ArgumentException($"groups must be int64 [{images.shape[0]}], not {groups.dtype} [{string.Join(",", groups.shape)}]", nameof(groups));
+            using Tensor gmin = groups.min(), gmax = groups.max();
+            if (gmin.item<long>() < 0 || gmax.item<long>() >= groupNames.Count)
+                throw new ArgumentException($"groups span {gmin.item<long>()}..{gmax.item<long>()}, outside 0..{groupNames.Count - 1}", nameof(groups));
+            using Tensor classOfGroup = tensor(groupNames.Select(g => (long)g.Class).ToArray());
+            using Tensor mismatched = classOfGroup.index_select(0, groups).ne(labels).any();
+            if (mismatched.item<bool>()) throw new ArgumentException("an image's group belongs to another class than its label", nameof(groups));
+            Groups = groups.DetachFromDisposeScope();
+            GroupNames = groupNames;
+        }
         Images = images.DetachFromDisposeScope();
         Labels = labels.DetachFromDisposeScope();
         Classes = classes;
         Source = source;
     }
+
+    /// <summary>int64 [N], indices into <see cref="GroupNames"/>; null for data without subgroups.</summary>
+    public Tensor? Groups { get; }
+    /// <summary>The (class, subgroup) groups, ordered by class and then subgroup name; null without subgroups.</summary>
+    public IReadOnlyList<SubgroupName>? GroupNames { get; }
+
+    /// <summary>The images at these indices (int64 [K]), with their labels and groups.</summary>
+    public ImageDataset Select(Tensor indices) =>
+        new(Images.index_select(0, indices), Labels.index_select(0, indices), Classes, Source, Groups?.index_select(0, indices), GroupNames);
+
+    /// <summary>Images per group, in the order of <see cref="GroupNames"/> (empty without subgroups).</summary>
+    public long[] GroupCounts() =>
+        Groups is null || GroupNames is null ? [] : Backend.HostSync.Longs(Groups.bincount(null, GroupNames.Count));
 
     /// <summary>uint8 [N,C,H,W].</summary>
     public Tensor Images { get; }
@@ -58,7 +91,7 @@ public sealed class ImageDataset : IDisposable
     {
         if (start < 0 || count < 1 || start + count > Count)
             throw new ArgumentOutOfRangeException(nameof(count), count, $"a slice of {count} images from {start} does not fit {Count} images");
-        return new ImageDataset(Images.narrow(0, start, count), Labels.narrow(0, start, count), Classes, Source);
+        return new ImageDataset(Images.narrow(0, start, count), Labels.narrow(0, start, count), Classes, Source, Groups?.narrow(0, start, count), GroupNames);
     }
 
     /// <summary>
@@ -73,6 +106,11 @@ public sealed class ImageDataset : IDisposable
         hash.AppendData(System.Text.Encoding.UTF8.GetBytes($"{string.Join(",", Images.shape)}|{string.Join("\u0001", Classes)}|"));
         hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(Labels.contiguous().data<long>().ToArray().AsSpan()));
         hash.AppendData(Images.index_select(0, arange(0, Count, step)).contiguous().data<byte>().ToArray());
+        if (Groups is not null && GroupNames is not null)
+        {
+            hash.AppendData(System.Text.Encoding.UTF8.GetBytes(string.Join("\u0001", GroupNames)));
+            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(Groups.contiguous().data<long>().ToArray().AsSpan()));
+        }
         return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
@@ -80,5 +118,12 @@ public sealed class ImageDataset : IDisposable
     {
         Images.Dispose();
         Labels.Dispose();
+        Groups?.Dispose();
     }
+}
+
+/// <summary>A group of data with subgroups: a class (index and name) and one of its subgroups.</summary>
+public sealed record SubgroupName(int Class, string ClassName, string Subgroup)
+{
+    public override string ToString() => $"{ClassName}/{Subgroup}";
 }

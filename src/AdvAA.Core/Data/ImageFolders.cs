@@ -20,6 +20,7 @@ namespace AdvAA.Core.Data;
 internal static class ImageFolders
 {
     internal const string Expected = "<class>/<image>.jpg|jpeg|png";
+    internal const string ExpectedGrouped = "<class>/<subgroup>/<image>.jpg|jpeg|png";
     static readonly string[] Extensions = [".jpg", ".jpeg", ".png"];
     static readonly string[] Splits = ["train", "test"];
 
@@ -27,14 +28,19 @@ internal static class ImageFolders
     /// <param name="Label">Index of its class.</param>
     /// <param name="Origin">Where it came from, for messages: a full path, or an archive path and entry name.</param>
     /// <param name="Content">The encoded bytes when they came from an archive; null for a file on disk, read at decode time.</param>
-    internal sealed record EncodedImage(int Label, string Origin, byte[]? Content);
+    /// <param name="Group">Index of its (class, subgroup) group in a listing with subgroups, else -1.</param>
+    internal sealed record EncodedImage(int Label, string Origin, byte[]? Content, int Group = -1);
 
     /// <summary>The classes and images of one split, before decoding.</summary>
-    internal sealed record Listing(IReadOnlyList<string> Classes, IReadOnlyList<EncodedImage> Images, string Source);
+    internal sealed record Listing(IReadOnlyList<string> Classes, IReadOnlyList<EncodedImage> Images, string Source, IReadOnlyList<SubgroupName>? Groups = null);
 
     static bool IsImage(string name) => Extensions.Any(e => name.EndsWith(e, StringComparison.OrdinalIgnoreCase));
 
-    /// <summary>Lists <c>&lt;root&gt;/&lt;class&gt;/*.{jpg,jpeg,png}</c>; an image anywhere else under root is an error.</summary>
+    /// <summary>
+    /// Lists <c>&lt;root&gt;/&lt;class&gt;/*.{jpg,jpeg,png}</c>, or, when the class folders hold only
+    /// sub-folders, <c>&lt;root&gt;/&lt;class&gt;/&lt;subgroup&gt;/*.{jpg,jpeg,png}</c> (data with subgroups: every
+    /// class needs two or more, none empty); an image anywhere else under root is an error.
+    /// </summary>
     internal static Listing ListFolder(string root)
     {
         root = Path.GetFullPath(root);
@@ -47,6 +53,9 @@ internal static class ImageFolders
             string[] classes = Directory.GetDirectories(root).Select(d => Path.GetFileName(d)).Order(StringComparer.Ordinal).ToArray();
             if (classes.Length == 0)
                 throw new DataFormatException($"{root}: no class folders; expected {root}/{Expected}");
+            bool HasOwnImages(string c) => Directory.EnumerateFiles(Path.Combine(root, c)).Any(IsImage);
+            bool grouped = !classes.Any(HasOwnImages) && classes.All(c => Directory.EnumerateDirectories(Path.Combine(root, c)).Any());
+            if (grouped) return ListGrouped(root, classes);
             var images = new List<EncodedImage>();
             for (int label = 0; label < classes.Length; label++)
             {
@@ -61,6 +70,33 @@ internal static class ImageFolders
             }
             return new Listing(classes, images, root);
         });
+    }
+
+    static Listing ListGrouped(string root, string[] classes)
+    {
+        var images = new List<EncodedImage>();
+        var groups = new List<SubgroupName>();
+        for (int label = 0; label < classes.Length; label++)
+        {
+            string folder = Path.Combine(root, classes[label]);
+            string[] subgroups = Directory.GetDirectories(folder).Select(d => Path.GetFileName(d)).Order(StringComparer.Ordinal).ToArray();
+            if (subgroups.Length < 2)
+                throw new DataFormatException($"{folder}: class '{classes[label]}' has {(subgroups.Length == 0 ? "no subgroup" : "one subgroup (" + subgroups[0] + ")")}; data with subgroups needs two or more per class ({root}/{ExpectedGrouped})");
+            foreach (string subgroup in subgroups)
+            {
+                string groupFolder = Path.Combine(folder, subgroup);
+                string? nested = Directory.EnumerateDirectories(groupFolder).Order(StringComparer.Ordinal).FirstOrDefault();
+                if (nested != null)
+                    throw new DataFormatException($"{nested}: a folder inside the subgroup folder {groupFolder}; expected {root}/{ExpectedGrouped}");
+                string[] files = Directory.EnumerateFiles(groupFolder).Where(IsImage).Order(StringComparer.Ordinal).ToArray();
+                if (files.Length == 0)
+                    throw new DataFormatException($"{groupFolder}: empty subgroup '{classes[label]}/{subgroup}' (no .jpg, .jpeg or .png files)");
+                int group = groups.Count;
+                groups.Add(new SubgroupName(label, classes[label], subgroup));
+                images.AddRange(files.Select(f => new EncodedImage(label, f, null, group)));
+            }
+        }
+        return new Listing(classes, images, root, groups);
     }
 
     /// <summary>
@@ -205,7 +241,8 @@ internal static class ImageFolders
         });
         if (failure != null) throw new DataFormatException($"{images[firstFailure].Origin}: {failure}");
         Tensor labels = tensor(images.Select(e => (long)e.Label).ToArray());
-        return new ImageDataset(pixels, labels, listing.Classes, listing.Source);
+        Tensor? groups = listing.Groups is null ? null : tensor(images.Select(e => (long)e.Group).ToArray());
+        return new ImageDataset(pixels, labels, listing.Classes, listing.Source, groups, listing.Groups);
     }
 
     /// <summary>
@@ -271,7 +308,16 @@ internal static class ImageFolders
     /// <summary>Train and test must name the same classes, or labels would mean different things.</summary>
     internal static void CheckSameClasses(Listing train, Listing test)
     {
-        if (train.Classes.SequenceEqual(test.Classes, StringComparer.Ordinal)) return;
+        if (train.Classes.SequenceEqual(test.Classes, StringComparer.Ordinal))
+        {
+            if ((train.Groups is null) != (test.Groups is null))
+                throw new DataFormatException($"{(train.Groups is null ? test.Source : train.Source)} has subgroup folders, but {(train.Groups is null ? train.Source : test.Source)} has none: both splits need the same layout");
+            if (train.Groups is { } a && test.Groups is { } b && !a.Select(g => g.ToString()).SequenceEqual(b.Select(g => g.ToString()), StringComparer.Ordinal))
+                throw new DataFormatException(
+                    $"the subgroups of {train.Source} and {test.Source} differ: only in {Path.GetFileName(train.Source)}: [{string.Join(", ", a.Select(g => g.ToString()).Except(b.Select(g => g.ToString())))}]; " +
+                    $"only in {Path.GetFileName(test.Source)}: [{string.Join(", ", b.Select(g => g.ToString()).Except(a.Select(g => g.ToString())))}]");
+            return;
+        }
         string onlyTrain = string.Join(", ", train.Classes.Except(test.Classes, StringComparer.Ordinal));
         string onlyTest = string.Join(", ", test.Classes.Except(train.Classes, StringComparer.Ordinal));
         throw new DataFormatException(

@@ -42,8 +42,7 @@ public static class Subsets
         }
         ImageDataset Take(Tensor[] parts)
         {
-            var chosen = cat(parts).sort().Values;
-            return new ImageDataset(set.Images.index_select(0, chosen), set.Labels.index_select(0, chosen), set.Classes, set.Source);
+            return set.Select(cat(parts).sort().Values);
         }
         return (Take(train), validation is null ? null : Take(held));
     }

@@ -1,3 +1,4 @@
+using System.Collections.Generic;
 using System.Linq;
 using System.Text.Json.Nodes;
 
@@ -26,8 +27,12 @@ public sealed record EpochMetrics(
     double? ValidationLoss = null,
     double? ValidationAccuracy = null,
     double? CleanTrainAccuracy = null,
-    double? ReduceSeconds = null)
+    double? ReduceSeconds = null,
+    IReadOnlyList<KeyValuePair<string, double>>? GroupAccuracy = null)
 {
+    /// <summary>The worst group's test accuracy (robust accuracy) for data with subgroups, else null.</summary>
+    public double? RobustAccuracy => GroupAccuracy is { Count: > 0 } g ? g.Min(kv => kv.Value) : null;
+
     /// <summary>Fields that measure time, which differ between otherwise identical runs.</summary>
     public static readonly string[] TimingFields = ["seconds", "images_per_second", "augment_seconds", "controller_seconds", "reduce_seconds"];
 
@@ -50,7 +55,7 @@ public sealed record EpochMetrics(
         ["images_per_second"] = ImagesPerSecond,
         ["augment_seconds"] = AugmentSeconds,
         ["controller_seconds"] = ControllerSeconds,
-    }, "reduce_seconds", ReduceSeconds); // distributed runs only: the all-reduces' time
+    }, "reduce_seconds", ReduceSeconds, GroupAccuracy); // distributed runs only: the all-reduces' time
 
     /// <summary>A metrics.jsonl line; <paramref name="where"/> (file:line) names it in errors.</summary>
     public static EpochMetrics FromJson(JsonObject json, string where) => new(
@@ -64,11 +69,20 @@ public sealed record EpochMetrics(
         RecordJson.Number(json, "seconds", where), RecordJson.Number(json, "images_per_second", where),
         RecordJson.Number(json, "augment_seconds", where), RecordJson.Number(json, "controller_seconds", where),
         Optional(json, "val_loss", where), Optional(json, "val_accuracy", where), Optional(json, "clean_train_accuracy", where),
-        Optional(json, "reduce_seconds", where));
+        Optional(json, "reduce_seconds", where),
+        json["group_accuracy"] is JsonObject groups
+            ? groups.Select(g => KeyValuePair.Create(g.Key, RecordJson.Number(groups, g.Key, $"{where}: group_accuracy"))).ToList()
+            : null);
 
-    static JsonObject WithOptional(JsonObject json, string name, double? value)
+    static JsonObject WithOptional(JsonObject json, string name, double? value, IReadOnlyList<KeyValuePair<string, double>>? groups)
     {
         if (value is double v) json[name] = v;
+        // Data with subgroups: each (class/subgroup) group's test accuracy, and the worst of them.
+        if (groups is { Count: > 0 })
+        {
+            json["group_accuracy"] = new JsonObject(groups.Select(g => KeyValuePair.Create(g.Key, (JsonNode?)JsonOptions.Number(g.Value))));
+            json["robust_accuracy"] = JsonOptions.Number(groups.Min(g => g.Value));
+        }
         return json;
     }
 

@@ -12,8 +12,14 @@ namespace AdvAA.Core.Training;
 /// validation and clean-train numbers, and <c>advaa evaluate</c>).
 /// </summary>
 /// <param name="Confusion">Image counts, rows the true class, columns the predicted one.</param>
-public sealed record Evaluation(long Images, double Loss, double Accuracy, long[,] Confusion)
+/// <param name="GroupImages">For data with subgroups, the images of each group (in the order of the set's GroupNames); else null.</param>
+/// <param name="GroupCorrect">For data with subgroups, the images of each group predicted right; else null.</param>
+public sealed record Evaluation(long Images, double Loss, double Accuracy, long[,] Confusion, long[]? GroupImages = null, long[]? GroupCorrect = null)
 {
+    /// <summary>Per group, the share predicted right (NaN for an empty group); null without subgroups.</summary>
+    public double[]? GroupAccuracy =>
+        GroupImages is null || GroupCorrect is null ? null : GroupImages.Select((n, g) => n == 0 ? double.NaN : GroupCorrect[g] / (double)n).ToArray();
+
     /// <summary>Per true class, the share of its images predicted as it (NaN for a class without images).</summary>
     public double[] PerClassAccuracy =>
         Enumerable.Range(0, Confusion.GetLength(0)).Select(c =>
@@ -34,12 +40,20 @@ public sealed record Evaluation(long Images, double Loss, double Accuracy, long[
         double lossSum = 0;
         long total = 0;
         using Tensor counts = zeros(classes * classes, ScalarType.Int64, device);
+        int groupCount = set.GroupNames?.Count ?? 0;
+        using Tensor groupRight = zeros(Math.Max(groupCount, 1), ScalarType.Int64, device);
+        long at = 0;
         foreach ((Tensor images, Tensor labels) in loader.Epoch(0))
         {
             using var scope = NewDisposeScope();
             Tensor output = logits(normalizer.Apply(images, channelsLast));
             lossSum += functional.cross_entropy(output, labels, reduction: Reduction.Sum).item<float>();
-            counts.add_(labels.mul(classes).add(output.argmax(1)).bincount(null, classes * classes));
+            Tensor predicted = output.argmax(1);
+            counts.add_(labels.mul(classes).add(predicted).bincount(null, classes * classes));
+            // Unshuffled batches in order: the groups of these images are the next slice of the set's.
+            if (set.Groups is { } groups)
+                groupRight.add_(groups.narrow(0, at, labels.shape[0]).to(device).masked_select(predicted.eq(labels)).bincount(null, groupCount));
+            at += labels.shape[0];
             total += labels.shape[0];
             images.Dispose();
             labels.Dispose();
@@ -48,6 +62,7 @@ public sealed record Evaluation(long Images, double Loss, double Accuracy, long[
         var confusion = new long[classes, classes];
         for (int i = 0; i < flat.Length; i++) confusion[i / classes, i % classes] = flat[i];
         long correct = Enumerable.Range(0, classes).Sum(c => confusion[c, c]);
-        return new Evaluation(total, lossSum / Math.Max(total, 1), correct / (double)Math.Max(total, 1), confusion);
+        return new Evaluation(total, lossSum / Math.Max(total, 1), correct / (double)Math.Max(total, 1), confusion,
+            set.Groups is null ? null : set.GroupCounts(), set.Groups is null ? null : groupRight.cpu().data<long>().ToArray());
     }
 }

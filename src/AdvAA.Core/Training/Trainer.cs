@@ -70,6 +70,8 @@ public sealed class Trainer : IDisposable
     {
         this.config = config.Validate();
         (var train, validation) = Subsets.Split(data.Train, config.TrainLimit, config.ValidationSize);
+        // The data's own validation split (an image folder's val/) unless the config carves one from the training images.
+        if (validation is null && config.ValidationSize is null && data.Validation is { } own) validation = own.Take(own.Count);
         this.data = new DataSplits(train, Subsets.Split(data.Test, config.TestLimit, null).Subset, data.Format);
         space = this.config.Method.TrainingSpace(config.Space).SizedTo(train.Height, train.Width);
         device = TorchBackend.ResolveDevice(TorchBackend.ParseDevice(config.Device));
@@ -90,7 +92,7 @@ public sealed class Trainer : IDisposable
         // The data set as read (its identity); the limits are recorded with the experiment.
         dataRecord = new DataRecord(data.Format, data.Train.Source, data.Train.Count, data.Test.Count,
             [train.Channels, train.Height, train.Width], train.Classes.ToArray(), normalizer.Mean.ToArray(), normalizer.Std.ToArray(),
-            $"{data.Train.ContentHash()}/{data.Test.ContentHash()}");
+            $"{data.Train.ContentHash()}/{data.Test.ContentHash()}{(data.Validation is { } v ? "/" + v.ContentHash() : "")}");
         if (group != null)
         {
             if (method is IStagedMethod { TrainsStage: true })
@@ -362,14 +364,14 @@ public sealed class Trainer : IDisposable
             group?.EnsureSame($"the model and the method's state after epoch {epoch}", StateBytes());
 
             bool last = epoch == config.Epochs, evaluated = last || epoch % config.EvalEvery == 0;
-            (double Loss, double Accuracy)? test = evaluated ? Evaluate(data.Test) : null;
-            (double Loss, double Accuracy)? valid = evaluated && validation != null ? Evaluate(validation) : null;
+            (double Loss, double Accuracy, IReadOnlyList<KeyValuePair<string, double>>? Groups)? test = evaluated ? Evaluate(data.Test) : null;
+            (double Loss, double Accuracy, IReadOnlyList<KeyValuePair<string, double>>? Groups)? valid = evaluated && validation != null ? Evaluate(validation) : null;
             double? cleanTrain = last ? Evaluate(data.Train).Accuracy : null;
             double seconds = clock.Elapsed.TotalSeconds;
             var metrics = new EpochMetrics(epoch, trainLoss, correct.item<long>() / (double)Math.Max(seen, 1), test?.Loss, test?.Accuracy,
                 config.LearningRate.At(progress), instanceLosses.Length, instanceLosses, record.ControllerEntropy, record.ControllerLoss, seconds,
                 seen / Math.Max(trainSeconds, 1e-9), augmentSeconds, methodSeconds, valid?.Loss, valid?.Accuracy, cleanTrain,
-                group is null ? null : reduceSeconds);
+                group is null ? null : reduceSeconds, test?.Groups);
             return (metrics, new PolicyRecord(epoch, config.Method.Name, record.Policies, instanceLosses, record.NormalizedLosses, record.Distribution));
         }
         finally
@@ -470,27 +472,28 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>Mean loss and accuracy of the model on un-augmented images, in evaluation mode.</summary>
-    (double Loss, double Accuracy) Evaluate(ImageDataset set)
+    (double Loss, double Accuracy, IReadOnlyList<KeyValuePair<string, double>>? Groups) Evaluate(ImageDataset set)
     {
         model.eval();
         try
         {
-            if (group is null)
-            {
-                Evaluation e = Evaluation.Of(Forward, set.Classes.Count, normalizer, channelsLast, set, config.EvalBatchSize, device);
-                return (e.Loss, e.Accuracy);
-            }
-            // Each rank evaluates its slice; the sums are reduced.
-            long start = set.Count * group.Rank / group.Size, end = set.Count * (group.Rank + 1) / group.Size;
-            var sums = new double[3];
+            int groups = set.GroupNames?.Count ?? 0;
+            // Sums (loss, right, images, then right and images per group), reduced over the ranks of a distributed job.
+            var sums = new double[3 + 2 * groups];
+            Evaluation? local = null;
+            long start = group is null ? 0 : set.Count * group.Rank / group.Size, end = group is null ? set.Count : set.Count * (group.Rank + 1) / group.Size;
             if (end > start)
             {
                 using ImageDataset shard = set.Slice(start, end - start);
-                Evaluation e = Evaluation.Of(Forward, set.Classes.Count, normalizer, channelsLast, shard, config.EvalBatchSize, device);
-                sums = [e.Loss * e.Images, e.Accuracy * e.Images, e.Images];
+                Evaluation e = local = Evaluation.Of(Forward, set.Classes.Count, normalizer, channelsLast, shard, config.EvalBatchSize, device);
+                sums[0] = e.Loss * e.Images;
+                sums[1] = e.Accuracy * e.Images;
+                sums[2] = e.Images;
+                for (int g = 0; g < groups; g++) (sums[3 + g], sums[3 + groups + g]) = (e.GroupCorrect![g], e.GroupImages![g]);
             }
-            group.AllReduceSum(sums);
-            return (sums[0] / sums[2], sums[1] / sums[2]);
+            group?.AllReduceSum(sums);
+            var perGroup = set.GroupNames?.Select((name, g) => KeyValuePair.Create(name.ToString(), sums[3 + g] / Math.Max(sums[3 + groups + g], 1))).ToList();
+            return group is null && local is { } alone ? (alone.Loss, alone.Accuracy, perGroup) : (sums[0] / sums[2], sums[1] / sums[2], perGroup);
         }
         finally { TrainMode(); }
     }
