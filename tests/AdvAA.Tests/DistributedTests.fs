@@ -144,6 +144,22 @@ let tests =
             Expect.isFalse (Directory.Exists folder) "nothing written"
         }
 
+        test "--frozen-bn trains with batch norm on its running statistics, which stay as they were" {
+            use dir = new TempDir()
+            let run = dir.File "frozen"
+            expectCode (cli [ "train"; "--method"; "baseline"; "--epochs"; "1"; "--batch"; "16"; "--train-limit"; "32"; "--test-limit"; "20"; "--device"; "cpu"; "--frozen-bn"; "--out"; run ]) 0
+            let checkpoint = Checkpoints.Latest(RunFolder.Open run) |> nonNull
+            let model = ModelRegistry.Create("small", 10)
+            checkpoint.Read("model", fun s -> model.load(s, strict = true) |> ignore)
+            let fresh = ModelRegistry.Create("small", 10)
+            for (name, trained), (_, initial) in Seq.zip (model.named_buffers()) (fresh.named_buffers()) do
+                Expect.isTrue (trained.equal(initial).all().item<bool>()) (sprintf "%s unchanged" name)
+            let same (a: TorchSharp.Modules.Parameter) (b: TorchSharp.Modules.Parameter) = a.equal(b).all().item<bool>()
+            Expect.isFalse (Seq.forall2 same (model.parameters()) (fresh.parameters())) "the weights trained"
+            let recorded = File.ReadAllText(Path.Combine(run, RunFolder.ConfigFile))
+            containsAll recorded [ "\"frozen_batch_norm\": true" ]
+        }
+
         test "without NCCL a CUDA reduction names every place it looked" {
             let mutable handle = 0n
             if NativeLibrary.TryLoad("libnccl.so.2", &handle) then skiptest "this machine has NCCL on the loader's path"
