@@ -360,8 +360,6 @@ public sealed class Trainer : IDisposable
             methodClock.Restart();
             MethodEpochRecord record = method.EndEpoch(new EpochLosses(instanceLosses));
             methodSeconds += methodClock.Elapsed.TotalSeconds;
-            // The ranks must still agree (same model, same controller): a drift would otherwise go unseen until the results are wrong.
-            group?.EnsureSame($"the model and the method's state after epoch {epoch}", StateBytes());
 
             bool last = epoch == config.Epochs, evaluated = last || epoch % config.EvalEvery == 0;
             (double Loss, double Accuracy, IReadOnlyList<KeyValuePair<string, double>>? Groups)? test = evaluated ? Evaluate(data.Test) : null;
@@ -372,6 +370,13 @@ public sealed class Trainer : IDisposable
                 config.LearningRate.At(progress), instanceLosses.Length, instanceLosses, record.ControllerEntropy, record.ControllerLoss, seconds,
                 seen / Math.Max(trainSeconds, 1e-9), augmentSeconds, methodSeconds, valid?.Loss, valid?.Accuracy, cleanTrain,
                 group is null ? null : reduceSeconds, test?.Groups);
+            // The ranks must still agree (model, controller, every metric but the timings): a drift would otherwise go unseen until the results are wrong.
+            if (group != null)
+            {
+                var shared = metrics.ToJson();
+                foreach (string timing in EpochMetrics.TimingFields) shared.Remove(timing);
+                group.EnsureSame($"the model, the method's state and the metrics of epoch {epoch}", [.. StateBytes(), .. Encoding.UTF8.GetBytes(shared.ToJsonString())]);
+            }
             return (metrics, new PolicyRecord(epoch, config.Method.Name, record.Policies, instanceLosses, record.NormalizedLosses, record.Distribution));
         }
         finally
