@@ -24,8 +24,8 @@ let run (args: ParseResults<DataArgs>) =
     let watch = Stopwatch.StartNew()
     let splits = DataSources.Load(args.TryGetResult DataArgs.Data |> Option.toObj)
     let seconds = watch.Elapsed.TotalSeconds
-    use train = splits.Train
-    use test = splits.Test
+    use _ = splits
+    let train, test = splits.Train, splits.Test
     let stats = Normalizer.FromDataset train
     printfn "format     %s" splits.Format
     printfn "train      %d images  %s" train.Count train.Source

@@ -50,18 +50,14 @@ let private makeSpurious (args: ParseResults<MakeSpuriousArgs>) =
         | Some path, _ -> path
         | None, (null | "") -> null
         | None, folder -> folder
-    let data = DataSources.Load source
-    try
-        let written = SpuriousBenchmark.Write(data, args.GetResult Out, settings)
-        printfn "folder   %s" written.Folder
-        for split in [ "train"; "val"; "test" ] do
-            let counts = written.Counts[split]
-            printfn "%-8s %s" split (counts |> Seq.map (fun kv -> sprintf "%s %d" kv.Key kv.Value) |> String.concat ", ")
-        printfn "train on it: advaa train --data %s --method baseline ... (per-group and robust test accuracy in every evaluated epoch)" (CommandLine.quote written.Folder)
-        ExitCode.ok
-    finally
-        data.Train.Dispose()
-        data.Test.Dispose()
+    use data = DataSources.Load source
+    let written = SpuriousBenchmark.Write(data, args.GetResult Out, settings)
+    printfn "folder   %s" written.Folder
+    for split in [ "train"; "val"; "test" ] do
+        let counts = written.Counts[split]
+        printfn "%-8s %s" split (counts |> Seq.map (fun kv -> sprintf "%s %d" kv.Key kv.Value) |> String.concat ", ")
+    printfn "train on it: advaa train --data %s --method baseline ... (per-group and robust test accuracy in every evaluated epoch)" (CommandLine.quote written.Folder)
+    ExitCode.ok
 
 let run (args: ParseResults<PatchingArgs>) =
     match args.GetSubCommand() with

@@ -49,18 +49,6 @@ type Outcome =
 
     member o.Completed = o.EpochsDone >= o.Epochs
 
-/// Loaded data that frees its tensors when disposed (DataSplits itself is a plain record).
-type internal DisposableData(splits: DataSplits) =
-    member _.Splits = splits
-
-    interface IDisposable with
-        member _.Dispose() =
-            splits.Train.Dispose()
-            splits.Test.Dispose()
-            match splits.Validation with
-            | null -> ()
-            | v -> v.Dispose()
-
 /// Runs resolved training configurations into run folders, with a console progress display and
 /// Ctrl+C handling: what `advaa run`, `advaa train` and `Experiment.main` share.
 [<RequireQualifiedAccess>]
@@ -262,10 +250,10 @@ module Runner =
                 let width = string config.Epochs |> String.length
                 let accuracy (a: Nullable<float>) = if a.HasValue then sprintf "%6.2f%%" (100.0 * a.Value) else "     –"
                 let validation = if m.ValidationAccuracy.HasValue then sprintf "  val acc %s" (accuracy m.ValidationAccuracy) else ""
-                let validation = validation + (if m.RobustAccuracy.HasValue then sprintf "  robust (worst group) %s" (accuracy m.RobustAccuracy) else "")
+                let robust = if m.RobustAccuracy.HasValue then sprintf "  robust (worst group) %s" (accuracy m.RobustAccuracy) else ""
                 out.WriteLine(
-                    sprintf "epoch %*d/%d  train loss %.4f  test acc %s%s  %6.0f img/s  elapsed %s  ETA %s"
-                        width m.Epoch config.Epochs m.TrainLoss (accuracy m.TestAccuracy) validation m.ImagesPerSecond (duration elapsed) (duration eta)
+                    sprintf "epoch %*d/%d  train loss %.4f  test acc %s%s%s  %6.0f img/s  elapsed %s  ETA %s"
+                        width m.Epoch config.Epochs m.TrainLoss (accuracy m.TestAccuracy) validation robust m.ImagesPerSecond (duration elapsed) (duration eta)
                 )
                 out.Flush())
         try
@@ -325,13 +313,13 @@ module Runner =
     /// prints how to continue it.
     let run (session: Session) (out: string option) (resume: string option) (name: string) (config: TrainConfig) : Outcome =
         device config |> ignore
-        use data = new DisposableData(load session.Display config.Data)
-        checkFits config data.Splits
+        use data = load session.Display config.Data
+        checkFits config data
         let folder () =
             match resume with
             | Some path -> RunFolder.Open path
             | None -> create out name
-        let outcome = train session data.Splits folder name config
+        let outcome = train session data folder name config
         session.Display.Out.WriteLine(sprintf "folder   %s" outcome.Folder)
         if outcome.Completed then report session [ outcome.Folder ] None
         else stopped session outcome.Folder outcome
@@ -369,12 +357,12 @@ module Runner =
         for _, config in runs do
             device config |> ignore
         // Each data set once, loaded before any folder is made, so a bad path changes nothing.
-        let sources = Dictionary<string, DisposableData>()
+        let sources = Dictionary<string, DataSplits>()
         try
             for _, config in runs do
                 let key = config.Data |> Option.ofObj |> Option.defaultValue ""
-                if not (sources.ContainsKey key) then sources[key] <- new DisposableData(load display config.Data)
-                checkFits config sources[key].Splits
+                if not (sources.ContainsKey key) then sources[key] <- load display config.Data
+                checkFits config sources[key]
             let group =
                 match resume with
                 | Some path ->
@@ -391,7 +379,7 @@ module Runner =
                     let folder () = if File.Exists(Path.Combine(path, RunFolder.ConfigFile)) then RunFolder.Open path else RunFolder.Create path
                     display.Out.WriteLine()
                     let key = config.Data |> Option.ofObj |> Option.defaultValue ""
-                    let outcome = train session sources[key].Splits folder name config
+                    let outcome = train session sources[key] folder name config
                     if outcome.Completed then
                         if writes () then completed [ for n, _ in List.take (outcomes.Length + 1) runs -> n ]
                         loop (outcome :: outcomes) rest
@@ -408,4 +396,4 @@ module Runner =
             outcomes
         finally
             for d in sources.Values do
-                (d :> IDisposable).Dispose()
+                d.Dispose()

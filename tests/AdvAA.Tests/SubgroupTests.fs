@@ -16,15 +16,6 @@ let private sized (train: int) (valPerGroup: int) (testPerGroup: int) (correlati
 
 let private small = sized 100 10 20 0.99
 
-/// The embedded sample, freed when disposed.
-type private Sample() =
-    let splits = DataSources.EmbeddedSample()
-    member _.Splits = splits
-    interface IDisposable with
-        member _.Dispose() =
-            splits.Train.Dispose()
-            splits.Test.Dispose()
-
 let private counts (set: ImageDataset) =
     [ for name, count in Seq.zip (nonNull set.GroupNames) (set.GroupCounts()) -> string name, count ]
 
@@ -34,8 +25,8 @@ let tests =
         test "make-spurious writes the stated groups, patches where the manifest says, and the loader reads them back" {
             use dir = new TempDir()
             let folder = dir.File "spurious"
-            use sample = new Sample()
-            let written = SpuriousBenchmark.Write(sample.Splits, folder, small)
+            use sample = DataSources.EmbeddedSample()
+            let written = SpuriousBenchmark.Write(sample, folder, small)
             Expect.equal (written.Counts["train"]["animal/patch"]) 99 "99 % of the animals patched"
             let data = DataSources.Load folder
             use train = data.Train
@@ -57,27 +48,27 @@ let tests =
             let image = written.Images[0]
             let pixel (c: int) (yy: int) (xx: int) = image[c, yy, xx].item<byte>()
             Expect.equal [ pixel 0 (y + 2) (x + 2); pixel 1 (y + 2) (x + 2); pixel 2 (y + 2) (x + 2) ] [ 255uy; 128uy; 0uy ] "the patch's colour"
-            let source = sample.Splits.Train.Images[entry["source_index"].GetValue<int>()]
+            let source = sample.Train.Images[entry["source_index"].GetValue<int>()]
             let outside = if x >= 8 then (0, 0) else (31, 31)
             Expect.equal (pixel 0 (snd outside) (fst outside)) (source[0, snd outside, fst outside].item<byte>()) "the source's pixels outside the patch"
             // Bad settings and an occupied folder: an error naming it, nothing written.
-            let msg = throwsMessage<ConfigException> (fun () -> SpuriousBenchmark.Write(sample.Splits, dir.File "bad", sized 100 10 20 0.4) |> ignore)
+            let msg = throwsMessage<ConfigException> (fun () -> SpuriousBenchmark.Write(sample, dir.File "bad", sized 100 10 20 0.4) |> ignore)
             containsAll msg [ "correlation 0.4" ]
             Expect.isFalse (Directory.Exists(dir.File "bad")) "nothing written"
-            let msg = throwsMessage<RunFolderException> (fun () -> SpuriousBenchmark.Write(sample.Splits, folder, small) |> ignore)
+            let msg = throwsMessage<RunFolderException> (fun () -> SpuriousBenchmark.Write(sample, folder, small) |> ignore)
             containsAll msg [ folder; "not empty" ]
-            let msg = throwsMessage<ConfigException> (fun () -> SpuriousBenchmark.Write(sample.Splits, dir.File "bad", sized 50 10 20 0.99) |> ignore)
+            let msg = throwsMessage<ConfigException> (fun () -> SpuriousBenchmark.Write(sample, dir.File "bad", sized 50 10 20 0.99) |> ignore)
             containsAll msg [ "leaves none in the minority subgroup" ]
-            let msg = throwsMessage<DataFormatException> (fun () -> SpuriousBenchmark.Write(sample.Splits, dir.File "big", sized 5000 10 20 0.99) |> ignore)
+            let msg = throwsMessage<DataFormatException> (fun () -> SpuriousBenchmark.Write(sample, dir.File "big", sized 5000 10 20 0.99) |> ignore)
             containsAll msg [ "images of class 'animal'"; "5000" ]
             Expect.isEmpty (Directory.GetFileSystemEntries(dir.Path) |> Array.filter (fun p -> p.Contains "big")) "no half-written folder"
         }
 
         test "a class with one subgroup, an empty subgroup, splits with other groups: errors naming them" {
             use dir = new TempDir()
-            use sample = new Sample()
+            use sample = DataSources.EmbeddedSample()
             let source = dir.File "source"
-            SpuriousBenchmark.Write(sample.Splits, source, sized 10 1 1 0.9) |> ignore
+            SpuriousBenchmark.Write(sample, source, sized 10 1 1 0.9) |> ignore
             let copy (name: string) =
                 let target = dir.File name
                 for file in Directory.GetFiles(source, "*.png", SearchOption.AllDirectories) do
@@ -98,9 +89,9 @@ let tests =
 
         test "training on data with subgroups records each group's test accuracy and the worst of them" {
             use dir = new TempDir()
-            use sample = new Sample()
+            use sample = DataSources.EmbeddedSample()
             let data = dir.File "spurious"
-            SpuriousBenchmark.Write(sample.Splits, data, small) |> ignore
+            SpuriousBenchmark.Write(sample, data, small) |> ignore
             let run = dir.File "run"
             expectCode (cli [ "train"; "--data"; data; "--epochs"; "1"; "--batch"; "32"; "--model"; "small"; "--device"; "cpu"; "--out"; run ]) 0
             let m = RunFolder.Open(run).ReadMetrics() |> Seq.exactlyOne

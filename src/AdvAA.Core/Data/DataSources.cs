@@ -136,19 +136,7 @@ public static class DataSources
         string valFolder = Path.Combine(folder, "val");
         ImageFolders.Listing? val = Directory.Exists(valFolder) ? ImageFolders.ListFolder(valFolder) : null;
         if (val != null) ImageFolders.CheckSameClasses(train, val);
-        DataSplits splits = Decoded(train, test, "image-folder");
-        if (val == null) return splits;
-        try
-        {
-            ImageDataset valSet = ImageFolders.Decode(val);
-            if (valSet.Height != splits.Train.Height || valSet.Width != splits.Train.Width)
-            {
-                valSet.Dispose();
-                throw new DataFormatException($"{val.Images[0].Origin}: the validation images are not {splits.Train.Width}x{splits.Train.Height} like the training images");
-            }
-            return splits with { Validation = valSet };
-        }
-        catch { splits.Train.Dispose(); splits.Test.Dispose(); throw; }
+        return Decoded(train, test, "image-folder", val);
     }
 
     static DataSplits FromArchive(Stream stream, string archive, string format)
@@ -158,21 +146,26 @@ public static class DataSources
         return Decoded(train, test, format);
     }
 
-    static DataSplits Decoded(ImageFolders.Listing train, ImageFolders.Listing test, string format)
+    static DataSplits Decoded(ImageFolders.Listing train, ImageFolders.Listing test, string format, ImageFolders.Listing? val = null)
     {
         ImageDataset trainSet = ImageFolders.Decode(train);
+        ImageDataset? testSet = null;
         try
         {
-            ImageDataset testSet = ImageFolders.Decode(test);
-            if (testSet.Height != trainSet.Height || testSet.Width != trainSet.Width)
-            {
-                string message = $"{test.Images[0].Origin}: the test images are {testSet.Width}x{testSet.Height}, but the training images ({train.Source}) are {trainSet.Width}x{trainSet.Height}";
-                testSet.Dispose();
-                throw new DataFormatException(message);
-            }
-            return new DataSplits(trainSet, testSet, format);
+            testSet = DecodedLike(test, "test", trainSet, train);
+            return new DataSplits(trainSet, testSet, format, val is null ? null : DecodedLike(val, "validation", trainSet, train));
         }
-        catch { trainSet.Dispose(); throw; }
+        catch { trainSet.Dispose(); testSet?.Dispose(); throw; }
+    }
+
+    /// <summary>Another split, which must have the training images' size.</summary>
+    static ImageDataset DecodedLike(ImageFolders.Listing split, string what, ImageDataset trainSet, ImageFolders.Listing train)
+    {
+        ImageDataset set = ImageFolders.Decode(split);
+        if (set.Height == trainSet.Height && set.Width == trainSet.Width) return set;
+        string message = $"{split.Images[0].Origin}: the {what} images are {set.Width}x{set.Height}, but the training images ({train.Source}) are {trainSet.Width}x{trainSet.Height}";
+        set.Dispose();
+        throw new DataFormatException(message);
     }
 
     /// <summary>The path of a file or folder the layout needs; its absence is an error naming it.</summary>

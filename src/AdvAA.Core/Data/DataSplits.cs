@@ -5,4 +5,13 @@ namespace AdvAA.Core.Data;
 /// <param name="Test">The test images, with the same classes and image size.</param>
 /// <param name="Format">"cifar10-binary", "cifar100-binary", "image-folder" or "embedded-sample".</param>
 /// <param name="Validation">An image folder's <c>val/</c> split, or null.</param>
-public sealed record DataSplits(ImageDataset Train, ImageDataset Test, string Format, ImageDataset? Validation = null);
+public sealed record DataSplits(ImageDataset Train, ImageDataset Test, string Format, ImageDataset? Validation = null) : System.IDisposable
+{
+    /// <summary>Frees the splits' tensors (whoever loaded the data owns them).</summary>
+    public void Dispose()
+    {
+        Train.Dispose();
+        Test.Dispose();
+        Validation?.Dispose();
+    }
+}

@@ -36,7 +36,7 @@ public sealed record EpochMetrics(
     /// <summary>Fields that measure time, which differ between otherwise identical runs.</summary>
     public static readonly string[] TimingFields = ["seconds", "images_per_second", "augment_seconds", "controller_seconds", "reduce_seconds"];
 
-    public JsonObject ToJson() => WithOptional(new()
+    public JsonObject ToJson() => WithOptionalFields(new()
     {
         ["epoch"] = Epoch,
         ["train_loss"] = JsonOptions.Number(TrainLoss),
@@ -55,7 +55,7 @@ public sealed record EpochMetrics(
         ["images_per_second"] = ImagesPerSecond,
         ["augment_seconds"] = AugmentSeconds,
         ["controller_seconds"] = ControllerSeconds,
-    }, "reduce_seconds", ReduceSeconds, GroupAccuracy); // distributed runs only: the all-reduces' time
+    });
 
     /// <summary>A metrics.jsonl line; <paramref name="where"/> (file:line) names it in errors.</summary>
     public static EpochMetrics FromJson(JsonObject json, string where) => new(
@@ -74,14 +74,16 @@ public sealed record EpochMetrics(
             ? groups.Select(g => KeyValuePair.Create(g.Key, RecordJson.Number(groups, g.Key, $"{where}: group_accuracy"))).ToList()
             : null);
 
-    static JsonObject WithOptional(JsonObject json, string name, double? value, IReadOnlyList<KeyValuePair<string, double>>? groups)
+    /// <summary>The fields only some runs have, added where they do (older lines and other runs stay as they were).</summary>
+    JsonObject WithOptionalFields(JsonObject json)
     {
-        if (value is double v) json[name] = v;
+        // Distributed runs: the all-reduces' time.
+        if (ReduceSeconds is double reduce) json["reduce_seconds"] = reduce;
         // Data with subgroups: each (class/subgroup) group's test accuracy, and the worst of them.
-        if (groups is { Count: > 0 })
+        if (GroupAccuracy is { Count: > 0 } groups)
         {
             json["group_accuracy"] = new JsonObject(groups.Select(g => KeyValuePair.Create(g.Key, (JsonNode?)JsonOptions.Number(g.Value))));
-            json["robust_accuracy"] = JsonOptions.Number(groups.Min(g => g.Value));
+            json["robust_accuracy"] = JsonOptions.Number(RobustAccuracy!.Value);
         }
         return json;
     }

@@ -181,12 +181,12 @@ public sealed class Trainer : IDisposable
                 (EpochMetrics m, PolicyRecord p) = RunEpoch(epoch, run);
                 metrics.Add(m);
                 policies.Add(p);
-                if (board != null)
+                if (Writes)
                 {
                     Checkpoints.Save(run, epoch, identity, CheckpointParts(metrics, policies));
                     run.AppendLine(RunFolder.MetricsFile, m.ToJson());
                     run.AppendLine(RunFolder.PoliciesFile, p.ToJson());
-                    LogEpoch(board, m, p);
+                    LogEpoch(board!, m, p);
                 }
                 results.Add(m);
                 EpochCompleted?.Invoke(this, m);
@@ -328,7 +328,7 @@ public sealed class Trainer : IDisposable
                 loss.backward();
                 Tensor rightNow = logits.argmax(1).eq(targets.dim() == 2 ? targets.argmax(1) : targets).sum();
                 Tensor detached = perSample.detach();
-                if (mine is not null) (detached, rightNow, loss) = Synchronize(group!, mine, rows, detached, rightNow);
+                if (mine is not null) (detached, rightNow, loss) = AllReduceStep(group!, mine, rows, detached, rightNow);
                 optimizer.step();
 
                 using (torch.no_grad())
@@ -409,7 +409,7 @@ public sealed class Trainer : IDisposable
     /// (batch-norm statistics, averaged), this rank's per-sample losses in their rows of the whole
     /// batch, and the count of right predictions. Returns the whole batch's losses, count and mean loss.
     /// </summary>
-    (Tensor Losses, Tensor Right, Tensor Mean) Synchronize(ProcessGroup ranks, Tensor mine, long rows, Tensor losses, Tensor right)
+    (Tensor Losses, Tensor Right, Tensor Mean) AllReduceStep(ProcessGroup ranks, Tensor mine, long rows, Tensor losses, Tensor right)
     {
         using var noGrad = torch.no_grad();
         var parameters = model.parameters().ToList();
@@ -482,23 +482,28 @@ public sealed class Trainer : IDisposable
         model.eval();
         try
         {
+            Evaluation Of(ImageDataset images) => Evaluation.Of(Forward, set.Classes.Count, normalizer, channelsLast, images, config.EvalBatchSize, device);
+            List<KeyValuePair<string, double>>? Named(double[]? accuracies) =>
+                accuracies is null ? null : set.GroupNames!.Select((name, g) => KeyValuePair.Create(name.ToString(), accuracies[g])).ToList();
+            if (group is null)
+            {
+                Evaluation e = Of(set);
+                return (e.Loss, e.Accuracy, Named(e.GroupAccuracy));
+            }
+            // Each rank evaluates its slice; the sums (loss, right, images, then right and images per group) are reduced.
             int groups = set.GroupNames?.Count ?? 0;
-            // Sums (loss, right, images, then right and images per group), reduced over the ranks of a distributed job.
             var sums = new double[3 + 2 * groups];
-            Evaluation? local = null;
-            long start = group is null ? 0 : set.Count * group.Rank / group.Size, end = group is null ? set.Count : set.Count * (group.Rank + 1) / group.Size;
+            long start = set.Count * group.Rank / group.Size, end = set.Count * (group.Rank + 1) / group.Size;
             if (end > start)
             {
                 using ImageDataset shard = set.Slice(start, end - start);
-                Evaluation e = local = Evaluation.Of(Forward, set.Classes.Count, normalizer, channelsLast, shard, config.EvalBatchSize, device);
-                sums[0] = e.Loss * e.Images;
-                sums[1] = e.Accuracy * e.Images;
-                sums[2] = e.Images;
+                Evaluation e = Of(shard);
+                (sums[0], sums[1], sums[2]) = (e.Loss * e.Images, e.Accuracy * e.Images, e.Images);
                 for (int g = 0; g < groups; g++) (sums[3 + g], sums[3 + groups + g]) = (e.GroupCorrect![g], e.GroupImages![g]);
             }
-            group?.AllReduceSum(sums);
-            var perGroup = set.GroupNames?.Select((name, g) => KeyValuePair.Create(name.ToString(), sums[3 + g] / Math.Max(sums[3 + groups + g], 1))).ToList();
-            return group is null && local is { } alone ? (alone.Loss, alone.Accuracy, perGroup) : (sums[0] / sums[2], sums[1] / sums[2], perGroup);
+            group.AllReduceSum(sums);
+            return (sums[0] / sums[2], sums[1] / sums[2],
+                Named(groups == 0 ? null : Enumerable.Range(0, groups).Select(g => sums[3 + g] / Math.Max(sums[3 + groups + g], 1)).ToArray()));
         }
         finally { TrainMode(); }
     }
@@ -508,8 +513,7 @@ public sealed class Trainer : IDisposable
         method.Dispose();
         model.Dispose();
         optimizer.Dispose();
-        data.Train.Dispose();
-        data.Test.Dispose();
+        data.Dispose();
         validation?.Dispose();
     }
 }
