@@ -9,7 +9,8 @@ namespace AdvAA.Core.Data;
 /// <summary>
 /// uint8 images in memory, NCHW, on the CPU, with int64 class labels and, for data with subgroups
 /// (model patching), an int64 group per image: an index into <see cref="GroupNames"/>, whose groups
-/// are (class, subgroup) pairs.
+/// are (class, subgroup) pairs. A constructed benchmark may also know each image's counterpart: the
+/// same image in its class's other subgroup (model patching's oracle translation).
 /// </summary>
 public sealed class ImageDataset : IDisposable
 {
@@ -17,7 +18,8 @@ public sealed class ImageDataset : IDisposable
     /// Takes ownership of the tensors: they are detached from any dispose scope and disposed with
     /// the data set, so a data set made inside a scope outlives it.
     /// </summary>
-    public ImageDataset(Tensor images, Tensor labels, IReadOnlyList<string> classes, string source, Tensor? groups = null, IReadOnlyList<SubgroupName>? groupNames = null)
+    public ImageDataset(Tensor images, Tensor labels, IReadOnlyList<string> classes, string source, Tensor? groups = null, IReadOnlyList<SubgroupName>? groupNames = null,
+        Tensor? counterparts = null)
     {
         if (images.dtype != ScalarType.Byte || images.Dimensions != 4)
             throw new ArgumentException($"images must be uint8 [N,C,H,W], not {images.dtype} [{string.Join(",", images.shape)}]", nameof(images));
@@ -48,6 +50,14 @@ public sealed class ImageDataset : IDisposable
             Groups = groups.DetachFromDisposeScope();
             GroupNames = groupNames;
         }
+        if (counterparts is not null)
+        {
+            if (groups is null)
+                throw new ArgumentException("counterparts need groups: each is an image in its class's other subgroup", nameof(counterparts));
+            if (counterparts.dtype != ScalarType.Byte || !counterparts.shape.SequenceEqual(images.shape) || counterparts.device_type != DeviceType.CPU)
+                throw new ArgumentException($"counterparts must be uint8 [{string.Join(",", images.shape)}] on the CPU, not {counterparts.dtype} [{string.Join(",", counterparts.shape)}]", nameof(counterparts));
+            Counterparts = counterparts.DetachFromDisposeScope();
+        }
         Images = images.DetachFromDisposeScope();
         Labels = labels.DetachFromDisposeScope();
         Classes = classes;
@@ -58,10 +68,13 @@ public sealed class ImageDataset : IDisposable
     public Tensor? Groups { get; }
     /// <summary>The (class, subgroup) groups, ordered by class and then subgroup name; null without subgroups.</summary>
     public IReadOnlyList<SubgroupName>? GroupNames { get; }
+    /// <summary>uint8 [N,C,H,W]: each image as it is in its class's other subgroup (two subgroups per class); null unless the data knows it.</summary>
+    public Tensor? Counterparts { get; }
 
     /// <summary>The images at these indices (int64 [K]), with their labels and groups.</summary>
     public ImageDataset Select(Tensor indices) =>
-        new(Images.index_select(0, indices), Labels.index_select(0, indices), Classes, Source, Groups?.index_select(0, indices), GroupNames);
+        new(Images.index_select(0, indices), Labels.index_select(0, indices), Classes, Source, Groups?.index_select(0, indices), GroupNames,
+            Counterparts?.index_select(0, indices));
 
     /// <summary>Images per group, in the order of <see cref="GroupNames"/> (empty without subgroups).</summary>
     public long[] GroupCounts() =>
@@ -91,7 +104,8 @@ public sealed class ImageDataset : IDisposable
     {
         if (start < 0 || count < 1 || start + count > Count)
             throw new ArgumentOutOfRangeException(nameof(count), count, $"a slice of {count} images from {start} does not fit {Count} images");
-        return new ImageDataset(Images.narrow(0, start, count), Labels.narrow(0, start, count), Classes, Source, Groups?.narrow(0, start, count), GroupNames);
+        return new ImageDataset(Images.narrow(0, start, count), Labels.narrow(0, start, count), Classes, Source, Groups?.narrow(0, start, count), GroupNames,
+            Counterparts?.narrow(0, start, count));
     }
 
     /// <summary>
@@ -111,6 +125,7 @@ public sealed class ImageDataset : IDisposable
             hash.AppendData(System.Text.Encoding.UTF8.GetBytes(string.Join("\u0001", GroupNames)));
             hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(Groups.contiguous().data<long>().ToArray().AsSpan()));
         }
+        if (Counterparts is not null) hash.AppendData(Counterparts.index_select(0, arange(0, Count, step)).contiguous().data<byte>().ToArray());
         return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
@@ -119,6 +134,7 @@ public sealed class ImageDataset : IDisposable
         Images.Dispose();
         Labels.Dispose();
         Groups?.Dispose();
+        Counterparts?.Dispose();
     }
 }
 
