@@ -58,6 +58,29 @@ type Tanda =
       /// A TANDA run whose trained generator to reuse (stage 1 is skipped).
       From: string option }
 
+/// Where CAMEL's translations of an image into its class's subgroups come from.
+type Translations =
+    /// Stage 1: a CycleGAN per class between its two subgroups (in RUN/stage1).
+    | Learned
+    /// The data's exact counterparts (the spurious benchmark's patch added or removed): separates stage 1's quality from stage 2's.
+    | Oracle
+
+/// CAMEL model patching (Goel et al. 2020): subgroup consistency over an image's translations into
+/// its class's subgroups + class-conditional group DRO. `advaa methods camel` lists the stage-1
+/// parameters (set them with `Parameters`).
+type Camel =
+    { Translations: Translations
+      /// λ, the weight of the subgroup consistency loss.
+      Consistency: float
+      /// Epochs over which λ ramps up linearly from 0.
+      ConsistencyWarmup: float
+      /// η, the step size of the group weights' exponentiated-gradient update.
+      DroStep: float
+      /// C of the generalisation adjustment C/√n_g in the group weights' update.
+      DroAdjustment: float
+      /// Stage 1's passes over each class's larger subgroup.
+      GanEpochs: int }
+
 /// How each batch is augmented (and, for the adversarial method, how policies are learned). Each
 /// case is one method of AdvAA.Core's registry (`advaa methods`); its defaults come from there.
 [<NoEquality; NoComparison>]
@@ -87,6 +110,10 @@ type Method =
     | Transfer of run: string
     /// TANDA (Ratner et al. 2017): a learned generator of TF sequences (`Tanda.defaults` and change what you need).
     | TandaMethod of Tanda
+    /// Group DRO over the data's (class, subgroup) groups (Sagawa et al. 2019), or class-conditional (CAMEL's SGDRO).
+    | GroupDro of classConditional: bool
+    /// CAMEL model patching (`Camel.defaults`, `Camel.oracle`, and change what you need).
+    | Camel of Camel
     /// Any method of the registry by name with its defaults (e.g. one added in C# that has no case
     /// here yet); `Parameters` and the experiment's fields set its parameters.
     | Named of method: string
@@ -228,6 +255,11 @@ module Method =
         | Uncertainty _ -> "uncertainty"
         | Transfer _ -> "transfer"
         | TandaMethod _ -> "tanda"
+        | GroupDro classConditional -> if classConditional then "sgdro" else "gdro"
+        | Camel c ->
+            match c.Translations with
+            | Learned -> "camel"
+            | Oracle -> "camel-oracle"
         | Named n -> (MethodRegistry.Get n).Name
 
     /// TANDA with the registry's defaults.
@@ -242,6 +274,16 @@ module Method =
           Tfs = AllTfs
           TanEpochs = s.TanEpochs
           From = Option.ofObj s.From }
+
+    /// CAMEL with learned translations and the registry's defaults.
+    let camelDefaults: Camel =
+        let s = defaults<PatchingSpec> "camel"
+        { Translations = Learned
+          Consistency = s.Consistency
+          ConsistencyWarmup = s.ConsistencyWarmup
+          DroStep = s.DroStep
+          DroAdjustment = s.DroAdjustment
+          GanEpochs = s.GanEpochs }
 
     /// The method with this name (case-insensitive) and its default parameters.
     let ofName (text: string) : Method =
@@ -267,6 +309,10 @@ module Method =
         | "policy" -> fail "method 'policy' needs a policy: FixedPolicy (Policy.ofPairs [...]) in a script, or --policy FILE"
         | "transfer" -> fail "method 'transfer' needs a run to replay: Transfer \"runs/<run>\" in a script, or --from RUN"
         | "tanda" -> TandaMethod tandaDefaults
+        | "gdro" -> GroupDro false
+        | "sgdro" -> GroupDro true
+        | "camel" -> Camel camelDefaults
+        | "camel-oracle" -> Camel { camelDefaults with Translations = Oracle }
         | other -> Named other
 
     /// The Core spec of the case: the registry's defaults with the case's own values.
@@ -292,6 +338,9 @@ module Method =
             match t.From with
             | Some run -> d.With("from", IO.Path.GetFullPath run)
             | None -> d
+        | Camel c ->
+            d.With("consistency", c.Consistency).With("consistency_warmup", c.ConsistencyWarmup)
+                .With("dro_step", c.DroStep).With("dro_adjustment", c.DroAdjustment).With("gan_epochs", c.GanEpochs)
         | _ -> d
 
 /// TANDA's settings.
@@ -299,6 +348,14 @@ module Method =
 module Tanda =
     /// An LSTM generator of 10 TFs over every TF of the experiment's space, 10 stage-1 epochs (the registry's defaults).
     let defaults: Tanda = Method.tandaDefaults
+
+/// CAMEL's settings.
+[<RequireQualifiedAccess>]
+module Camel =
+    /// Learned translations (stage 1: CycleGANs), the registry's λ, η, C and stage-1 epochs.
+    let defaults: Camel = Method.camelDefaults
+    /// The same with the data's exact counterparts as translations (no stage 1).
+    let oracle: Camel = { defaults with Translations = Oracle }
 
 /// Label mixing after any method (the experiment's `Mix`).
 [<RequireQualifiedAccess>]

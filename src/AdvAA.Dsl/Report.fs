@@ -202,6 +202,38 @@ let writePlots (runs: RunData list) (outDir: string) =
                   Array2D.init xs.Length opNames.Length (fun r c ->
                       tan[r].Tfs |> Seq.filter (fun kv -> opOf kv.Key = opNames[c]) |> Seq.sumBy (fun kv -> kv.Value))
               yield Plots.heatmap "TANDA generator: share of each op among its draws per stage-1 epoch" xs opNames shares (out "tanda-ops.png")
+      // Data with subgroups: each group's test accuracy and the worst (robust accuracy); group DRO's weights.
+      let named (values: EpochMetrics -> Collections.Generic.IReadOnlyList<Collections.Generic.KeyValuePair<string, float>>) =
+          let points = run.Metrics |> List.choose (fun m -> match values m with null -> None | v -> Some(m.Epoch, v))
+          match points with
+          | [] -> []
+          | (_, first) :: _ ->
+              [ for kv in first ->
+                  kv.Key, points |> List.map fst |> Array.ofList,
+                  points |> List.map (fun (_, v) -> v |> Seq.find (fun g -> g.Key = kv.Key) |> fun g -> g.Value) |> Array.ofList ]
+      let groups = named (fun m -> m.GroupAccuracy)
+      if not groups.IsEmpty then
+          let robust = percentOf (recorded run (fun m -> m.RobustAccuracy))
+          yield Plots.lines "Test accuracy per group" "test accuracy (%)"
+                [ for name, xs, ys in groups -> name, xs, ys |> Array.map ((*) 100.0)
+                  yield "robust (worst group)", fst robust, snd robust ] (out "group-accuracy.png")
+      let weights = named (fun m -> m.GroupWeights)
+      if not weights.IsEmpty then
+          yield Plots.lines "Group DRO weights (end of each epoch)" "weight" weights (out "group-weights.png")
+      // Model patching's stage 1: each class's CycleGAN cycle loss.
+      let cycleGan = Path.Combine(run.Folder, AdvAA.Core.Methods.PatchingMethod.StageFolder, AdvAA.Core.Patching.CycleGanStage.MetricsFile)
+      if File.Exists cycleGan then
+          let gan =
+              RunFolder.ReadJsonLines cycleGan
+              |> Seq.mapi (fun i line -> AdvAA.Core.Patching.CycleGanEpoch.FromJson(line, sprintf "%s:%d" cycleGan (i + 1)))
+              |> List.ofSeq
+          if not gan.IsEmpty then
+              let xs = gan |> List.map (fun e -> e.Epoch) |> Array.ofList
+              yield Plots.lines "Stage 1: CycleGAN losses per class (x: stage-1 epoch)" "loss"
+                    [ for c in 0 .. gan.Head.Classes.Count - 1 do
+                        let name = gan.Head.Classes[c].ClassName
+                        yield sprintf "%s cycle (L1)" name, xs, gan |> List.map (fun e -> e.Classes[c].CycleLoss) |> Array.ofList
+                        yield sprintf "%s generator (LSGAN)" name, xs, gan |> List.map (fun e -> e.Classes[c].GeneratorLoss) |> Array.ofList ] (out "cyclegan-stage1.png")
       if runs.Length > 1 then
           yield Plots.lines "Test accuracy of the runs" "test accuracy (%)"
                 [ for r in runs -> let xs, ys = percentOf (recorded r (fun m -> m.TestAccuracy)) in r.Name, xs, ys ] (out "comparison.png") ]
@@ -257,6 +289,17 @@ let html (runs: RunData list) (images: string list) =
     for row in metricsRows run do
         add ("<tr>" + (row |> List.map (fun c -> sprintf "<td>%s</td>" (e c)) |> String.concat "") + "</tr>")
     add "</table>"
+    match run.Metrics |> List.rev |> List.tryFind (fun m -> not (isNull m.GroupAccuracy)) with
+    | Some m ->
+        add (sprintf "<h2>Groups (test, epoch %d)</h2><p>robust accuracy (worst group) <b>%s%%</b>; subgroup gap per class: %s</p>"
+                m.Epoch (percent m.RobustAccuracy.Value)
+                (m.SubgroupGap |> Seq.map (fun g -> sprintf "%s %s points" (e g.Key) (percent g.Value)) |> String.concat ", "))
+        add "<table id=\"groups\"><tr><th>group</th><th>test acc %</th><th>group DRO weight</th></tr>"
+        for g in m.GroupAccuracy do
+            let weight = match m.GroupWeights with null -> "–" | w -> w |> Seq.tryFind (fun x -> x.Key = g.Key) |> Option.map (fun x -> fixed4 x.Value) |> Option.defaultValue "–"
+            add (sprintf "<tr><td>%s</td><td>%s</td><td>%s</td></tr>" (e g.Key) (percent g.Value) weight)
+        add "</table>"
+    | None -> ()
     match finalPolicies run with
     | Some(epoch, policies) ->
         add (sprintf "<h2>Policies of epoch %d</h2><table id=\"policies\"><tr><th>policy</th><th>normalised loss</th><th>sub-policies</th></tr>" epoch)

@@ -61,4 +61,13 @@ let write (folders: string list) (out: string option) (images: int) =
             File.Copy(samples, copy, true)
             [ copy ]
         else []
-    Report.write runs outDir (Option.toList grid @ tanda)
+    // Model patching's stage 1: x, G(x), F(G(x)) per class and direction.
+    let translations = Path.Combine(first.Folder, AdvAA.Core.Methods.PatchingMethod.StageFolder, AdvAA.Core.Patching.CycleGanStage.GridFile)
+    let cycleGan =
+        if File.Exists translations then
+            Directory.CreateDirectory outDir |> ignore
+            let copy = Path.Combine(outDir, "cyclegan-translations.png")
+            File.Copy(translations, copy, true)
+            [ copy ]
+        else []
+    Report.write runs outDir (Option.toList grid @ tanda @ cycleGan)

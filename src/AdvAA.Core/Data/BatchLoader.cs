@@ -32,6 +32,14 @@ public sealed class BatchLoader
     /// </summary>
     public IEnumerable<(Tensor Images, Tensor Labels)> Epoch(int epoch)
     {
+        foreach (LoadedBatch batch in Load(epoch, withGroups: false)) yield return (batch.Images, batch.Labels);
+    }
+
+    /// <summary>The batches of <see cref="Epoch"/> with the groups and counterparts of data that has them (model patching).</summary>
+    public IEnumerable<LoadedBatch> Batches(int epoch) => Load(epoch, withGroups: true);
+
+    IEnumerable<LoadedBatch> Load(int epoch, bool withGroups)
+    {
         Tensor order;
         if (shuffle)
         {
@@ -47,9 +55,10 @@ public sealed class BatchLoader
             {
                 long start = (long)b * batchSize;
                 using Tensor indices = order.narrow(0, start, Math.Min(batchSize, data.Count - start));
-                Tensor images = data.Images.index_select(0, indices).to(device, disposeAfter: true);
-                Tensor labels = data.Labels.index_select(0, indices).to(device, disposeAfter: true);
-                yield return (images, labels);
+                Tensor Rows(Tensor all) => all.index_select(0, indices).to(device, disposeAfter: true);
+                yield return new LoadedBatch(Rows(data.Images), Rows(data.Labels),
+                    withGroups && data.Groups is { } groups ? Rows(groups) : null,
+                    withGroups && data.Counterparts is { } counterparts ? Rows(counterparts) : null);
             }
         }
         finally
@@ -58,3 +67,9 @@ public sealed class BatchLoader
         }
     }
 }
+
+/// <summary>
+/// One batch on the device: uint8 images [B,C,H,W], int64 labels [B] and, for data with subgroups,
+/// int64 groups [B] and the images' counterparts (uint8 [B,C,H,W]) when the data has them. The caller disposes them.
+/// </summary>
+public readonly record struct LoadedBatch(Tensor Images, Tensor Labels, Tensor? Groups, Tensor? Counterparts);

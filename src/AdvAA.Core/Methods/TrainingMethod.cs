@@ -33,6 +33,20 @@ public interface ITrainingMethod : IDisposable
 }
 
 /// <summary>
+/// A method that sets the training objective itself (group DRO, subgroup consistency) instead of the
+/// mean cross-entropy of its batch. Such a method needs the whole batch in one process and its
+/// labels as built (no label mixing after it).
+/// </summary>
+public interface IObjectiveMethod
+{
+    /// <summary>
+    /// The scalar to minimise for the batch this method built: <paramref name="logits"/> float32
+    /// [B, classes] and <paramref name="losses"/> its per-sample cross-entropy [B], both with gradients.
+    /// </summary>
+    Tensor Objective(TrainingBatch batch, Tensor logits, Tensor losses, StepContext step);
+}
+
+/// <summary>
 /// A method with a stage before the target trains (TANDA's generator): the trainer calls
 /// <see cref="Prepare"/> before the first epoch of every session; the stage keeps its own
 /// checkpoints in the run folder and continues from them, or just loads its result when done.
@@ -51,12 +65,17 @@ public interface IStagedMethod
 /// normalisation, the run's identity (a stage's checkpoints must match it), cancellation, and a sink
 /// for its progress lines.
 /// </summary>
+/// <param name="TargetStarted">Whether the target has checkpoints already: a stage that is missing then cannot be trained anew.</param>
 public sealed record StageContext(string RunFolder, ImageDataset Train, Normalizer Normalizer, System.Text.Json.Nodes.JsonObject Identity,
-    System.Threading.CancellationToken Cancel, Action<string> Report);
+    System.Threading.CancellationToken Cancel, Action<string> Report, bool TargetStarted = false);
 
 /// <summary>What a method knows of the run it trains in, when it is made.</summary>
 /// <param name="Space">The search space, sized to the data's images (<see cref="SearchSpace.SizedTo"/>).</param>
-public sealed record MethodContext(SearchSpace Space, int Classes, int Channels, int Height, int Width, Device Device, int Epochs, long Seed);
+/// <param name="Groups">The training data's (class, subgroup) groups, or null for data without subgroups.</param>
+/// <param name="GroupCounts">Training images per group, in the order of <paramref name="Groups"/>.</param>
+/// <param name="HasCounterparts">Whether the training data knows each image's counterpart in its class's other subgroup.</param>
+public sealed record MethodContext(SearchSpace Space, int Classes, int Channels, int Height, int Width, Device Device, int Epochs, long Seed,
+    IReadOnlyList<SubgroupName>? Groups = null, long[]? GroupCounts = null, bool HasCounterparts = false);
 
 /// <summary>
 /// The start of an epoch. <paramref name="Epoch"/> counts from 1; <paramref name="Progress"/> is the
@@ -65,8 +84,12 @@ public sealed record MethodContext(SearchSpace Space, int Classes, int Channels,
 /// </summary>
 public sealed record EpochContext(int Epoch, double Progress, EpochStreams Streams, Func<Tensor, Tensor, Tensor> Score, Device Device);
 
-/// <summary>One step of an epoch; <paramref name="Progress"/> is fractional epochs since the start of training.</summary>
-public readonly record struct StepContext(int Step, int Steps, double Progress);
+/// <summary>
+/// One step of an epoch; <paramref name="Progress"/> is fractional epochs since the start of training.
+/// For data with subgroups, <paramref name="Groups"/> (int64 [N]) and, when the data has them,
+/// <paramref name="Counterparts"/> (uint8 [N,C,H,W]) belong to the step's N images.
+/// </summary>
+public readonly record struct StepContext(int Step, int Steps, double Progress, Tensor? Groups = null, Tensor? Counterparts = null);
 
 /// <summary>
 /// The batch the target trains on. Images: uint8 [B,C,H,W]; Targets: int64 [B] class labels or
@@ -110,6 +133,10 @@ public sealed record MethodEpochRecord
     public double? ControllerEntropy { get; init; }
     public double? ControllerLoss { get; init; }
     public ControllerDistribution? Distribution { get; init; }
+    /// <summary>Group DRO's weight of each (class/subgroup) group at the end of the epoch.</summary>
+    public IReadOnlyList<KeyValuePair<string, double>>? GroupWeights { get; init; }
+    /// <summary>The epoch's mean subgroup-consistency loss (before its weight).</summary>
+    public double? ConsistencyLoss { get; init; }
     public double Seconds { get; init; }
 
     public static MethodEpochRecord Empty { get; } = new();

@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Text.Json.Nodes;
@@ -28,10 +29,18 @@ public sealed record EpochMetrics(
     double? ValidationAccuracy = null,
     double? CleanTrainAccuracy = null,
     double? ReduceSeconds = null,
-    IReadOnlyList<KeyValuePair<string, double>>? GroupAccuracy = null)
+    IReadOnlyList<KeyValuePair<string, double>>? GroupAccuracy = null,
+    IReadOnlyList<KeyValuePair<string, double>>? GroupWeights = null,
+    double? ConsistencyLoss = null)
 {
     /// <summary>The worst group's test accuracy (robust accuracy) for data with subgroups, else null.</summary>
     public double? RobustAccuracy => GroupAccuracy is { Count: > 0 } g ? g.Min(kv => kv.Value) : null;
+
+    /// <summary>Per class, its best group's test accuracy minus its worst's (the subgroup gap), from the "class/subgroup" names.</summary>
+    public IReadOnlyList<KeyValuePair<string, double>>? SubgroupGap => GroupAccuracy is { Count: > 0 } g
+        ? g.GroupBy(kv => kv.Key[..Math.Max(kv.Key.LastIndexOf('/'), 0)])
+            .Select(c => KeyValuePair.Create(c.Key, c.Max(kv => kv.Value) - c.Min(kv => kv.Value))).ToList()
+        : null;
 
     /// <summary>Fields that measure time, which differ between otherwise identical runs.</summary>
     public static readonly string[] TimingFields = ["seconds", "images_per_second", "augment_seconds", "controller_seconds", "reduce_seconds"];
@@ -70,9 +79,15 @@ public sealed record EpochMetrics(
         RecordJson.Number(json, "augment_seconds", where), RecordJson.Number(json, "controller_seconds", where),
         Optional(json, "val_loss", where), Optional(json, "val_accuracy", where), Optional(json, "clean_train_accuracy", where),
         Optional(json, "reduce_seconds", where),
-        json["group_accuracy"] is JsonObject groups
-            ? groups.Select(g => KeyValuePair.Create(g.Key, RecordJson.Number(groups, g.Key, $"{where}: group_accuracy"))).ToList()
-            : null);
+        NamedNumbers(json, "group_accuracy", where),
+        NamedNumbers(json, "group_weights", where),
+        Optional(json, "consistency_loss", where));
+
+    static List<KeyValuePair<string, double>>? NamedNumbers(JsonObject json, string name, string where) =>
+        json[name] is JsonObject named ? named.Select(g => KeyValuePair.Create(g.Key, RecordJson.Number(named, g.Key, $"{where}: {name}"))).ToList() : null;
+
+    static JsonObject Named(IEnumerable<KeyValuePair<string, double>> values) =>
+        new(values.Select(v => KeyValuePair.Create(v.Key, (JsonNode?)JsonOptions.Number(v.Value))));
 
     /// <summary>The fields only some runs have, added where they do (older lines and other runs stay as they were).</summary>
     JsonObject WithOptionalFields(JsonObject json)
@@ -82,9 +97,13 @@ public sealed record EpochMetrics(
         // Data with subgroups: each (class/subgroup) group's test accuracy, and the worst of them.
         if (GroupAccuracy is { Count: > 0 } groups)
         {
-            json["group_accuracy"] = new JsonObject(groups.Select(g => KeyValuePair.Create(g.Key, (JsonNode?)JsonOptions.Number(g.Value))));
+            json["group_accuracy"] = Named(groups);
             json["robust_accuracy"] = JsonOptions.Number(RobustAccuracy!.Value);
+            json["subgroup_gap"] = Named(SubgroupGap!);
         }
+        // Model patching: group DRO's weights and the consistency loss.
+        if (GroupWeights is { Count: > 0 } weights) json["group_weights"] = Named(weights);
+        if (ConsistencyLoss is double consistency) json["consistency_loss"] = JsonOptions.Number(consistency);
         return json;
     }
 

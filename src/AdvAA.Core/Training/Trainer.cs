@@ -47,6 +47,7 @@ public sealed class Trainer : IDisposable
     readonly Normalizer normalizer;
     readonly BatchLoader loader;
     readonly ITrainingMethod method;
+    readonly IObjectiveMethod? objective;
     readonly bool channelsLast;
     readonly ProcessGroup? group = ProcessGroup.Current;
     Precision precision;
@@ -85,7 +86,11 @@ public sealed class Trainer : IDisposable
         if (config.Init is string init)
             PyTorchStateDict.LoadInto(model, init, $"{config.Model} with {train.Classes.Count} classes");
         model.to(device);
-        method = config.Method.Create(new MethodContext(space, train.Classes.Count, train.Channels, train.Height, train.Width, device, config.Epochs, config.Seed));
+        method = config.Method.Create(new MethodContext(space, train.Classes.Count, train.Channels, train.Height, train.Width, device, config.Epochs, config.Seed,
+            train.GroupNames, train.GroupNames is null ? null : train.GroupCounts(), train.Counterparts is not null));
+        objective = method as IObjectiveMethod;
+        if (objective != null && config.Mix is { } mixing)
+            throw new ConfigException($"method {config.Method.Name} sets its own objective over the batch's labels and groups; it does not combine with label mixing (--mix {mixing.Text})");
         optimizer = torch.optim.SGD(model.parameters(), config.LearningRate.At(0), config.Momentum, 0, config.WeightDecay, config.Nesterov);
         normalizer = Normalizer.FromDataset(train);
         loader = new BatchLoader(train, config.BatchSize, device, shuffle: true, config.Seed, dropLast: true);
@@ -95,6 +100,8 @@ public sealed class Trainer : IDisposable
             $"{data.Train.ContentHash()}/{data.Test.ContentHash()}{(data.Validation is { } v ? "/" + v.ContentHash() : "")}");
         if (group != null)
         {
+            if (objective != null)
+                throw new DistributedException($"method {config.Method.Name} computes its objective over the whole batch in one process; run it without --distributed");
             if (method is IStagedMethod { TrainsStage: true })
                 throw new DistributedException(
                     $"method {config.Method.Name} trains its first stage in one process: run it once without --distributed (it can stop after stage 1 with --epochs 1), then reuse that stage with --distributed (tanda: --from RUN)");
@@ -172,7 +179,7 @@ public sealed class Trainer : IDisposable
         int first = (checkpoint?.Epoch ?? 0) + 1;
         if (first > config.Epochs) return results;
         if (method is IStagedMethod staged
-            && !staged.Prepare(new StageContext(run.Path, data.Train, normalizer, identity, cancel, line => StageProgress?.Invoke(this, line))))
+            && !staged.Prepare(new StageContext(run.Path, data.Train, normalizer, identity, cancel, line => StageProgress?.Invoke(this, line), checkpoint != null)))
             return results;
         using (board = Writes ? new TensorBoardLog(run.Path, (long)(first - 1) * loader.BatchesPerEpoch + 1) : null)
         {
@@ -301,7 +308,7 @@ public sealed class Trainer : IDisposable
         int step = 0;
         try
         {
-            foreach ((Tensor images, Tensor labels) in loader.Epoch(epoch))
+            foreach ((Tensor images, Tensor labels, Tensor? groups, Tensor? counterparts) in loader.Batches(epoch))
             {
                 using var scope = torch.NewDisposeScope();
                 double at = progress + (double)step / steps;
@@ -309,7 +316,8 @@ public sealed class Trainer : IDisposable
                 foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
 
                 var augmentClock = Stopwatch.StartNew();
-                TrainingBatch batch = method.BuildBatch(images, labels, new StepContext(step, steps, at));
+                var context = new StepContext(step, steps, at, groups, counterparts);
+                TrainingBatch batch = method.BuildBatch(images, labels, context);
                 Tensor inputs = normalizer.Apply(batch.Images, channelsLast);
                 Tensor targets = batch.Targets;
                 if (config.Mix is { } mix)
@@ -323,7 +331,7 @@ public sealed class Trainer : IDisposable
                 Tensor logits = Forward(inputs);
                 Tensor perSample = Losses.CrossEntropy(logits, targets);
                 // Distributed: each rank's share of the mean over the whole batch, so that the summed gradients are the whole batch's.
-                Tensor loss = mine is null ? perSample.mean() : perSample.sum().div(rows);
+                Tensor loss = objective?.Objective(batch, logits, perSample, context) ?? (mine is null ? perSample.mean() : perSample.sum().div(rows));
                 optimizer.zero_grad();
                 loss.backward();
                 Tensor rightNow = logits.argmax(1).eq(targets.dim() == 2 ? targets.argmax(1) : targets).sum();
@@ -351,6 +359,8 @@ public sealed class Trainer : IDisposable
                 }
                 images.Dispose();
                 labels.Dispose();
+                groups?.Dispose();
+                counterparts?.Dispose();
             }
             double trainSeconds = clock.Elapsed.TotalSeconds;
 
@@ -369,7 +379,7 @@ public sealed class Trainer : IDisposable
             var metrics = new EpochMetrics(epoch, trainLoss, correct.item<long>() / (double)Math.Max(seen, 1), test?.Loss, test?.Accuracy,
                 config.LearningRate.At(progress), instanceLosses.Length, instanceLosses, record.ControllerEntropy, record.ControllerLoss, seconds,
                 seen / Math.Max(trainSeconds, 1e-9), augmentSeconds, methodSeconds, valid?.Loss, valid?.Accuracy, cleanTrain,
-                group is null ? null : reduceSeconds, test?.Groups);
+                group is null ? null : reduceSeconds, test?.Groups, record.GroupWeights, record.ConsistencyLoss);
             // The ranks must still agree (model, controller, every metric but the timings): a drift would otherwise go unseen until the results are wrong.
             if (group != null)
             {
