@@ -203,7 +203,7 @@ let writePlots (runs: RunData list) (outDir: string) =
                       tan[r].Tfs |> Seq.filter (fun kv -> opOf kv.Key = opNames[c]) |> Seq.sumBy (fun kv -> kv.Value))
               yield Plots.heatmap "TANDA generator: share of each op among its draws per stage-1 epoch" xs opNames shares (out "tanda-ops.png")
       // Data with subgroups: each group's test accuracy and the worst (robust accuracy); group DRO's weights.
-      let named (values: EpochMetrics -> Collections.Generic.IReadOnlyList<Collections.Generic.KeyValuePair<string, float>>) =
+      let named (values: EpochMetrics -> Collections.Generic.IReadOnlyList<Collections.Generic.KeyValuePair<string, float>> | null) =
           let points = run.Metrics |> List.choose (fun m -> match values m with null -> None | v -> Some(m.Epoch, v))
           match points with
           | [] -> []
@@ -293,9 +293,9 @@ let html (runs: RunData list) (images: string list) =
     | Some m ->
         add (sprintf "<h2>Groups (test, epoch %d)</h2><p>robust accuracy (worst group) <b>%s%%</b>; subgroup gap per class: %s</p>"
                 m.Epoch (percent m.RobustAccuracy.Value)
-                (m.SubgroupGap |> Seq.map (fun g -> sprintf "%s %s points" (e g.Key) (percent g.Value)) |> String.concat ", "))
+                (nonNull m.SubgroupGap |> Seq.map (fun g -> sprintf "%s %s points" (e g.Key) (percent g.Value)) |> String.concat ", "))
         add "<table id=\"groups\"><tr><th>group</th><th>test acc %</th><th>group DRO weight</th></tr>"
-        for g in m.GroupAccuracy do
+        for g in nonNull m.GroupAccuracy do
             let weight = match m.GroupWeights with null -> "–" | w -> w |> Seq.tryFind (fun x -> x.Key = g.Key) |> Option.map (fun x -> fixed4 x.Value) |> Option.defaultValue "–"
             add (sprintf "<tr><td>%s</td><td>%s</td><td>%s</td></tr>" (e g.Key) (percent g.Value) weight)
         add "</table>"

@@ -47,7 +47,12 @@ type RunSummary =
       Validation: float option
       CleanTrain: float option
       ImagesPerSecond: float
-      Seconds: float }
+      Seconds: float
+      /// Data with subgroups: the final worst-group test accuracy and the largest subgroup gap of a class.
+      Robust: float option
+      Gap: float option
+      /// Model patching's stage 1 (its CycleGANs), in seconds.
+      StageSeconds: float option }
 
 /// How far the controller's distribution is from uniform at each epoch of a run.
 type Movement =
@@ -60,6 +65,7 @@ type Movement =
 let private summarize (seed: int64) (run: RunData) =
     let tests = run.Metrics |> List.choose (fun m -> Option.ofNullable m.TestAccuracy)
     let last = List.last run.Metrics
+    let lastGroups = run.Metrics |> List.rev |> List.tryFind (fun m -> not (isNull m.GroupAccuracy))
     { Seed = seed
       Folder = run.Folder
       Final = finalAccuracy run |> Option.defaultValue nan
@@ -67,7 +73,14 @@ let private summarize (seed: int64) (run: RunData) =
       Validation = run.Metrics |> List.rev |> List.tryPick (fun m -> Option.ofNullable m.ValidationAccuracy)
       CleanTrain = Option.ofNullable last.CleanTrainAccuracy
       ImagesPerSecond = run.Metrics |> List.map (fun m -> m.ImagesPerSecond) |> List.sort |> fun xs -> xs[xs.Length / 2]
-      Seconds = run.Metrics |> List.sumBy (fun m -> m.Seconds) }
+      Seconds = run.Metrics |> List.sumBy (fun m -> m.Seconds)
+      Robust = lastGroups |> Option.map (fun m -> m.RobustAccuracy.Value)
+      Gap = lastGroups |> Option.map (fun m -> nonNull m.SubgroupGap |> Seq.map (fun g -> g.Value) |> Seq.max)
+      StageSeconds =
+          let stage = Path.Combine(run.Folder, PatchingMethod.StageFolder, AdvAA.Core.Patching.CycleGanStage.MetricsFile)
+          if File.Exists stage then
+              Some(RunFolder.ReadJsonLines stage |> Seq.sumBy (fun line -> line["seconds"] |> nonNull |> fun v -> v.GetValue<float>()))
+          else None }
 
 let private movement (run: RunData) =
     let entropy = run.Metrics |> List.map (fun m -> m.Epoch, Option.ofNullable m.ControllerEntropy) |> Map.ofList
@@ -218,6 +231,10 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
                 o["best_test_accuracy"] <- stats (rs |> List.map (fun r -> r.Best))
                 if rs |> List.forall (fun r -> r.Validation.IsSome) then o["validation_accuracy"] <- stats (rs |> List.map (fun r -> r.Validation.Value))
                 if rs |> List.forall (fun r -> r.CleanTrain.IsSome) then o["clean_train_accuracy"] <- stats (rs |> List.map (fun r -> r.CleanTrain.Value))
+                if rs |> List.forall (fun r -> r.Robust.IsSome) then
+                    o["robust_test_accuracy"] <- stats (rs |> List.map (fun r -> r.Robust.Value))
+                    o["subgroup_gap"] <- stats (rs |> List.map (fun r -> r.Gap.Value))
+                if rs |> List.forall (fun r -> r.StageSeconds.IsSome) then o["stage1_seconds"] <- stats (rs |> List.map (fun r -> r.StageSeconds.Value))
                 o["images_per_second"] <- stats (rs |> List.map (fun r -> r.ImagesPerSecond))
                 o["seconds"] <- stats (rs |> List.map (fun r -> r.Seconds))
                 o["runs"] <- JsonArray([| for r in rs -> JsonValue.Create(Path.GetFileName r.Folder) :> JsonNode | null |])
@@ -260,16 +277,31 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
     line ""
     line "Accuracies in %, mean ± sd over seeds; final = the last evaluated epoch; clean train = the final model on the un-augmented training images (clean train − test is the overfitting gap)."
     line ""
-    line "| arm | method | seeds | final test | best test | validation | clean train | images/s | time per run |"
-    line "|---|---|---|---|---|---|---|---|---|"
+    // Data with subgroups adds the worst group's accuracy, the largest subgroup gap and stage 1's time.
+    let grouped = summaries |> List.exists (fun (_, rs) -> rs |> List.exists (fun r -> r.Robust.IsSome))
+    if grouped then
+        line "Robust = the worst (class, subgroup) group's final test accuracy; subgroup gap = the largest difference between two subgroups of a class, in points; stage 1 = model patching's CycleGANs."
+        line ""
+        line "| arm | method | seeds | final test | robust test | subgroup gap | best test | validation | clean train | images/s | stage 1 | time per run |"
+        line "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    else
+        line "| arm | method | seeds | final test | best test | validation | clean train | images/s | time per run |"
+        line "|---|---|---|---|---|---|---|---|---|"
     for (arm, rs), (_, runs) in List.zip summaries loaded do
         let spec = (snd runs.Head).Config.Experiment.Method
         let optional (f: RunSummary -> float option) = if rs |> List.forall (fun r -> (f r).IsSome) then pm (rs |> List.map (f >> Option.get)) else "–"
         let ips, _ = meanSd (rs |> List.map (fun r -> r.ImagesPerSecond))
         let secs, _ = meanSd (rs |> List.map (fun r -> r.Seconds))
-        line (sprintf "| %s | %s (%s) | %s | %s | %s | %s | %s | %.0f | %s |" arm spec.Name spec.Summary
-                  (rs |> List.map (fun r -> string r.Seed) |> String.concat ", ") (pm (rs |> List.map (fun r -> r.Final)))
-                  (pm (rs |> List.map (fun r -> r.Best))) (optional (fun r -> r.Validation)) (optional (fun r -> r.CleanTrain)) ips (Runner.duration secs))
+        let groupColumns =
+            if not grouped then ""
+            else sprintf " %s | %s |" (optional (fun r -> r.Robust)) (optional (fun r -> r.Gap))
+        let stageColumn =
+            if not grouped then ""
+            elif rs |> List.forall (fun r -> r.StageSeconds.IsSome) then sprintf " %s |" (Runner.duration (fst (meanSd (rs |> List.map (fun r -> r.StageSeconds.Value)))))
+            else " – |"
+        line (sprintf "| %s | %s (%s) | %s | %s |%s %s | %s | %s | %.0f |%s %s |" arm spec.Name spec.Summary
+                  (rs |> List.map (fun r -> string r.Seed) |> String.concat ", ") (pm (rs |> List.map (fun r -> r.Final))) groupColumns
+                  (pm (rs |> List.map (fun r -> r.Best))) (optional (fun r -> r.Validation)) (optional (fun r -> r.CleanTrain)) ips stageColumn (Runner.duration secs))
     match noise with
     | Some(opNoise, levelNoise) ->
         line ""

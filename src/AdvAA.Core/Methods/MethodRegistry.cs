@@ -34,11 +34,11 @@ public static class MethodRegistry
         Add("tanda", "TANDA (Ratner et al. 2017): a TF-sequence generator trained adversarially against a discriminator (stage 1), then M copies transformed by its sequences", new TandaSpec()),
         Add("transfer", "the learned policies of another run, epoch by epoch (the paper's §4.6), without a controller", new TransferSpec { Cutout = 16 }),
         Add("uncertainty", "uncertainty-based sampling as Wu et al. (2020) ran it: K candidates of 2 ops at random probabilities and continuous magnitudes, reflect crop, flip, Cutout up to 16, mixup; keep S in proportion to their loss", new UncertaintySpec { Cutout = 16 }),
+        Add("uncertainty-space", "uncertainty-based sampling over the search space: K candidates of 2 random ops at whole levels, always applied; keep S in proportion to their loss", new SpaceUncertaintySpec { Cutout = 16 }),
         Add("gdro", "group DRO (Sagawa et al. 2019) over the data's (class, subgroup) groups, standard crop/flip; needs data with subgroups", new PatchingSpec { Objective = "gdro" }),
         Add("sgdro", "class-conditional group DRO (CAMEL's): group weights within each class, classes weighted by frequency; needs data with subgroups", new PatchingSpec { Objective = "sgdro" }),
         Add("camel-oracle", "CAMEL's stage 2 with exact translations (the benchmark's counterparts): subgroup consistency + class-conditional group DRO", new PatchingSpec { Translations = "oracle", Consistency = 10 }),
         Add("camel", "CAMEL model patching (Goel et al. 2020): stage 1 a CycleGAN per class between its subgroups, stage 2 subgroup consistency + class-conditional group DRO", new PatchingSpec { Translations = "learned", Consistency = 10 }),
-        Add("uncertainty-space", "uncertainty-based sampling over the search space: K candidates of 2 random ops at whole levels, always applied; keep S in proportion to their loss", new SpaceUncertaintySpec { Cutout = 16 }),
     ];
 
     public static IEnumerable<string> Names => All.Select(e => e.Name);
