@@ -13,7 +13,7 @@ type DataArgs =
         member a.Usage =
             match a with
             | Data _ ->
-                "a CIFAR-10 or CIFAR-100 binary folder, a folder with train/ and test/ image folders, or a .tar.gz of one (default: the embedded sample)."
+                "a CIFAR-10 or CIFAR-100 binary folder, a folder with train/ and test/ image folders, a .tar.gz of one, or a Waterbirds/WILDS folder with metadata.csv (default: the embedded sample)."
 
 let private perChannel (values: double[]) =
     values |> Array.map (sprintf "%.4f") |> String.concat ", " |> sprintf "(%s)"
@@ -45,6 +45,7 @@ let run (args: ParseResults<DataArgs>) =
         for g, name in Seq.indexed names do
             let cell = function Some(c: int64[]) -> string c[g] | None -> "–"
             printfn "  %-28s %s" (string name) (splitsCounts |> List.map cell |> String.concat " / ")
+        if not (isNull train.Counterparts) then printfn "counterparts: yes (the benchmark's oracle translations)"
     printfn "mean       %s  (training set, per channel, pixels in [0,1])" (perChannel stats.Mean)
     printfn "std        %s" (perChannel stats.Std)
     printfn "load time  %.2f s, %.0f images/s" seconds (float (train.Count + test.Count) / seconds)

@@ -40,7 +40,7 @@ type TrainArgs =
             match a with
             | Method _ -> sprintf "%s (default: adversarial; advaa methods describes each)." (MethodRegistry.Names |> String.concat ", ")
             | Model _ -> "small, resnet18, wrn-28-10, wrn-40-2 or wrn-<depth>-<widen> (default: small)."
-            | Data _ -> "a CIFAR-10/100 binary folder, an image folder with train/ and test/, or a .tar.gz of one (default: the embedded sample)."
+            | Data _ -> "a CIFAR-10/100 binary folder, an image folder with train/ and test/, a .tar.gz of one, or a folder with metadata.csv (default: the embedded sample)."
             | Epochs _ -> "epochs (default: 200)."
             | Instances _ -> "M, augmented copies of each batch (default: the method's, 8 for fixed, random and adversarial, else 1)."
             | Batch _ -> "N, images per instance per step (default: 128)."

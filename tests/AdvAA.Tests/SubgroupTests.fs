@@ -4,6 +4,7 @@ open System
 open System.IO
 open System.Text.Json.Nodes
 open Expecto
+open SkiaSharp
 open AdvAA.Core.Data
 open AdvAA.Core.Training
 open AdvAA.Tests.TestSupport
@@ -18,6 +19,12 @@ let private small = sized 100 10 20 0.99
 
 let private counts (set: ImageDataset) =
     [ for name, count in Seq.zip (nonNull set.GroupNames) (set.GroupCounts()) -> string name, count ]
+
+/// Whether every pixel of these planes (uint8 [3,H,W]) is the patch's orange.
+let private isOrange (planes: TorchSharp.torch.Tensor) =
+    use wide = planes.to_type TorchSharp.torch.ScalarType.Int64
+    use orange = TorchSharp.torch.tensor([| 255L; 128L; 0L |]).view(3L, 1L, 1L)
+    wide.eq(orange).all().item<bool>()
 
 [<Tests>]
 let tests =
@@ -36,6 +43,17 @@ let tests =
             Expect.equal (counts validation) [ for g in [ "animal/clean"; "animal/patch"; "vehicle/clean"; "vehicle/patch" ] -> g, 10L ] "validation balanced"
             Expect.equal (counts test) [ for g in [ "animal/clean"; "animal/patch"; "vehicle/clean"; "vehicle/patch" ] -> g, 20L ] "test balanced"
             Expect.sequenceEqual train.Classes [ "animal"; "vehicle" ] "two classes"
+            // Every image's counterpart, row by row: they differ in the patch's square alone.
+            for set in [ train; validation; test ] do
+                let counterparts = nonNull set.Counterparts
+                Expect.sequenceEqual counterparts.shape set.Images.shape "a counterpart per image"
+                use differing = set.Images.ne(counterparts).any(1L).flatten(1L).sum(1L)
+                Expect.isTrue (differing.min().item<int64>() >= 1L && differing.max().item<int64>() <= 64L) "aligned: at most the 8x8 square differs"
+            use fromParent = DataSources.Load dir.Path
+            Expect.isNotNull fromParent.Train.Counterparts "found one level down, counterparts/ not taken for a data set"
+            let code, out, err = cli [ "data"; "--data"; folder ]
+            expectCode (code, out, err) 0
+            containsAll out [ "counterparts: yes (the benchmark's oracle translations)" ]
             // A patched image: the patch's colour in its square, the source's pixels elsewhere.
             let manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, SpuriousBenchmark.ManifestFile))) |> nonNull
             let entry =
@@ -51,6 +69,20 @@ let tests =
             let source = sample.Train.Images[entry["source_index"].GetValue<int>()]
             let outside = if x >= 8 then (0, 0) else (31, 31)
             Expect.equal (pixel 0 (snd outside) (fst outside)) (source[0, snd outside, fst outside].item<byte>()) "the source's pixels outside the patch"
+            use counterpart = DataSources.ReadImageFiles([ Path.Combine(folder, string entry["counterpart"]) ], 32, 32)
+            Expect.isTrue (counterpart.Images[0].equal(source).all().item<bool>()) "a patched image's counterpart is its clean source"
+            // A clean image's counterpart: the patch pasted where the manifest says, nothing else changed.
+            let clean =
+                (nonNull manifest["images"]).AsArray()
+                |> Seq.map nonNull
+                |> Seq.find (fun e -> (string e["file"]).StartsWith "train/vehicle/clean/")
+            Expect.isNull clean["patch_x"] "a clean image has no patch"
+            use pair = DataSources.ReadImageFiles([ Path.Combine(folder, string clean["file"]); Path.Combine(folder, string clean["counterpart"]) ], 32, 32)
+            let cx, cy = int64 (clean["counterpart_patch_x"].GetValue<int>()), int64 (clean["counterpart_patch_y"].GetValue<int>())
+            use differing = pair.Images[0].ne(pair.Images[1]).any(0L)
+            Expect.equal (differing.sum().item<int64>()) 64L "8x8 pixels differ"
+            Expect.isTrue (differing.narrow(0L, cy, 8L).narrow(1L, cx, 8L).all().item<bool>()) "in the patch's square"
+            Expect.isTrue (isOrange (pair.Images[1].narrow(1L, cy, 8L).narrow(2L, cx, 8L))) "of the patch's colour"
             // Bad settings and an occupied folder: an error naming it, nothing written.
             let msg = throwsMessage<ConfigException> (fun () -> SpuriousBenchmark.Write(sample, dir.File "bad", sized 100 10 20 0.4) |> ignore)
             containsAll msg [ "correlation 0.4" ]
@@ -85,6 +117,22 @@ let tests =
             let other = copy "other"
             Directory.Move(Path.Combine(other, "test", "animal", "patch"), Path.Combine(other, "test", "animal", "bandage"))
             containsAll (throwsMessage<DataFormatException> (fun () -> DataSources.Load other |> ignore)) [ "the subgroups of"; "animal/patch"; "animal/bandage" ]
+            // Counterparts: a missing one, one of no image, one of another size.
+            let missing = copy "missing"
+            let deleted = Directory.GetFiles(Path.Combine(missing, "counterparts", "test", "vehicle", "patch")) |> Array.head
+            File.Delete deleted
+            containsAll (throwsMessage<DataFormatException> (fun () -> DataSources.Load missing |> ignore)) [ deleted; "no such file"; "the counterpart of" ]
+            let extra = copy "extra"
+            let stray = Path.Combine(extra, "counterparts", "val", "animal", "clean", "99999.png")
+            File.Copy(Directory.GetFiles(Path.Combine(extra, "val", "animal", "clean")) |> Array.head, stray)
+            containsAll (throwsMessage<DataFormatException> (fun () -> DataSources.Load extra |> ignore)) [ stray; "a counterpart of no image" ]
+            let small = copy "small"
+            let shrunk = Directory.GetFiles(Path.Combine(small, "counterparts", "train", "animal", "patch")) |> Array.sort |> Array.head
+            do
+                use bitmap = new SKBitmap(16, 16)
+                use png = bitmap.Encode(SKEncodedImageFormat.Png, 100)
+                File.WriteAllBytes(shrunk, png.ToArray())
+            containsAll (throwsMessage<DataFormatException> (fun () -> DataSources.Load small |> ignore)) [ shrunk; "the image is 16x16" ]
         }
 
         test "training on data with subgroups records each group's test accuracy and the worst of them" {

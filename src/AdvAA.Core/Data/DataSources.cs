@@ -5,20 +5,21 @@ using System.Linq;
 
 namespace AdvAA.Core.Data;
 
-/// <summary>Reads data sets into memory: CIFAR-10/100 binary, image folders (plain or .tar.gz), the embedded sample.</summary>
+/// <summary>Reads data sets into memory: CIFAR-10/100 binary, image folders (plain or .tar.gz), metadata.csv (Waterbirds/WILDS), the embedded sample.</summary>
 public static class DataSources
 {
     const string SampleResource = "AdvAA.Data.cifar10-sample.tar.gz";
 
     static readonly string ExpectedLayouts = string.Join("\n  ",
         "expected one of:",
+        $"metadata.csv (Waterbirds/WILDS): a folder with {MetadataCsv.FileName} giving each image's path, class y, subgroup and split",
         "CIFAR-10 binary: a folder with data_batch_1..5.bin (any of them) and test_batch.bin, optionally batches.meta.txt",
         "CIFAR-100 binary: a folder with train.bin and test.bin, optionally fine_label_names.txt and coarse_label_names.txt",
         $"image folders: a folder with train/{ImageFolders.Expected} and test/{ImageFolders.Expected}",
         "the same image folders in a .tar.gz (or .tgz), at its root or under one top-level folder",
         "(a folder holding one of these folders one level down is accepted too)");
 
-    enum Layout { Cifar10, Cifar100, ImageFolder }
+    enum Layout { MetadataCsv, Cifar10, Cifar100, ImageFolder }
 
     /// <summary>
     /// The data at <paramref name="path"/> (a folder or a .tar.gz), its format detected; null or ""
@@ -41,6 +42,7 @@ public static class DataSources
         {
             Layout.Cifar10 => LoadCifar10(folder),
             Layout.Cifar100 => LoadCifar100(folder),
+            Layout.MetadataCsv => LoadMetadataCsv(folder),
             _ => LoadImageFolders(folder),
         };
     }
@@ -90,6 +92,8 @@ public static class DataSources
         if (DataFormatException.Reading(folder, () => Detect(folder)) is { } own) return (folder, own);
         var found = DataFormatException.Reading(folder, () => Directory.GetDirectories(folder)
             .Order(StringComparer.Ordinal)
+            // A benchmark's counterparts hold train/ and test/ too, but belong to the folder above.
+            .Where(d => Path.GetFileName(d) != ImageFolders.CounterpartsFolder)
             .Select(d => (Folder: d, Layout: Detect(d)))
             .Where(c => c.Layout != null)
             .ToArray());
@@ -104,6 +108,7 @@ public static class DataSources
     static Layout? Detect(string folder)
     {
         bool Has(string file) => File.Exists(Path.Combine(folder, file));
+        if (Has(MetadataCsv.FileName)) return Layout.MetadataCsv;
         if (Has("test_batch.bin") || Directory.EnumerateFiles(folder, "data_batch_*.bin").Any()) return Layout.Cifar10;
         if (Has("train.bin") || Has("test.bin")) return Layout.Cifar100;
         if (Directory.Exists(Path.Combine(folder, "train")) || Directory.Exists(Path.Combine(folder, "test"))) return Layout.ImageFolder;
@@ -136,7 +141,19 @@ public static class DataSources
         string valFolder = Path.Combine(folder, "val");
         ImageFolders.Listing? val = Directory.Exists(valFolder) ? ImageFolders.ListFolder(valFolder) : null;
         if (val != null) ImageFolders.CheckSameClasses(train, val);
-        return Decoded(train, test, "image-folder", val);
+        string counterparts = Path.Combine(folder, ImageFolders.CounterpartsFolder);
+        if (!Directory.Exists(counterparts)) return Decoded(train, test, "image-folder", val);
+        if (train.Groups is null)
+            throw new DataFormatException($"{counterparts}: counterparts, but {train.Source} has no subgroups; a counterpart is an image in its class's other subgroup");
+        ImageFolders.Listing CounterpartsOf(ImageFolders.Listing split) => ImageFolders.ListCounterparts(split, Path.Combine(counterparts, Path.GetFileName(split.Source)));
+        return Decoded(train, test, "image-folder", val,
+            counterparts: new Counterparts(CounterpartsOf(train), CounterpartsOf(test), val is null ? null : CounterpartsOf(val)));
+    }
+
+    static DataSplits LoadMetadataCsv(string folder)
+    {
+        MetadataCsv.Listings listings = MetadataCsv.List(folder);
+        return Decoded(listings.Train, listings.Test, "metadata-csv", listings.Validation, listings.Square);
     }
 
     static DataSplits FromArchive(Stream stream, string archive, string format)
@@ -146,22 +163,28 @@ public static class DataSources
         return Decoded(train, test, format);
     }
 
-    static DataSplits Decoded(ImageFolders.Listing train, ImageFolders.Listing test, string format, ImageFolders.Listing? val = null)
+    /// <summary>The listings of a benchmark's counterparts, aligned with the splits' listings.</summary>
+    sealed record Counterparts(ImageFolders.Listing Train, ImageFolders.Listing Test, ImageFolders.Listing? Validation);
+
+    /// <summary>The splits decoded (<paramref name="square"/>: every image resized and centre-cropped to that side).</summary>
+    static DataSplits Decoded(ImageFolders.Listing train, ImageFolders.Listing test, string format, ImageFolders.Listing? val = null, int? square = null,
+        Counterparts? counterparts = null)
     {
-        ImageDataset trainSet = ImageFolders.Decode(train);
+        ImageDataset trainSet = ImageFolders.Decode(train, square, counterparts?.Train);
         ImageDataset? testSet = null;
         try
         {
-            testSet = DecodedLike(test, "test", trainSet, train);
-            return new DataSplits(trainSet, testSet, format, val is null ? null : DecodedLike(val, "validation", trainSet, train));
+            testSet = DecodedLike(test, "test", trainSet, train, square, counterparts?.Test);
+            return new DataSplits(trainSet, testSet, format, val is null ? null : DecodedLike(val, "validation", trainSet, train, square, counterparts?.Validation));
         }
         catch { trainSet.Dispose(); testSet?.Dispose(); throw; }
     }
 
     /// <summary>Another split, which must have the training images' size.</summary>
-    static ImageDataset DecodedLike(ImageFolders.Listing split, string what, ImageDataset trainSet, ImageFolders.Listing train)
+    static ImageDataset DecodedLike(ImageFolders.Listing split, string what, ImageDataset trainSet, ImageFolders.Listing train, int? square,
+        ImageFolders.Listing? counterparts)
     {
-        ImageDataset set = ImageFolders.Decode(split);
+        ImageDataset set = ImageFolders.Decode(split, square, counterparts);
         if (set.Height == trainSet.Height && set.Width == trainSet.Width) return set;
         string message = $"{split.Images[0].Origin}: the {what} images are {set.Width}x{set.Height}, but the training images ({train.Source}) are {trainSet.Width}x{trainSet.Height}";
         set.Dispose();

@@ -23,6 +23,8 @@ internal static class ImageFolders
     internal const string ExpectedGrouped = "<class>/<subgroup>/<image>.jpg|jpeg|png";
     static readonly string[] Extensions = [".jpg", ".jpeg", ".png"];
     static readonly string[] Splits = ["train", "test"];
+    /// <summary>The benchmark's folder of counterparts beside its splits: <c>counterparts/&lt;split&gt;/&lt;class&gt;/&lt;subgroup&gt;/…</c>.</summary>
+    internal const string CounterpartsFolder = "counterparts";
 
     /// <summary>An encoded image to decode.</summary>
     /// <param name="Label">Index of its class.</param>
@@ -211,14 +213,26 @@ internal static class ImageFolders
 
     /// <summary>
     /// Decodes to RGB in parallel; the result is in listing order whatever the scheduling. All images
-    /// must have the size of the first; the first that does not (in listing order) is the error.
+    /// must have the size of the first; the first that does not (in listing order) is the error. With
+    /// <paramref name="square"/>, images of any sizes are instead resized so that their shorter side is
+    /// that many pixels and centre-cropped to a square. With <paramref name="counterparts"/> (a listing
+    /// aligned with this one, see <see cref="ListCounterparts"/>), those images too, of the same size.
     /// </summary>
-    internal static ImageDataset Decode(Listing listing)
+    internal static ImageDataset Decode(Listing listing, int? square = null, Listing? counterparts = null)
     {
-        IReadOnlyList<EncodedImage> images = listing.Images;
-        (int width, int height) = SizeOf(images[0]);
-        int planeBytes = width * height;
+        (int width, int height) = square is { } side ? (side, side) : SizeOf(listing.Images[0]);
         using var scope = NewDisposeScope();
+        Tensor pixels = DecodePixels(listing.Images, listing.Images[0], width, height, square != null);
+        Tensor? counterpartPixels = counterparts is null ? null : DecodePixels(counterparts.Images, listing.Images[0], width, height, square != null);
+        Tensor labels = tensor(listing.Images.Select(e => (long)e.Label).ToArray());
+        Tensor? groups = listing.Groups is null ? null : tensor(listing.Images.Select(e => (long)e.Group).ToArray());
+        return new ImageDataset(pixels, labels, listing.Classes, listing.Source, groups, listing.Groups, counterpartPixels);
+    }
+
+    /// <summary>uint8 [N,3,height,width]; an image that does not decode to that size names itself and <paramref name="first"/>.</summary>
+    static Tensor DecodePixels(IReadOnlyList<EncodedImage> images, EncodedImage first, int width, int height, bool resize)
+    {
+        int planeBytes = width * height;
         Tensor pixels = empty(images.Count, 3, height, width, ScalarType.Byte);
         int firstFailure = int.MaxValue;
         string? failure = null;
@@ -232,7 +246,7 @@ internal static class ImageFolders
             Span<byte> planes = slice.bytes;
             for (int i = range.Item1; i < range.Item2; i++)
             {
-                string? problem = DecodeOne(images[i], images[0], width, height, rgba, planes.Slice((i - range.Item1) * 3 * planeBytes, 3 * planeBytes));
+                string? problem = DecodeOne(images[i], first, width, height, resize, rgba, planes.Slice((i - range.Item1) * 3 * planeBytes, 3 * planeBytes));
                 if (problem == null) continue;
                 lock (gate)
                     if (i < firstFailure) (firstFailure, failure) = (i, problem);
@@ -240,9 +254,15 @@ internal static class ImageFolders
             }
         });
         if (failure != null) throw new DataFormatException($"{images[firstFailure].Origin}: {failure}");
-        Tensor labels = tensor(images.Select(e => (long)e.Label).ToArray());
-        Tensor? groups = listing.Groups is null ? null : tensor(images.Select(e => (long)e.Group).ToArray());
-        return new ImageDataset(pixels, labels, listing.Classes, listing.Source, groups, listing.Groups);
+        return pixels;
+    }
+
+    /// <summary>Whether all these images have one size (read from their headers, in parallel); an undecodable one is named.</summary>
+    internal static bool OneSize(IReadOnlyList<EncodedImage> images)
+    {
+        var sizes = new (int Width, int Height)[images.Count];
+        Parallel.For(0, images.Count, i => sizes[i] = SizeOf(images[i]));
+        return sizes.All(s => s == sizes[0]);
     }
 
     /// <summary>
@@ -268,8 +288,9 @@ internal static class ImageFolders
 
     static (int Width, int Height) SizeOf(EncodedImage image)
     {
-        using SKData data = SKData.CreateCopy(DataFormatException.Reading(image.Origin, () => Bytes(image)));
-        using SKCodec? codec = SKCodec.Create(data);
+        // The codec reads the header alone, not the whole image.
+        using Stream stream = image.Content is null ? DataFormatException.Reading(image.Origin, () => File.OpenRead(image.Origin)) : new MemoryStream(image.Content);
+        using SKCodec? codec = SKCodec.Create(stream);
         if (codec == null) throw new DataFormatException($"{image.Origin}: {Undecodable}");
         return (codec.Info.Width, codec.Info.Height);
     }
@@ -278,8 +299,11 @@ internal static class ImageFolders
 
     static byte[] Bytes(EncodedImage image) => image.Content ?? File.ReadAllBytes(image.Origin);
 
-    /// <summary>Decodes one image into its three planes; returns what is wrong with it, or null.</summary>
-    static unsafe string? DecodeOne(EncodedImage image, EncodedImage first, int width, int height, byte[] rgba, Span<byte> planes)
+    /// <summary>
+    /// Decodes one image into its three planes (<paramref name="resize"/>: resized and centre-cropped to
+    /// <paramref name="width"/>x<paramref name="height"/>, a square); returns what is wrong with it, or null.
+    /// </summary>
+    static unsafe string? DecodeOne(EncodedImage image, EncodedImage first, int width, int height, bool resize, byte[] rgba, Span<byte> planes)
     {
         byte[] encoded;
         try { encoded = Bytes(image); }
@@ -287,13 +311,15 @@ internal static class ImageFolders
         using SKData data = SKData.CreateCopy(encoded);
         using SKCodec? codec = SKCodec.Create(data);
         if (codec == null) return Undecodable;
-        if (codec.Info.Width != width || codec.Info.Height != height)
+        if (!resize && (codec.Info.Width != width || codec.Info.Height != height))
             return $"the image is {codec.Info.Width}x{codec.Info.Height}, but {first.Origin} (the first) is {width}x{height}; all images of a data set must have one size";
         // No colour space on the target: pixel values are taken as stored, as PIL's convert("RGB") does.
-        var target = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        var target = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        byte[] decoded = resize ? new byte[target.BytesSize] : rgba;
         SKCodecResult result;
-        fixed (byte* p = rgba) result = codec.GetPixels(target, (IntPtr)p);
+        fixed (byte* p = decoded) result = codec.GetPixels(target, (IntPtr)p);
         if (result != SKCodecResult.Success) return $"corrupt image: decoding stopped with {result}";
+        if (resize && !CentreSquare(decoded, target, rgba, width)) return $"the {target.Width}x{target.Height} image could not be resized to {width}x{width}";
         int plane = width * height;
         Span<byte> r = planes[..plane], g = planes.Slice(plane, plane), b = planes.Slice(2 * plane, plane);
         for (int i = 0, at = 0; i < plane; i++, at += 4)
@@ -303,6 +329,51 @@ internal static class ImageFolders
             b[i] = rgba[at + 2];
         }
         return null;
+    }
+
+    /// <summary>
+    /// The image resized so that its shorter side is <paramref name="side"/>, centre-cropped to
+    /// side x side, into <paramref name="rgba"/>: the centre square of the original, scaled.
+    /// </summary>
+    static unsafe bool CentreSquare(byte[] decoded, SKImageInfo info, byte[] rgba, int side)
+    {
+        int crop = Math.Min(info.Width, info.Height);
+        var subset = SKRectI.Create((info.Width - crop) / 2, (info.Height - crop) / 2, crop, crop);
+        // Skia's high quality: trilinear mipmaps when shrinking (no aliasing), an interpolating cubic when enlarging.
+        var sampling = crop > side ? new SKSamplingOptions(SKFilterMode.Linear, SKMipmapMode.Linear) : new SKSamplingOptions(SKCubicResampler.CatmullRom);
+        fixed (byte* s = decoded, d = rgba)
+        {
+            using var source = new SKPixmap(info, (IntPtr)s);
+            using SKPixmap? square = source.ExtractSubset(subset);
+            if (square is null) return false;
+            using var target = new SKPixmap(new SKImageInfo(side, side, SKColorType.Rgba8888, SKAlphaType.Unpremul), (IntPtr)d);
+            // Already the size: copied, since even a cubic filter would blur it.
+            return crop == side ? square.ReadPixels(target) : square.ScalePixels(target, sampling);
+        }
+    }
+
+    /// <summary>
+    /// The counterparts of a split with subgroups: for each of its images, the file of the same
+    /// relative path under <paramref name="folder"/> (<c>counterparts/&lt;split&gt;</c>), in the split's
+    /// order; a missing file, or an image there that is no image's counterpart, is an error naming it.
+    /// </summary>
+    internal static Listing ListCounterparts(Listing split, string folder)
+    {
+        string root = Path.GetFullPath(folder);
+        if (!Directory.Exists(root)) throw new DataFormatException($"{root}: no such folder; the counterparts of {split.Source} belong there");
+        return DataFormatException.Reading(root, () =>
+        {
+            EncodedImage[] images = split.Images.Select(image =>
+            {
+                string path = Path.Combine(root, Path.GetRelativePath(split.Source, image.Origin));
+                return File.Exists(path) ? image with { Origin = path } : throw new DataFormatException($"{path}: no such file; it is the counterpart of {image.Origin}");
+            }).ToArray();
+            var expected = images.Select(i => i.Origin).ToHashSet(StringComparer.Ordinal);
+            string? extra = Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories).Where(IsImage).Where(f => !expected.Contains(f)).Order(StringComparer.Ordinal).FirstOrDefault();
+            if (extra != null)
+                throw new DataFormatException($"{extra}: a counterpart of no image (no {Path.Combine(split.Source, Path.GetRelativePath(root, extra))})");
+            return split with { Images = images, Source = root };
+        });
     }
 
     /// <summary>Train and test must name the same classes, or labels would mean different things.</summary>

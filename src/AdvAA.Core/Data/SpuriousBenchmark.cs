@@ -18,7 +18,10 @@ namespace AdvAA.Core.Data;
 /// share of the second class's do not, so the patch predicts the class; validation and test are
 /// balanced over the four groups. Written as an image folder with subgroups
 /// (<c>{train,val,test}/&lt;class&gt;/{clean,patch}/*.png</c>) plus manifest.json: for every image its
-/// CIFAR-10 source and where its patch is (the exact add/remove of an oracle translation).
+/// CIFAR-10 source and where its patch is. Every image's counterpart, the same image in its class's
+/// other subgroup (the exact add/remove of an oracle translation), is written under
+/// <c>counterparts/</c> at the image's relative path: a patched image's is its clean source, a clean
+/// image's carries the patch at a seeded random place (in the manifest too).
 /// </summary>
 public static class SpuriousBenchmark
 {
@@ -38,7 +41,7 @@ public static class SpuriousBenchmark
             "animal", ["bird", "cat", "deer", "dog", "frog", "horse"], "vehicle", ["airplane", "automobile", "ship", "truck"]);
     }
 
-    public const string Clean = "clean", Patched = "patch", ManifestFile = "manifest.json";
+    public const string Clean = "clean", Patched = "patch", ManifestFile = "manifest.json", CounterpartsFolder = ImageFolders.CounterpartsFolder;
 
     /// <summary>The patch's colour: a saturated orange that CIFAR-10's images rarely show in a flat square.</summary>
     static readonly byte[] PatchColour = [255, 128, 0];
@@ -61,7 +64,10 @@ public static class SpuriousBenchmark
         string temp = full + RunFolder.TempMarker + Guid.NewGuid().ToString("N")[..8];
         var manifest = new JsonArray();
         var counts = new Dictionary<string, IReadOnlyDictionary<string, int>>();
-        var random = new Random((int)(settings.Seed & 0x7fffffff) ^ (int)(settings.Seed >> 32));
+        int seed = (int)(settings.Seed & 0x7fffffff) ^ (int)(settings.Seed >> 32);
+        var random = new Random(seed);
+        // The counterparts' patches have their own stream, so the benchmark's images do not depend on them.
+        var draws = (Images: random, Counterparts: new Random(seed ^ 0x2545f491));
         try
         {
             // Training: each class's images, seeded; the first Correlation share in its majority subgroup.
@@ -73,7 +79,7 @@ public static class SpuriousBenchmark
                 for (int i = 0; i < picked.Length; i++)
                 {
                     bool patched = (i < majority) == majorityPatched;
-                    WriteImage(temp, "train", name, patched, data.Train, picked[i], settings, random, manifest);
+                    WriteImage(temp, "train", name, patched, data.Train, picked[i], settings, draws, manifest);
                 }
                 train[$"{name}/{(majorityPatched ? Patched : Clean)}"] = majority;
                 train[$"{name}/{(majorityPatched ? Clean : Patched)}"] = picked.Length - majority;
@@ -90,7 +96,7 @@ public static class SpuriousBenchmark
                 foreach ((string split, int perGroup, Dictionary<string, int> tally) in new[] { ("val", settings.ValPerGroup, val), ("test", settings.TestPerGroup, test) })
                     foreach (bool patched in new[] { false, true })
                     {
-                        for (int i = 0; i < perGroup; i++) WriteImage(temp, split, name, patched, data.Test, picked[at++], settings, random, manifest);
+                        for (int i = 0; i < perGroup; i++) WriteImage(temp, split, name, patched, data.Test, picked[at++], settings, draws, manifest);
                         tally[$"{name}/{(patched ? Patched : Clean)}"] = perGroup;
                     }
             }
@@ -157,33 +163,45 @@ public static class SpuriousBenchmark
         return candidates[..count];
     }
 
-    static void WriteImage(string root, string split, string className, bool patched, ImageDataset set, int index, Settings settings, Random random, JsonArray manifest)
+    /// <summary>Writes one image, patched or clean, and its counterpart (the other), and adds them to the manifest.</summary>
+    static void WriteImage(string root, string split, string className, bool patched, ImageDataset set, int index, Settings settings,
+        (Random Images, Random Counterparts) draws, JsonArray manifest)
     {
-        string folder = Path.Combine(root, split, className, patched ? Patched : Clean);
+        string relative = Path.Combine(split, className, patched ? Patched : Clean);
+        string folder = Path.Combine(root, relative), counterpartFolder = Path.Combine(root, CounterpartsFolder, relative);
         Directory.CreateDirectory(folder);
+        Directory.CreateDirectory(counterpartFolder);
         int h = set.Height, w = set.Width;
         using Tensor image = set.Images[index].contiguous();
-        byte[] chw = image.data<byte>().ToArray();
-        int? px = null, py = null;
-        if (patched)
-        {
-            (px, py) = (random.Next(0, w - settings.PatchSize + 1), random.Next(0, h - settings.PatchSize + 1));
-            for (int c = 0; c < 3; c++)
-                for (int y = py.Value; y < py.Value + settings.PatchSize; y++)
-                    for (int x = px.Value; x < px.Value + settings.PatchSize; x++)
-                        chw[(c * h + y) * w + x] = PatchColour[c];
-        }
+        byte[] chw = image.data<byte>().ToArray(), counterpart = (byte[])chw.Clone();
+        (int X, int Y)? patch = patched ? Paste(chw, h, w, settings.PatchSize, draws.Images) : null;
+        (int X, int Y)? counterpartPatch = patched ? null : Paste(counterpart, h, w, settings.PatchSize, draws.Counterparts);
         string file = $"{index:D5}.png";
         File.WriteAllBytes(Path.Combine(folder, file), EncodePng(chw, h, w));
+        File.WriteAllBytes(Path.Combine(counterpartFolder, file), EncodePng(counterpart, h, w));
         manifest.Add(new JsonObject
         {
             ["file"] = $"{split}/{className}/{(patched ? Patched : Clean)}/{file}",
             ["source_split"] = split == "train" ? "train" : "test",
             ["source_index"] = index,
             ["source_class"] = set.Classes[(int)set.Labels[index].item<long>()],
-            ["patch_x"] = px,
-            ["patch_y"] = py,
+            ["patch_x"] = patch?.X,
+            ["patch_y"] = patch?.Y,
+            ["counterpart"] = $"{CounterpartsFolder}/{split}/{className}/{(patched ? Patched : Clean)}/{file}",
+            ["counterpart_patch_x"] = counterpartPatch?.X,
+            ["counterpart_patch_y"] = counterpartPatch?.Y,
         });
+    }
+
+    /// <summary>Pastes the patch into the planes (C·H·W) at a random place; returns its top-left corner.</summary>
+    static (int X, int Y) Paste(byte[] chw, int h, int w, int size, Random random)
+    {
+        (int px, int py) = (random.Next(0, w - size + 1), random.Next(0, h - size + 1));
+        for (int c = 0; c < 3; c++)
+            for (int y = py; y < py + size; y++)
+                for (int x = px; x < px + size; x++)
+                    chw[(c * h + y) * w + x] = PatchColour[c];
+        return (px, py);
     }
 
     /// <summary>One RGB image (planes C·H·W) as PNG bytes.</summary>
