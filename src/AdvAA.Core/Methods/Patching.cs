@@ -98,8 +98,11 @@ public sealed class PatchingMethod : ITrainingMethod, IObjectiveMethod, IStagedM
         (this.context, this.spec) = (context, spec);
         groupNames = context.Groups ?? throw new ConfigException(
             $"method {spec.Name} needs data with subgroups: image folders <root>/{{train,test}}/<class>/<subgroup>/<image> or a metadata.csv (Waterbirds); the training data has no subgroups");
+        long[] counts = context.GroupCounts!;
+        if (Array.FindIndex(counts, c => c == 0) is int empty and >= 0)
+            throw new ConfigException($"method {spec.Name}: group {groupNames[empty]} has no training images (a --train-limit too small for it?); every group needs some");
         if (spec.Objective != "erm")
-            dro = new GroupDro(groupNames, context.GroupCounts!, spec.DroStep, spec.DroAdjustment, perClass: spec.Objective == "sgdro", context.Device);
+            dro = new GroupDro(groupNames, counts, spec.DroStep, spec.DroAdjustment, perClass: spec.Objective == "sgdro", context.Device);
         if (spec.Translations == "none") return;
         var pairs = groupNames.GroupBy(g => g.Class).ToList();
         if (pairs.FirstOrDefault(c => c.Count() != 2) is { } odd)
