@@ -179,13 +179,14 @@ public sealed class CycleGanStage : IDisposable
         for (int c = 0; c < pairs.Count; c++)
         {
             var pair = pairs[c];
+            using var classScope = NewDisposeScope();
             using var draw = new Generator((ulong)EpochStreams.SeedOf(epochSeed, c, 0));
             // The larger subgroup sets the epoch's length; the other is drawn with replacement.
             bool aLarger = members[pair.A].shape[0] >= members[pair.B].shape[0];
             var (larger, other) = aLarger ? (members[pair.A], members[pair.B]) : (members[pair.B], members[pair.A]);
             long batch = Math.Min(settings.Batch, larger.shape[0]), steps = larger.shape[0] / batch;
-            using var sums = zeros(4, dtype: ScalarType.Float64, device: device);
-            using var order = larger.index_select(0, randperm(larger.shape[0], generator: draw));
+            var sums = zeros(4, dtype: ScalarType.Float64, device: device);
+            var order = larger.index_select(0, randperm(larger.shape[0], generator: draw));
             for (long s = 0; s < steps; s++)
             {
                 using var scope = NewDisposeScope();
@@ -194,8 +195,7 @@ public sealed class CycleGanStage : IDisposable
                 var (realA, realB) = aLarger ? (Images(train, fromLarger), Images(train, fromOther)) : (Images(train, fromOther), Images(train, fromLarger));
                 sums.add_(pair.Gan.Step(realA, realB).to(ScalarType.Float64));
             }
-            double[] means;
-            using (var mean = sums.div(steps).cpu()) means = mean.data<double>().ToArray();
+            double[] means = sums.div(steps).cpu().data<double>().ToArray();
             classes.Add(new CycleGanClassEpoch(pair.ClassName, means[0], means[1], means[2], means[3]));
         }
         return new CycleGanEpoch(epoch, classes, clock.Elapsed.TotalSeconds);
