@@ -221,11 +221,11 @@ let writePlots (runs: RunData list) (outDir: string) =
       if not weights.IsEmpty then
           yield Plots.lines "Group DRO weights (end of each epoch)" "weight" weights (out "group-weights.png")
       // Model patching's stage 1: each class's CycleGAN cycle loss.
-      let cycleGan = Path.Combine(run.Folder, AdvAA.Core.Methods.PatchingMethod.StageFolder, AdvAA.Core.Patching.CycleGanStage.MetricsFile)
+      let cycleGan = Path.Combine(run.Folder, AdvAA.Core.Methods.PatchingMethod.StageFolder, AdvAA.Core.Search.CycleGanStage.MetricsFile)
       if File.Exists cycleGan then
           let gan =
               RunFolder.ReadJsonLines cycleGan
-              |> Seq.mapi (fun i line -> AdvAA.Core.Patching.CycleGanEpoch.FromJson(line, sprintf "%s:%d" cycleGan (i + 1)))
+              |> Seq.mapi (fun i line -> AdvAA.Core.Search.CycleGanEpoch.FromJson(line, sprintf "%s:%d" cycleGan (i + 1)))
               |> List.ofSeq
           if not gan.IsEmpty then
               let xs = gan |> List.map (fun e -> e.Epoch) |> Array.ofList

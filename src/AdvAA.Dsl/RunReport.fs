@@ -62,7 +62,7 @@ let write (folders: string list) (out: string option) (images: int) =
             [ copy ]
         else []
     // Model patching's stage 1: x, G(x), F(G(x)) per class and direction.
-    let translations = Path.Combine(first.Folder, AdvAA.Core.Methods.PatchingMethod.StageFolder, AdvAA.Core.Patching.CycleGanStage.GridFile)
+    let translations = Path.Combine(first.Folder, AdvAA.Core.Methods.PatchingMethod.StageFolder, AdvAA.Core.Search.CycleGanStage.GridFile)
     let cycleGan =
         if File.Exists translations then
             Directory.CreateDirectory outDir |> ignore

@@ -8,7 +8,8 @@ open System.Threading
 open Expecto
 open TorchSharp
 open AdvAA.Core.Data
-open AdvAA.Core.Patching
+open AdvAA.Core.Models
+open AdvAA.Core.Search
 open AdvAA.Core.Training
 open AdvAA.Tests.TestSupport
 

@@ -7,7 +7,7 @@ open Expecto
 open TorchSharp
 open AdvAA.Core.Data
 open AdvAA.Core.Methods
-open AdvAA.Core.Patching
+open AdvAA.Core.Search
 open AdvAA.Core.Training
 open AdvAA.Tests.TestSupport
 open AdvAA.Tests.TrainingTests

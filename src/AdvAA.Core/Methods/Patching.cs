@@ -4,7 +4,7 @@ using System.IO;
 using System.Linq;
 using AdvAA.Core.Augment;
 using AdvAA.Core.Data;
-using AdvAA.Core.Patching;
+using AdvAA.Core.Search;
 using AdvAA.Core.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -40,7 +40,7 @@ public sealed record PatchingSpec : MethodSpec
     public double DroAdjustment { get; init; }
 
     [Parameter("gan_epochs", "stage 1: passes over each class's larger subgroup", Min = 1, Max = 10000)]
-    public int GanEpochs { get; init; } = 20;
+    public int GanEpochs { get; init; } = 5;
 
     [Parameter("gan_batch", "stage 1: images per subgroup per step", Min = 1, Max = 4096)]
     public int GanBatch { get; init; } = 16;
@@ -86,8 +86,8 @@ public sealed class PatchingMethod : ITrainingMethod, IObjectiveMethod, IStagedM
     readonly PatchingSpec spec;
     readonly IReadOnlyList<SubgroupName> groupNames;
     readonly GroupDro? dro;
-    // Per group, the group of each of its class's two subgroups (translations): int64 [G] each.
-    readonly Tensor? firstOfClass, secondOfClass;
+    // Per group, its class's first subgroup (translations): int64 [G].
+    readonly Tensor? firstOfClass;
     readonly CycleGanStage? translator;
     EpochContext epoch = null!;
     Tensor? consistencySum;
@@ -110,11 +110,8 @@ public sealed class PatchingMethod : ITrainingMethod, IObjectiveMethod, IStagedM
         if (spec.Translations == "oracle" && !context.HasCounterparts)
             throw new ConfigException(
                 $"method {spec.Name} (translations = oracle) needs the data's exact counterparts, which only a constructed benchmark has (`advaa patching make-spurious` writes them in counterparts/); use translations = learned for other data");
-        // Groups are ordered by class, then subgroup: a class's two are adjacent.
         var ordered = groupNames.ToList();
-        long[] Slot(int slot) => ordered.Select(g => (long)ordered.FindIndex(h => h.Class == g.Class) + slot).ToArray();
-        firstOfClass = tensor(Slot(0), device: context.Device);
-        secondOfClass = tensor(Slot(1), device: context.Device);
+        firstOfClass = tensor(ordered.Select(g => (long)ordered.FindIndex(h => h.Class == g.Class)).ToArray(), device: context.Device);
         if (spec.Translations == "learned")
             translator = new CycleGanStage(spec.GanSettings, groupNames, context.Channels, context.Height, context.Width, context.Device, context.Seed);
     }
@@ -160,11 +157,11 @@ public sealed class PatchingMethod : ITrainingMethod, IObjectiveMethod, IStagedM
     /// <summary>Each image's versions in its class's first and second subgroup (one of them is its own).</summary>
     (Tensor First, Tensor Second) Translate(Tensor images, Tensor groups, Tensor? counterparts)
     {
-        Tensor firstGroup = firstOfClass!.index_select(0, groups), secondGroup = secondOfClass!.index_select(0, groups);
-        if (translator != null) return (translator.Translate(images, groups, firstGroup), translator.Translate(images, groups, secondGroup));
-        Tensor other = counterparts ?? throw new InvalidOperationException($"method {spec.Name} was given a batch without counterparts");
-        Tensor inFirst = groups.eq(firstGroup).view(-1, 1, 1, 1);
-        return (where(inFirst, images, other), where(inFirst, other, images));
+        // The oracle's version of an image in its own subgroup is the image itself.
+        (Tensor own, Tensor other) = translator?.Versions(images, groups)
+            ?? (images, counterparts ?? throw new InvalidOperationException($"method {spec.Name} was given a batch without counterparts"));
+        Tensor inFirst = groups.eq(firstOfClass!.index_select(0, groups)).view(-1, 1, 1, 1);
+        return (where(inFirst, own, other), where(inFirst, other, own));
     }
 
     public Tensor Objective(TrainingBatch batch, Tensor logits, Tensor losses, StepContext step)
@@ -195,7 +192,6 @@ public sealed class PatchingMethod : ITrainingMethod, IObjectiveMethod, IStagedM
     {
         dro?.Dispose();
         firstOfClass?.Dispose();
-        secondOfClass?.Dispose();
         translator?.Dispose();
         consistencySum?.Dispose();
     }

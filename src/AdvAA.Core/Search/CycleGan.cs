@@ -4,10 +4,11 @@ using System.IO;
 using System.Linq;
 using System.Text;
 using AdvAA.Core.Methods;
+using AdvAA.Core.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace AdvAA.Core.Patching;
+namespace AdvAA.Core.Search;
 
 /// <summary>
 /// One class's CycleGAN between its two subgroups A and B: generators A→B and B→A updated together

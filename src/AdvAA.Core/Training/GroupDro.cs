@@ -6,7 +6,7 @@ using AdvAA.Core.Data;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace AdvAA.Core.Patching;
+namespace AdvAA.Core.Training;
 
 /// <summary>
 /// Group DRO's adversarial weights over the (class, subgroup) groups (Sagawa et al. 2019), updated
@@ -33,12 +33,13 @@ public sealed class GroupDro : IDisposable
         if (groupCounts.Any(c => c < 1)) throw new ArgumentException($"group {groupNames[Array.FindIndex(groupCounts, c => c < 1)]} has no training images");
         (groups, this.step, this.perClass) = (groupNames.Count, step, perClass);
         classes = groupNames.Max(g => g.Class) + 1;
-        classOfGroup = tensor(groupNames.Select(g => (long)g.Class).ToArray(), device: device);
-        var counts = tensor(groupCounts.Select(c => (double)c).ToArray(), dtype: ScalarType.Float32, device: device);
-        this.adjustment = counts.rsqrt().mul(adjustment);
+        using var scope = NewDisposeScope();
+        classOfGroup = tensor(groupNames.Select(g => (long)g.Class).ToArray(), device: device).DetachFromDisposeScope();
+        var counts = tensor(groupCounts.Select(c => (float)c).ToArray(), device: device);
+        this.adjustment = counts.rsqrt().mul(adjustment).DetachFromDisposeScope();
         var classCounts = zeros(classes, device: device).index_add_(0, classOfGroup, counts, 1);
-        classWeight = classCounts.div(classCounts.sum());
-        weights = Normalised(ones(groups, device: device));
+        classWeight = classCounts.div(classCounts.sum()).DetachFromDisposeScope();
+        weights = Normalised(ones(groups, device: device)).DetachFromDisposeScope();
     }
 
     /// <summary>The current weights (float32 [G]).</summary>

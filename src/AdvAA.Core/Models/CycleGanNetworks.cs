@@ -4,7 +4,7 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace AdvAA.Core.Patching;
+namespace AdvAA.Core.Models;
 
 /// <summary>
 /// CycleGAN's ResNet generator (Zhu et al. 2017) sized for small images: a 7×7 convolution to

@@ -13,7 +13,7 @@ using AdvAA.Core.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace AdvAA.Core.Patching;
+namespace AdvAA.Core.Search;
 
 /// <summary>The CycleGANs' settings (CycleGAN's names in brackets).</summary>
 /// <param name="Epochs">Passes over each class's larger subgroup.</param>
@@ -216,18 +216,28 @@ public sealed class CycleGanStage : IDisposable
     /// <exception cref="ArgumentException">Wrong shapes or types, or a target of another class.</exception>
     public Tensor Translate(Tensor images, Tensor groups, Tensor targets)
     {
-        if (images.dtype != ScalarType.Byte || images.Dimensions != 4 || images.shape[1] != channels || images.shape[2] != height || images.shape[3] != width)
-            throw new ArgumentException($"images must be uint8 [B,{channels},{height},{width}], not {images.dtype} [{string.Join(",", images.shape)}]", nameof(images));
-        foreach (var (t, name) in new[] { (groups, nameof(groups)), (targets, nameof(targets)) })
-            if (t.dtype != ScalarType.Int64 || t.Dimensions != 1 || t.shape[0] != images.shape[0])
-                throw new ArgumentException($"{name} must be int64 [{images.shape[0]}], not {t.dtype} [{string.Join(",", t.shape)}]", name);
+        CheckIndices(targets, images, nameof(targets));
         using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        if (groups.lt(0).logical_or(groups.ge(this.groups.Count)).logical_or(targets.lt(0)).logical_or(targets.ge(this.groups.Count)).any().item<bool>())
-            throw new ArgumentException($"groups and targets must be indices into the {this.groups.Count} groups", nameof(groups));
         if (classOfGroup.index_select(0, groups).ne(classOfGroup.index_select(0, targets)).any().item<bool>())
             throw new ArgumentException("a target group is of another class than the image's group", nameof(targets));
-        var result = empty_like(images);
+        var (own, other) = Versions(images, groups);
+        return where(targets.eq(groups).view(-1, 1, 1, 1), own, other).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Each image's versions (uint8 [B,C,H,W] on the device, of group <paramref name="groups"/>, int64
+    /// [B]) in its class's two subgroups, from one pass of the generators: in its own subgroup the
+    /// cycle F(G(x)), in the other the translation G(x). No gradients, eval mode.
+    /// </summary>
+    /// <exception cref="ArgumentException">Wrong shapes or types.</exception>
+    public (Tensor Own, Tensor Other) Versions(Tensor images, Tensor groups)
+    {
+        if (images.dtype != ScalarType.Byte || images.Dimensions != 4 || images.shape[1] != channels || images.shape[2] != height || images.shape[3] != width)
+            throw new ArgumentException($"images must be uint8 [B,{channels},{height},{width}], not {images.dtype} [{string.Join(",", images.shape)}]", nameof(images));
+        CheckIndices(groups, images, nameof(groups));
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        Tensor own = empty_like(images), other = empty_like(images);
         var x = ToSigned(images);
         foreach (var pair in pairs)
             foreach (bool fromA in new[] { true, false })
@@ -235,11 +245,19 @@ public sealed class CycleGanStage : IDisposable
                 var chosen = groups.eq(fromA ? pair.A : pair.B).nonzero().squeeze(1);
                 if (chosen.shape[0] == 0) continue;
                 var (translated, cycled) = pair.Gan.Translate(x.index_select(0, chosen), fromA);
-                // Each image takes the translation when its target is the other group, the cycle when it is its own.
-                var own = targets.index_select(0, chosen).eq(fromA ? pair.A : pair.B).view(-1, 1, 1, 1);
-                result.index_copy_(0, chosen, ToBytes(where(own, cycled, translated)));
+                own.index_copy_(0, chosen, ToBytes(cycled));
+                other.index_copy_(0, chosen, ToBytes(translated));
             }
-        return result.MoveToOuterDisposeScope();
+        return (own.MoveToOuterDisposeScope(), other.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Throws unless <paramref name="indices"/> are int64 [B] group indices for the B images.</summary>
+    void CheckIndices(Tensor indices, Tensor images, string name)
+    {
+        if (indices.dtype != ScalarType.Int64 || indices.Dimensions != 1 || indices.shape[0] != images.shape[0])
+            throw new ArgumentException($"{name} must be int64 [{images.shape[0]}], not {indices.dtype} [{string.Join(",", indices.shape)}]", name);
+        using Tensor outside = indices.lt(0).logical_or(indices.ge(groups.Count)).any();
+        if (outside.item<bool>()) throw new ArgumentException($"{name} must be indices into the {groups.Count} groups", name);
     }
 
     /// <summary>A PNG: per class and direction, 8 training images of the source subgroup, their translations and cycles.</summary>
