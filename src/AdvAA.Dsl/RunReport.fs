@@ -52,22 +52,15 @@ let write (folders: string list) (out: string option) (images: int) =
     let first = List.head runs
     let outDir = defaultArg out (Path.Combine(first.Folder, "report"))
     let grid = policyGrid first images (Path.Combine(outDir, "policies.png"))
-    // TANDA's stage 1 writes its own grid of random vs learned sequences.
-    let samples = Path.Combine(first.Folder, AdvAA.Core.Methods.TandaMethod.StageFolder, AdvAA.Core.Search.TanTrainer.SamplesFile)
-    let tanda =
-        if File.Exists samples then
+    // A stage's own image, copied into the report when the run has one.
+    let stageImage (file: string) (name: string) =
+        if File.Exists file then
             Directory.CreateDirectory outDir |> ignore
-            let copy = Path.Combine(outDir, "tanda-samples.png")
-            File.Copy(samples, copy, true)
+            let copy = Path.Combine(outDir, name)
+            File.Copy(file, copy, true)
             [ copy ]
         else []
-    // Model patching's stage 1: x, G(x), F(G(x)) per class and direction.
-    let translations = Path.Combine(first.Folder, AdvAA.Core.Methods.PatchingMethod.StageFolder, AdvAA.Core.Search.CycleGanStage.GridFile)
-    let cycleGan =
-        if File.Exists translations then
-            Directory.CreateDirectory outDir |> ignore
-            let copy = Path.Combine(outDir, "cyclegan-translations.png")
-            File.Copy(translations, copy, true)
-            [ copy ]
-        else []
+    // TANDA's stage 1: random vs learned sequences; model patching's: x, G(x), F(G(x)) per class and direction.
+    let tanda = stageImage (Path.Combine(first.Folder, AdvAA.Core.Methods.TandaMethod.StageFolder, AdvAA.Core.Search.TanTrainer.SamplesFile)) "tanda-samples.png"
+    let cycleGan = stageImage (Path.Combine(first.Folder, AdvAA.Core.Methods.PatchingMethod.StageFolder, AdvAA.Core.Search.CycleGanStage.GridFile)) "cyclegan-translations.png"
     Report.write runs outDir (Option.toList grid @ tanda @ cycleGan)

@@ -172,6 +172,16 @@ let tests =
             containsAll (dslError (fun () -> Method.ofName "transfer")) [ "'transfer' needs a run" ]
         }
 
+        test "Camel and GroupDro: the case's settings reach the patching spec" {
+            let spec = Method.spec (Camel { Camel.oracle with Consistency = 20.0; ConsistencyWarmup = 2.0; DroStep = 0.05; DroAdjustment = 1.0 }) :?> PatchingSpec
+            Expect.equal (spec.Name, spec.Translations, spec.Objective) ("camel-oracle", "oracle", "sgdro") "oracle translations, class-conditional DRO"
+            Expect.equal (spec.Consistency, spec.ConsistencyWarmup, spec.DroStep, spec.DroAdjustment) (20.0, 2.0, 0.05, 1.0) "λ, its warm-up, η and C"
+            let learned = Method.spec (Camel { Camel.defaults with GanEpochs = 7 }) :?> PatchingSpec
+            Expect.equal (learned.Name, learned.Translations, learned.GanEpochs) ("camel", "learned", 7) "stage 1's epochs"
+            Expect.equal ((Method.spec (GroupDro false)) :?> PatchingSpec).Objective "gdro" "group DRO over all groups"
+            Expect.equal ((Method.spec (GroupDro true)) :?> PatchingSpec).Objective "sgdro" "class-conditional"
+        }
+
         test "an experiment's Core configuration carries every setting" {
             let e =
                 { Experiment.defaults with

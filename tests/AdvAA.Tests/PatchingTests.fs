@@ -175,6 +175,10 @@ let tests =
             Expect.isTrue ((List.last metrics).ConsistencyLoss.Value > 0.0) "a consistency loss"
             let stage = Path.Combine(whole.Path, PatchingMethod.StageFolder)
             Expect.isTrue (File.Exists(Path.Combine(stage, CycleGanStage.GridFile))) "stage 1's grid"
+            let index = AdvAA.Dsl.RunReport.write [ whole.Path ] None 4
+            for png in [ "cyclegan-stage1.png"; "cyclegan-translations.png"; "group-accuracy.png" ] do
+                Expect.isTrue (File.Exists(Path.Combine(whole.Path, "report", png))) (png + " in the report")
+            Expect.stringContains (File.ReadAllText index) "cyclegan-translations" "and on its page"
             let parted = RunFolder.Create(dir.File "parted")
             trainOn config parted (Some 1) None |> ignore
             Expect.isFalse (File.Exists(parted.File RunFolder.MetricsFile) && File.ReadAllText(parted.File RunFolder.MetricsFile) <> "") "stopped in stage 1: the target did not train"
