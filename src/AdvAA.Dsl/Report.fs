@@ -186,7 +186,7 @@ let writePlots (runs: RunData list) (outDir: string) =
           yield Plots.heatmap (sprintf "Magnitude distribution per epoch, %s (Fig. 6b)" whose) pe [ for l in 0 .. run.Levels - 1 -> sprintf "level %d" l ] levels (out "magnitude-distribution.png")
       // TANDA's stage 1: what TANDA selects generators by, and what the generator learned to draw.
       let stage = Path.Combine(run.Folder, AdvAA.Core.Methods.TandaMethod.StageFolder, AdvAA.Core.Search.TanTrainer.MetricsFile)
-      if File.Exists stage then
+      if run.Config.Experiment.Method :? AdvAA.Core.Methods.TandaSpec && File.Exists stage then
           let tan =
               RunFolder.ReadJsonLines stage
               |> Seq.mapi (fun i line -> AdvAA.Core.Search.TanEpoch.FromJson(line, sprintf "%s:%d" stage (i + 1)))
@@ -222,7 +222,7 @@ let writePlots (runs: RunData list) (outDir: string) =
           yield Plots.lines "Group DRO weights (end of each epoch)" "weight" weights (out "group-weights.png")
       // Model patching's stage 1: each class's CycleGAN cycle loss.
       let cycleGan = Path.Combine(run.Folder, AdvAA.Core.Methods.PatchingMethod.StageFolder, AdvAA.Core.Search.CycleGanStage.MetricsFile)
-      if File.Exists cycleGan then
+      if run.Config.Experiment.Method :? AdvAA.Core.Methods.PatchingSpec && File.Exists cycleGan then
           let gan =
               RunFolder.ReadJsonLines cycleGan
               |> Seq.mapi (fun i line -> AdvAA.Core.Search.CycleGanEpoch.FromJson(line, sprintf "%s:%d" cycleGan (i + 1)))

@@ -78,7 +78,7 @@ let private summarize (seed: int64) (run: RunData) =
       Gap = lastGroups |> Option.map (fun m -> nonNull m.SubgroupGap |> Seq.map (fun g -> g.Value) |> Seq.max)
       StageSeconds =
           let stage = Path.Combine(run.Folder, PatchingMethod.StageFolder, AdvAA.Core.Search.CycleGanStage.MetricsFile)
-          if File.Exists stage then
+          if run.Config.Experiment.Method :? PatchingSpec && File.Exists stage then
               Some(RunFolder.ReadJsonLines stage |> Seq.sumBy (fun line -> line["seconds"] |> nonNull |> fun v -> v.GetValue<float>()))
           else None }
 
