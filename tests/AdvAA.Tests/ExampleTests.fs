@@ -129,12 +129,12 @@ let tests =
             use sample = AdvAA.Core.Data.DataSources.EmbeddedSample()
             let d = AdvAA.Core.Data.SpuriousBenchmark.Settings.AnimalVsVehicle
             AdvAA.Core.Data.SpuriousBenchmark.Write(sample, benchmark,
-                AdvAA.Core.Data.SpuriousBenchmark.Settings(d.FirstName, d.First, d.SecondName, d.Second, TrainPerClass = 60, ValPerGroup = 5, TestPerGroup = 10, Correlation = 0.9)) |> ignore
+                AdvAA.Core.Data.SpuriousBenchmark.Settings(d.FirstName, d.First, d.SecondName, d.Second, TrainPerClass = 70, ValPerGroup = 5, TestPerGroup = 10, Correlation = 0.9)) |> ignore
             let code, out, err = cli [ "check"; example "patching.fsx"; benchmark ]
             expectCode (code, out, err) 0
             containsAll out [ "data           " + benchmark; "method         camel"; "translations = learned"; "consistency = 10"; "gan_epochs = 3" ]
             let folder = dir.File "run"
-            let code, out, err = cli [ "run"; example "patching.fsx"; benchmark; "--epochs"; "1"; "--param"; "gan_epochs=1"; "--param"; "gan_filters=4"; "--batch"; "16"; "--out"; folder ]
+            let code, out, err = cli [ "run"; example "patching.fsx"; benchmark; "--epochs"; "1"; "--param"; "gan_epochs=1"; "--param"; "gan_filters=4"; "--out"; folder ]
             expectCode (code, out, err) 0
             containsAll out [ "stage 1  epoch 1/1"; "animal: cycle"; "robust (worst group)"; "done     patching: 1 epoch" ]
             Expect.isTrue (File.Exists(Path.Combine(folder, "stage1", "grid.png"))) "stage 1's grid"
