@@ -38,19 +38,7 @@ let private patchingConfig (spec: MethodSpec) (epochs: int) =
 /// Trains on the benchmark; cancels after stage-1 epoch `stopStage` or target epoch `stopEpoch`, as a kill would.
 let private trainOn (config: TrainConfig) (folder: RunFolder) (stopStage: int option) (stopEpoch: int option) =
     use data = DataSources.Load benchmark.Value
-    use trainer = new Trainer(config, data)
-    use cancel = new CancellationTokenSource()
-    trainer.StageProgress.Add(fun line ->
-        match stopStage with
-        | Some k when line.Contains(sprintf "epoch %d/" k) -> cancel.Cancel()
-        | _ -> ())
-    stopEpoch |> Option.iter (fun k -> trainer.EpochCompleted.Add(fun m -> if m.Epoch = k then cancel.Cancel()))
-    trainer.Run(folder, cancel.Token) |> List.ofSeq
-
-let private withoutTiming (file: string) =
-    [ for line in RunFolder.ReadJsonLines file ->
-        for f in [ "seconds" ] @ List.ofArray EpochMetrics.TimingFields do line.Remove f |> ignore
-        line.ToJsonString() ]
+    snd (trainStaged config data folder stopStage stopEpoch)
 
 [<Tests>]
 let tests =

@@ -44,26 +44,9 @@ let private tandaConfig (tanEpochs: int) (epochs: int) =
     let spec = (MethodRegistry.Defaults "tanda").With("tan_epochs", tanEpochs).With("samples", 2).With("tan_batch", 32).With("length", 4)
     (Tiny.Config("tanda", epochs = epochs, trainLimit = 96L)).WithMethod(spec)
 
-/// Trains a TANDA config; cancels after stage-1 epoch `stopStage` or target epoch `stopEpoch`.
+/// Trains a TANDA config on the embedded sample; cancels after stage-1 epoch `stopStage` or target epoch `stopEpoch`.
 let private trainTanda (config: TrainConfig) (folder: RunFolder) (stopStage: int option) (stopEpoch: int option) =
-    use trainer = new Trainer(config, DataSources.EmbeddedSample())
-    use cancel = new CancellationTokenSource()
-    let stageLines = Collections.Generic.List<string>()
-    trainer.StageProgress.Add(fun line ->
-        stageLines.Add line
-        match stopStage with
-        | Some k when line.Contains(sprintf "epoch %d/" k) -> cancel.Cancel()
-        | _ -> ())
-    stopEpoch |> Option.iter (fun k -> trainer.EpochCompleted.Add(fun m -> if m.Epoch = k then cancel.Cancel()))
-    trainer.Run(folder, cancel.Token) |> ignore
-    List.ofSeq stageLines
-
-let private withoutTiming (file: string) =
-    [ for line in File.ReadAllLines file ->
-        let o = JsonNode.Parse(line) |> nonNull :?> JsonObject
-        for f in [ "seconds"; "images_per_second"; "augment_seconds"; "method_seconds"; "epoch_seconds" ] do o.Remove f |> ignore
-        for f in EpochMetrics.TimingFields do o.Remove f |> ignore
-        o.ToJsonString() ]
+    fst (trainStaged config (sample.Force()) folder stopStage stopEpoch)
 
 [<Tests>]
 let tests =

@@ -12,7 +12,7 @@ open AdvAA.Core.Training
 open AdvAA.Tests.TestSupport
 
 /// The embedded sample, loaded once (every test takes its own limited view through the config).
-let private sample = lazy (DataSources.EmbeddedSample())
+let sample = lazy (DataSources.EmbeddedSample())
 
 /// Tiny but complete configurations: 128 training images, 100 test images, batch 32, M = 2 for
 /// the methods that default to several instances.
@@ -50,6 +50,30 @@ let train (config: TrainConfig) (folder: RunFolder) (stopAfter: int option) =
     use cancel = new CancellationTokenSource()
     stopAfter |> Option.iter (fun k -> trainer.EpochCompleted.Add(fun m -> if m.Epoch = k then cancel.Cancel()))
     trainer.Run(folder, cancel.Token) |> List.ofSeq
+
+/// Trains `config` on `data`, cancelling after epoch `stopStage` of the method's stage before the
+/// target (TANDA's, model patching's) or after target epoch `stopEpoch`, as a kill would. Returns
+/// the stage's progress lines and the target epochs trained.
+let trainStaged (config: TrainConfig) (data: DataSplits) (folder: RunFolder) (stopStage: int option) (stopEpoch: int option) =
+    use trainer = new Trainer(config, data)
+    use cancel = new CancellationTokenSource()
+    let stageLines = Collections.Generic.List<string>()
+    trainer.StageProgress.Add(fun line ->
+        stageLines.Add line
+        match stopStage with
+        | Some k when line.Contains(sprintf "epoch %d/" k) -> cancel.Cancel()
+        | _ -> ())
+    stopEpoch |> Option.iter (fun k -> trainer.EpochCompleted.Add(fun m -> if m.Epoch = k then cancel.Cancel()))
+    let metrics = trainer.Run(folder, cancel.Token) |> List.ofSeq
+    List.ofSeq stageLines, metrics
+
+/// A JSON-lines file (metrics.jsonl, a stage's) without the fields that measure time.
+let withoutTiming (file: string) =
+    [ for line in File.ReadAllLines file ->
+        let o = JsonNode.Parse(line) |> nonNull :?> JsonObject
+        for f in [ "seconds"; "images_per_second"; "augment_seconds"; "method_seconds"; "epoch_seconds" ] do o.Remove f |> ignore
+        for f in EpochMetrics.TimingFields do o.Remove f |> ignore
+        o.ToJsonString() ]
 
 /// metrics.jsonl without the fields that measure time.
 let private metricsWithoutTiming (folder: RunFolder) =

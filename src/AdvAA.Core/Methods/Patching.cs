@@ -133,7 +133,7 @@ public sealed class PatchingMethod : ITrainingMethod, IObjectiveMethod, IStagedM
     {
         this.epoch = epoch;
         consistencySum?.Dispose();
-        consistencySum = translator is null && firstOfClass is null ? null : zeros(1, device: epoch.Device).DetachFromDisposeScope();
+        consistencySum = firstOfClass is null ? null : zeros(1, device: epoch.Device).DetachFromDisposeScope();
         steps = 0;
     }
 
