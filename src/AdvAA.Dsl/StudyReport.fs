@@ -48,6 +48,9 @@ type RunSummary =
       CleanTrain: float option
       ImagesPerSecond: float
       Seconds: float
+      /// Shares of the training time spent augmenting and in the controller (its sampling and update).
+      AugmentShare: float
+      ControllerShare: float
       /// Data with subgroups: the final worst-group test accuracy and the largest subgroup gap of a class.
       Robust: float option
       Gap: float option
@@ -66,6 +69,7 @@ let private summarize (seed: int64) (run: RunData) =
     let tests = run.Metrics |> List.choose (fun m -> Option.ofNullable m.TestAccuracy)
     let last = List.last run.Metrics
     let lastGroups = run.Metrics |> List.rev |> List.tryFind (fun m -> not (isNull m.GroupAccuracy))
+    let seconds = run.Metrics |> List.sumBy (fun m -> m.Seconds)
     { Seed = seed
       Folder = run.Folder
       Final = finalAccuracy run |> Option.defaultValue nan
@@ -73,7 +77,9 @@ let private summarize (seed: int64) (run: RunData) =
       Validation = run.Metrics |> List.rev |> List.tryPick (fun m -> Option.ofNullable m.ValidationAccuracy)
       CleanTrain = Option.ofNullable last.CleanTrainAccuracy
       ImagesPerSecond = run.Metrics |> List.map (fun m -> m.ImagesPerSecond) |> List.sort |> fun xs -> xs[xs.Length / 2]
-      Seconds = run.Metrics |> List.sumBy (fun m -> m.Seconds)
+      Seconds = seconds
+      AugmentShare = (run.Metrics |> List.sumBy (fun m -> m.AugmentSeconds)) / seconds
+      ControllerShare = (run.Metrics |> List.sumBy (fun m -> m.ControllerSeconds)) / seconds
       Robust = lastGroups |> Option.map (fun m -> m.RobustAccuracy.Value)
       Gap = lastGroups |> Option.map (fun m -> nonNull m.SubgroupGap |> Seq.map (fun g -> g.Value) |> Seq.max)
       StageSeconds =
@@ -237,6 +243,8 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
                 if rs |> List.forall (fun r -> r.StageSeconds.IsSome) then o["stage1_seconds"] <- stats (rs |> List.map (fun r -> r.StageSeconds.Value))
                 o["images_per_second"] <- stats (rs |> List.map (fun r -> r.ImagesPerSecond))
                 o["seconds"] <- stats (rs |> List.map (fun r -> r.Seconds))
+                o["augment_share"] <- stats (rs |> List.map (fun r -> r.AugmentShare))
+                o["controller_share"] <- stats (rs |> List.map (fun r -> r.ControllerShare))
                 o["runs"] <- JsonArray([| for r in rs -> JsonValue.Create(Path.GetFileName r.Folder) :> JsonNode | null |])
                 match controllerArms |> List.tryFind (fst >> (=) arm) with
                 | Some(_, moves) ->
@@ -275,22 +283,23 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
                | _ -> "all training images")
               (machine ()) (if count < total then "the finished runs" else "all runs") (Runner.duration wall))
     line ""
-    line "Accuracies in %, mean ± sd over seeds; final = the last evaluated epoch; clean train = the final model on the un-augmented training images (clean train − test is the overfitting gap)."
+    line "Accuracies in %, mean ± sd over seeds; final = the last evaluated epoch; clean train = the final model on the un-augmented training images (clean train − test is the overfitting gap); augment, controller = the shares of the training time spent augmenting and in the controller."
     line ""
     // Data with subgroups adds the worst group's accuracy, the largest subgroup gap and stage 1's time.
     let grouped = summaries |> List.exists (fun (_, rs) -> rs |> List.exists (fun r -> r.Robust.IsSome))
     if grouped then
         line "Robust = the worst (class, subgroup) group's final test accuracy; subgroup gap = the largest difference between two subgroups of a class, in points; stage 1 = model patching's CycleGANs."
         line ""
-        line "| arm | method | seeds | final test | robust test | subgroup gap | best test | validation | clean train | images/s | stage 1 | time per run |"
-        line "|---|---|---|---|---|---|---|---|---|---|---|---|"
+        line "| arm | method | seeds | final test | robust test | subgroup gap | best test | validation | clean train | images/s | augment, controller | stage 1 | time per run |"
+        line "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     else
-        line "| arm | method | seeds | final test | best test | validation | clean train | images/s | time per run |"
-        line "|---|---|---|---|---|---|---|---|---|"
+        line "| arm | method | seeds | final test | best test | validation | clean train | images/s | augment, controller | time per run |"
+        line "|---|---|---|---|---|---|---|---|---|---|"
     for (arm, rs), (_, runs) in List.zip summaries loaded do
         let spec = (snd runs.Head).Config.Experiment.Method
         let optional (f: RunSummary -> float option) = if rs |> List.forall (fun r -> (f r).IsSome) then pm (rs |> List.map (f >> Option.get)) else "–"
         let ips, _ = meanSd (rs |> List.map (fun r -> r.ImagesPerSecond))
+        let shares = sprintf "%.0f%%, %.0f%%" (100.0 * List.averageBy (fun r -> r.AugmentShare) rs) (100.0 * List.averageBy (fun r -> r.ControllerShare) rs)
         let secs, _ = meanSd (rs |> List.map (fun r -> r.Seconds))
         let groupColumns =
             if not grouped then ""
@@ -299,9 +308,9 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
             if not grouped then ""
             elif rs |> List.forall (fun r -> r.StageSeconds.IsSome) then sprintf " %s |" (Runner.duration (fst (meanSd (rs |> List.map (fun r -> r.StageSeconds.Value)))))
             else " – |"
-        line (sprintf "| %s | %s (%s) | %s | %s |%s %s | %s | %s | %.0f |%s %s |" arm spec.Name spec.Summary
+        line (sprintf "| %s | %s (%s) | %s | %s |%s %s | %s | %s | %.0f | %s |%s %s |" arm spec.Name spec.Summary
                   (rs |> List.map (fun r -> string r.Seed) |> String.concat ", ") (pm (rs |> List.map (fun r -> r.Final))) groupColumns
-                  (pm (rs |> List.map (fun r -> r.Best))) (optional (fun r -> r.Validation)) (optional (fun r -> r.CleanTrain)) ips stageColumn (Runner.duration secs))
+                  (pm (rs |> List.map (fun r -> r.Best))) (optional (fun r -> r.Validation)) (optional (fun r -> r.CleanTrain)) ips shares stageColumn (Runner.duration secs))
     match noise with
     | Some(opNoise, levelNoise) ->
         line ""

@@ -54,9 +54,14 @@ let tests =
             Expect.floatClose Accuracy.high (number final["mean"]) mean "the mean over seeds"
             Expect.floatClose Accuracy.high (number final["sd"]) sd "the sd over seeds"
             Expect.isNotNull ((nonNull arms[1])["controller"]) "the adversarial arm's controller movement"
+            let share (arm: JsonNode | null) (name: string) = let stats = (nonNull arm).[name] in number (nonNull stats).["mean"]
+            let augment = share arms[1] "augment_share"
+            Expect.isTrue (augment > 0.0 && augment < 1.0) (sprintf "adversarial: a share of its time augmenting (%g)" augment)
+            Expect.isGreaterThan (share arms[1] "controller_share") 0.0 "and in its controller"
+            Expect.isLessThan (share baseline "controller_share") 0.01 "baseline has no controller (its no-op hook only)"
             Expect.isNotNull (summary["controller_noise"]) "and the noise level of its estimate"
             let md = File.ReadAllText(Path.Combine(folder, "summary.md"))
-            containsAll md [ "# Study tiny-study"; "| baseline | baseline"; "| adversarial | adversarial"; "clean train"; "test-curves.png"; "controller-movement.png" ]
+            containsAll md [ "# Study tiny-study"; "| baseline | baseline"; "| adversarial | adversarial"; "clean train"; "augment, controller"; "test-curves.png"; "controller-movement.png" ]
             for png in [ "test-curves.png"; "controller-movement.png" ] do
                 Expect.equal (File.ReadAllBytes(Path.Combine(folder, png))).[1..3] "PNG"B (png + " is a PNG")
             Expect.equal (number summary["runs_finished"], number summary["runs_total"]) (4.0, 4.0) "every run finished"
