@@ -23,9 +23,10 @@ let private needMpirun () =
 let private cliDll = Path.Combine(AppContext.BaseDirectory, "advaa.dll")
 
 /// One small adversarial run: 2 instances, frozen batch norm (so that K ranks equal one process), 3 epochs.
+/// fp32 also where the CPU has fast bf16 (auto's choice there): the comparisons below are to 1e-5.
 let private trainArgs (folder: string) =
     [ "train"; "--method"; "adversarial"; "--model"; "small"; "--epochs"; "3"; "--batch"; "16"; "--train-limit"; "96"; "--test-limit"; "60"
-      "--device"; "cpu"; "--instances"; "2"; "--frozen-bn"; "--out"; folder ]
+      "--device"; "cpu"; "--precision"; "fp32"; "--instances"; "2"; "--frozen-bn"; "--out"; folder ]
 
 let private mpiArgs (ranks: int) (args: string list) =
     [ "--oversubscribe"; "--allow-run-as-root"; "-np"; string ranks; "dotnet"; cliDll ] @ args @ [ "--distributed" ]
@@ -73,6 +74,7 @@ let tests =
             use dir = new TempDir()
             let single, ranks, killed = dir.File "single", dir.File "ranks", dir.File "killed"
             // A few steps (3 of one epoch): beyond that, float rounding (two threads here, one per rank there) grows.
+            // 1e-4 relative holds on AVX2 and AVX-512 kernels alike; a wrong reduction (a rank missing, a mean for a sum) is far further off.
             let fewSteps folder = trainArgs folder @ [ "--train-limit"; "48"; "--epochs"; "1" ]
             expectCode (cli (fewSteps single)) 0
             let code, out, err = complete (startProcess launcher (mpiArgs 2 (fewSteps ranks)) []) 300
@@ -81,7 +83,7 @@ let tests =
             // The gradients of the two halves of the N·M batch, summed, are the whole batch's.
             for a, b in List.zip (modelOf single) (modelOf ranks) do
                 let scale = max (a.abs().max().item<float32>()) 1e-6f
-                Expect.isLessThan (a.sub(b).abs().max().item<float32>() / scale) 1e-5f "parameters equal to one process's within 1e-5 relative"
+                Expect.isLessThan (a.sub(b).abs().max().item<float32>() / scale) 1e-4f "parameters equal to one process's within 1e-4 relative"
             let metricsOf folder = RunFolder.Open(folder).ReadMetrics()
             for a, b in Seq.zip (metricsOf single) (metricsOf ranks) do
                 Expect.floatClose { absolute = 1e-5; relative = 1e-5 } b.TrainLoss a.TrainLoss (sprintf "epoch %d train loss" a.Epoch)
