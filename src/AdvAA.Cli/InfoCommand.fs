@@ -1,4 +1,4 @@
-/// `advaa info`: versions, the libtorch backend, devices, CPU threads.
+/// `advaa info`: versions, the libtorch backend, devices, the machine, CPU threads.
 module AdvAA.Cli.InfoCommand
 
 open System
@@ -28,5 +28,6 @@ let run (args: ParseResults<InfoArgs>) =
     printfn "device       %O (requested: %s)" device ((string request).ToLowerInvariant())
     let cuda = torch.cuda.is_available()
     printfn "CUDA         %s" (if cuda then sprintf "available, %d device(s)" (torch.cuda.device_count()) else "not available")
+    printfn "machine      %s" (Machine.Describe())
     printfn "CPU threads  %d (of %d cores)" (torch.get_num_threads()) Environment.ProcessorCount
     ExitCode.ok

@@ -175,13 +175,9 @@ module private Plots =
         plot.ShowLegend(Alignment.UpperLeft) |> ignore
         save plot path
 
-/// This machine, for the summary: CPU model and cores (Linux), or the OS.
-let private machine () =
-    let model =
-        if File.Exists "/proc/cpuinfo" then
-            File.ReadLines "/proc/cpuinfo" |> Seq.tryFind (fun l -> l.StartsWith "model name") |> Option.map (fun l -> l[l.IndexOf(':') + 1 ..].Trim())
-        else None
-    sprintf "%s, %d cores" (defaultArg model (Runtime.InteropServices.RuntimeInformation.OSDescription)) Environment.ProcessorCount
+/// The study's runs grouped by a recorded value (their machine, their precision), in arm order.
+let private runsBy (value: RunData -> string) (loaded: (string * (int64 * RunData) list) list) =
+    [ for _, runs in loaded do for _, run in runs -> value run, run.Name ] |> List.groupBy fst |> List.map (fun (v, rs) -> v, List.map snd rs)
 
 /// Writes summary.md, summary.json, test-curves.png and (for controller runs) controller-movement.png
 /// into `folder` for the study's finished runs (`<arm>-s<seed>` inside it, named in `finished`), so a
@@ -211,10 +207,17 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
         | [] -> None
     noise |> Option.iter (fun n -> images.Add(Plots.movement controllerArms n (Path.Combine(folder, "controller-movement.png"))))
     let wall = summaries |> List.sumBy (fun (_, rs) -> rs |> List.sumBy (fun r -> r.Seconds))
+    let machines = loaded |> runsBy (fun run -> defaultArg (Option.ofObj run.Config.Machine) "not recorded")
+    let precisions = loaded |> runsBy (fun run -> run.Config.Experiment.Precision)
+    let groups (byValue: (string * string list) list) =
+        let o = JsonObject()
+        for value, runs in byValue do o[value] <- JsonArray([| for r in runs -> JsonValue.Create r :> JsonNode | null |])
+        o
 
     let json = JsonObject()
     json["study"] <- JsonValue.Create name
-    json["machine"] <- JsonValue.Create(machine ())
+    json["machines"] <- groups machines
+    json["precisions"] <- groups precisions
     json["seeds"] <- JsonArray([| for s in seeds -> JsonValue.Create s :> JsonNode | null |])
     json["epochs"] <- JsonValue.Create experiment.Epochs
     json["wall_seconds"] <- JsonValue.Create wall
@@ -276,12 +279,23 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
     if count < total then
         line (sprintf "**Partial: %d of %d runs finished**; each arm's numbers are over the seeds it has so far (column seeds)." count total)
         line ""
-    line (sprintf "%d arms × %d seeds (%s), %d epochs each, model %s, %s; %s; %s together %s of training and evaluation."
+    line (sprintf "%d arms × %d seeds (%s), %d epochs each, model %s, %s; %s together %s of training and evaluation."
               arms.Length seeds.Length (seeds |> List.map string |> String.concat ", ") experiment.Epochs experiment.Model
               (match experiment.TrainLimit with
                | v when v.HasValue -> sprintf "%d training images" v.Value
                | _ -> "all training images")
-              (machine ()) (if count < total then "the finished runs" else "all runs") (Runner.duration wall))
+              (if count < total then "the finished runs" else "all runs") (Runner.duration wall))
+    line ""
+    // A study resumed on another machine, or in another precision, says so: its speeds (and, across
+    // precisions, its accuracies) then compare only within one group.
+    let listed (byValue: (string * string list) list) =
+        byValue |> List.map (fun (value, runs) -> sprintf "%s: %s" value (String.concat ", " runs)) |> String.concat "; "
+    match machines with
+    | [ machine, _ ] -> line (sprintf "Machine: %s." machine)
+    | _ -> line (sprintf "**The runs are not all from one recorded machine; images/s and times compare only within one.** %s." (listed machines))
+    match precisions with
+    | [ precision, _ ] -> line (sprintf "Precision: %s." precision)
+    | _ -> line (sprintf "**The runs trained in %d precisions; compare accuracies and speeds within one.** %s." precisions.Length (listed precisions))
     line ""
     line "Accuracies in %, mean ± sd over seeds; final = the last evaluated epoch; clean train = the final model on the un-augmented training images (clean train − test is the overfitting gap); augment, controller = the shares of the training time spent augmenting and in the controller."
     line ""

@@ -62,6 +62,10 @@ let tests =
             Expect.isNotNull (summary["controller_noise"]) "and the noise level of its estimate"
             let md = File.ReadAllText(Path.Combine(folder, "summary.md"))
             containsAll md [ "# Study tiny-study"; "| baseline | baseline"; "| adversarial | adversarial"; "clean train"; "augment, controller"; "test-curves.png"; "controller-movement.png" ]
+            let machine = AdvAA.Core.Backend.Machine.Describe()
+            let precision = RunFolder.Open(Path.Combine(folder, "baseline-s1")).ReadConfig().Experiment.Precision
+            containsAll md [ sprintf "Machine: %s." machine; sprintf "Precision: %s." precision ]
+            Expect.equal ((nonNull (nonNull summary["machines"]).[machine]).AsArray().Count) 4 "summary.json: every run on this machine"
             for png in [ "test-curves.png"; "controller-movement.png" ] do
                 Expect.equal (File.ReadAllBytes(Path.Combine(folder, png))).[1..3] "PNG"B (png + " is a PNG")
             Expect.equal (number summary["runs_finished"], number summary["runs_total"]) (4.0, 4.0) "every run finished"
@@ -91,6 +95,20 @@ let tests =
             Expect.isNotNull ((nonNull recorded["runs"])["cutout-s1"]) "study.json records the new arm"
             let removed = throwsMessage<RunFolderException> (fun () -> Experiment.execute (session again) None (Some folder) (ScriptExperiments.Grid grown) |> ignore)
             containsAll removed [ "holds another grid"; "baseline-s2" ]
+            // A study finished on another machine, in another precision, says so and names the runs.
+            let movedPath = Path.Combine(folder, "baseline-s2", "config.json")
+            let moved = JsonNode.Parse(File.ReadAllText movedPath) |> nonNull
+            moved["machine"] <- JsonValue.Create "Other CPU (family 25, model 17), 2 cores"
+            (nonNull moved["experiment"]).["precision"] <- JsonValue.Create(if precision = "bf16" then "fp32" else "bf16")
+            File.WriteAllText(movedPath, moved.ToJsonString())
+            StudyReport.write folder tinyStudy.Name [ "baseline"; "adversarial" ] tinyStudy.Seeds (set runs) |> ignore
+            let mixed = File.ReadAllText(Path.Combine(folder, "summary.md"))
+            containsAll mixed [
+                "not all from one recorded machine"
+                sprintf "%s: baseline-s1, adversarial-s1, adversarial-s2" machine
+                "Other CPU (family 25, model 17), 2 cores: baseline-s2"
+                "trained in 2 precisions"
+                sprintf "%s: baseline-s1, adversarial-s1, adversarial-s2" precision ]
         }
 
         test "a grid with a bad entry fails before any training, naming the entry" {

@@ -1,5 +1,4 @@
 using System;
-using System.IO;
 using System.Linq;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -46,16 +45,7 @@ public static class Precisions
                 return false;
             }
         }
-        return CpuFlags().Any(f => f is "avx512_bf16" or "amx_bf16");
-    }
-
-    /// <summary>This CPU's feature flags (Linux's /proc/cpuinfo; none elsewhere).</summary>
-    static string[] CpuFlags()
-    {
-        const string cpuinfo = "/proc/cpuinfo";
-        if (!File.Exists(cpuinfo)) return [];
-        string? line = File.ReadLines(cpuinfo).FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal));
-        return line?[(line.IndexOf(':') + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries) ?? [];
+        return Machine.CpuFlags().Any(f => f is "avx512_bf16" or "amx_bf16");
     }
 
     /// <summary>

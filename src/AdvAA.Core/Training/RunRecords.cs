@@ -216,10 +216,10 @@ public sealed record RunOrigin(string Program, IReadOnlyList<string> Arguments)
         new(RecordJson.Value<string>(json, "program", where), RecordJson.Texts(json, "arguments", where));
 }
 
-/// <summary>config.json: the run format, the versions, the device, the experiment, the data, how the run was started.</summary>
+/// <summary>config.json: the run format, the versions, the device and the machine (its CPU; null in runs recorded before it), the experiment, the data, how the run was started.</summary>
 public sealed record RunConfig(
-    string? AdvaaVersion, string? TorchSharpVersion, string? LibTorchVersion, string Backend, string Device, string Created,
-    ExperimentRecord Experiment, DataRecord Data, long ModelParameters, RunOrigin? Origin)
+    string? AdvaaVersion, string? TorchSharpVersion, string? LibTorchVersion, string Backend, string Device, string? Machine,
+    string Created, ExperimentRecord Experiment, DataRecord Data, long ModelParameters, RunOrigin? Origin)
 {
     /// <summary>The run folder format this AdvAA writes and resumes (config.json's "format_version").</summary>
     public const int FormatVersion = 2;
@@ -233,6 +233,7 @@ public sealed record RunConfig(
         ["libtorch_version"] = LibTorchVersion,
         ["backend"] = Backend,
         ["device"] = Device,
+        ["machine"] = Machine,
         ["created"] = Created,
         ["experiment"] = Experiment.ToJson(),
         ["data"] = Data.ToJson(),
@@ -248,7 +249,8 @@ public sealed record RunConfig(
                 $"{where} is run format {version}{(version == 1 ? " (written by AdvAA 0.1 before the method plug-ins)" : "")}; this AdvAA reads run format {FormatVersion}: train the run again with this version");
         return new(RecordJson.OptionalText(json, "advaa_version", where), RecordJson.OptionalText(json, "torchsharp_version", where),
             RecordJson.OptionalText(json, "libtorch_version", where), RecordJson.Value<string>(json, "backend", where),
-            RecordJson.Value<string>(json, "device", where), RecordJson.Value<string>(json, "created", where),
+            RecordJson.Value<string>(json, "device", where), RecordJson.OptionalText(json, "machine", where),
+            RecordJson.Value<string>(json, "created", where),
             ExperimentRecord.FromJson(RecordJson.Object(json, "experiment", where), $"{where}: experiment"),
             DataRecord.FromJson(RecordJson.Object(json, "data", where), $"{where}: data"),
             RecordJson.Value<long>(json, "model_parameters", where),

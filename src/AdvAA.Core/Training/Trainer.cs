@@ -127,7 +127,7 @@ public sealed class Trainer : IDisposable
     {
         NativeBackend backend = TorchBackend.Initialize(TorchBackend.ParseDevice(config.Device));
         return new RunConfig(typeof(Trainer).Assembly.GetName().Version?.ToString(3), typeof(torch).Assembly.GetName().Version?.ToString(3),
-            backend.LibTorchVersion, backend.Kind, device.ToString(), DateTime.UtcNow.ToString("O"), config.Record(space, precision), dataRecord,
+            backend.LibTorchVersion, backend.Kind, device.ToString(), Machine.Describe(), DateTime.UtcNow.ToString("O"), config.Record(space, precision), dataRecord,
             ParameterCount, config.Origin);
     }
 
