@@ -142,6 +142,9 @@ module private Plots =
             fill.LineStyle.Width <- 0.0f
             let line = plot.Add.Scatter(xs, stats |> Array.map fst, color)
             line.MarkerSize <- 0.0f
+            // The palette has 10 colours: arms past the tenth reuse one with another line pattern.
+            line.LinePattern <- [| LinePattern.Solid; LinePattern.Dashed; LinePattern.Dotted |][(i / 10) % 3]
+            line.LineWidth <- 1.5f
             line.LegendText <- name)
         plot.Title "Test accuracy, mean over seeds (shaded: ± 1 sd)"
         plot.XLabel "epoch"
