@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 
@@ -10,8 +11,6 @@ namespace AdvAA.Core.Backend;
 /// </summary>
 public static class Machine
 {
-    const string CpuInfo = "/proc/cpuinfo";
-
     /// <summary>
     /// The CPU model with its family and model numbers (one marketing name covers several
     /// generations: "AMD EPYC" is Zen 3, 4 and 5), its bf16 support and the cores: "AMD EPYC (family
@@ -20,31 +19,36 @@ public static class Machine
     public static string Describe()
     {
         string cores = $"{Environment.ProcessorCount} cores";
-        if (!File.Exists(CpuInfo)) return $"{System.Runtime.InteropServices.RuntimeInformation.OSDescription}, {cores}";
-        string[] flags = CpuFlags();
+        var cpu = FirstProcessor();
+        if (cpu is null) return $"{System.Runtime.InteropServices.RuntimeInformation.OSDescription}, {cores}";
+        string[] flags = Flags(cpu);
         var details = new[]
         {
-            CpuField("cpu family") is { } family ? $"family {family}" : null,
-            CpuField("model") is { } model ? $"model {model}" : null,
+            cpu.TryGetValue("cpu family", out string? family) ? $"family {family}" : null,
+            cpu.TryGetValue("model", out string? model) ? $"model {model}" : null,
             flags.Contains("amx_bf16") ? "AMX" : flags.Contains("avx512_bf16") ? "AVX-512 BF16" : null,
         }.OfType<string>().ToArray();
-        string name = CpuField("model name") ?? "unknown CPU";
+        string name = cpu.GetValueOrDefault("model name") ?? "unknown CPU";
         return details.Length == 0 ? $"{name}, {cores}" : $"{name} ({string.Join(", ", details)}), {cores}";
     }
 
     /// <summary>This CPU's feature flags (Linux's /proc/cpuinfo; none elsewhere).</summary>
-    public static string[] CpuFlags() =>
-        CpuField("flags")?.Split(' ', StringSplitOptions.RemoveEmptyEntries) ?? [];
+    public static string[] CpuFlags() => FirstProcessor() is { } cpu ? Flags(cpu) : [];
 
-    /// <summary>The first processor's value of a /proc/cpuinfo field ("model" is not "model name").</summary>
-    static string? CpuField(string name)
+    static string[] Flags(Dictionary<string, string> cpu) =>
+        cpu.GetValueOrDefault("flags")?.Split(' ', StringSplitOptions.RemoveEmptyEntries) ?? [];
+
+    /// <summary>The first processor's /proc/cpuinfo fields (up to its blank line), or null without the file.</summary>
+    static Dictionary<string, string>? FirstProcessor()
     {
-        if (!File.Exists(CpuInfo)) return null;
-        foreach (string line in File.ReadLines(CpuInfo))
+        const string cpuInfo = "/proc/cpuinfo";
+        if (!File.Exists(cpuInfo)) return null;
+        var fields = new Dictionary<string, string>();
+        foreach (string line in File.ReadLines(cpuInfo).TakeWhile(l => l.Trim().Length > 0))
         {
             int colon = line.IndexOf(':');
-            if (colon > 0 && line[..colon].Trim() == name) return line[(colon + 1)..].Trim();
+            if (colon > 0) fields.TryAdd(line[..colon].Trim(), line[(colon + 1)..].Trim());
         }
-        return null;
+        return fields;
     }
 }
