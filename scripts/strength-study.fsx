@@ -1,0 +1,56 @@
+// Step 0 of the adversarial-budget issue: is the gap between random policies and RandAugment /
+// AutoAugment at M = 4 a matter of augmentation *strength* rather than of learning? Random policies
+// (M = 4, the paper's space, Cutout 16) at milder strength — magnitude_scale and policy_probability
+// at 0.5 and 0.75 — next to random at full strength and RandAugment M = 4, all on this machine and
+// precision, 2 paired seeds, on the study's 2k CIFAR-10 setting (scripts/study.fsx). Settings are
+// compared on the *validation* split (summary.md's "validation" column); the test column is not used
+// to choose.
+//
+//   STUDY=scripts/strength-study.fsx scripts/study.sh [CIFAR-10 folder] [study folder]
+//   advaa run scripts/strength-study.fsx /data/cifar10 --out runs/strength   (--resume continues it)
+#if !ADVAA_HOST
+#I "../src/AdvAA.Cli/bin/Release/net10.0"
+#r "AdvAA.Core.dll"
+#r "AdvAA.Dsl.dll"
+#r "TorchSharp.dll"
+#endif
+
+open System
+open AdvAA.Dsl
+
+let data =
+    match fsi.CommandLineArgs |> Array.tryItem 1, Environment.GetEnvironmentVariable "ADVAA_CIFAR10_DIR" with
+    | Some folder, _ -> DataPath folder
+    | None, (null | "") -> failwith "give a CIFAR-10 folder: advaa run scripts/strength-study.fsx /data/cifar10 (or set ADVAA_CIFAR10_DIR)"
+    | None, folder -> DataPath folder
+
+let common =
+    { Experiment.defaults with
+        Data = data
+        Model = "small"
+        Epochs = 60
+        BatchSize = 64
+        TrainLimit = Some 2000
+        ValidationSize = Some 1000
+        EvalEvery = 5
+        Instances = Some(Schedule.constant 4.0) }
+
+let mild magnitude probability =
+    { common with
+        Name = sprintf "random-ms%g-pp%g" magnitude probability
+        Method = Random
+        MagnitudeScale = Schedule.constant magnitude
+        PolicyProbability = Schedule.constant probability }
+
+let study =
+    { Name = "strength-check"
+      Seeds = [ 1L; 2L ]
+      Arms =
+        [ mild 0.5 0.5
+          mild 0.5 0.75
+          mild 0.75 0.5
+          mild 0.75 0.75
+          { common with Name = "random"; Method = Random }
+          { common with Name = "randaugment-m4"; Method = Method.ofName "randaugment" } ] }
+
+Experiment.mainStudy study
