@@ -49,4 +49,6 @@ let run (args: ParseResults<DataArgs>) =
     printfn "mean       %s  (training set, per channel, pixels in [0,1])" (perChannel stats.Mean)
     printfn "std        %s" (perChannel stats.Std)
     printfn "load time  %.2f s, %.0f images/s" seconds (float (train.Count + test.Count) / seconds)
+    for warning in splits.Warnings do
+        printfn "warning    %s" warning
     AdvAA.Dsl.ExitCode.ok

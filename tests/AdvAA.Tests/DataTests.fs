@@ -262,7 +262,7 @@ let badInputTests =
             File.WriteAllText(garbage, "this is not a PNG")
             expectFails (load dir.Path) [ garbage; "corrupt" ]
             File.WriteAllBytes(garbage, [||])
-            expectFails (load dir.Path) [ garbage; "corrupt" ]
+            expectFails (load dir.Path) [ garbage; "empty" ]
         }
 
         test "the first image of another size is named" {

@@ -66,7 +66,8 @@ public static class PolicyJson
     public static PolicyDocument ReadDocument(string path, SearchSpace? space = null)
     {
         string text, full = Path.GetFullPath(path);
-        try { text = File.ReadAllText(full); }
+        FileInfo file = RegularFile.Resolve(full, out string? problem) ?? throw new AugmentException($"{full}: cannot read the policy file: {problem}");
+        try { text = File.ReadAllText(file.FullName); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new AugmentException($"{full}: cannot read the policy file: {e.Message}", e);

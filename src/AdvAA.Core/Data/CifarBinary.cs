@@ -69,16 +69,8 @@ internal static class CifarBinary
 
     static long RecordCount(string path, int recordBytes)
     {
-        var info = new FileInfo(path);
-        if (!info.Exists) throw new DataFormatException($"{path}: no such file");
-        // FileInfo describes a symbolic link itself; the data is in its final target
-        if (info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target)
-        {
-            if (!target.Exists) throw new DataFormatException($"{path}: a link to {target.FullName}, which does not exist");
-            info = target;
-        }
+        FileInfo info = RegularFile.Resolve(path, out string? problem) ?? throw new DataFormatException($"{path}: {problem}");
         long length = info.Length;
-        if (length == 0) throw new DataFormatException($"{path}: empty file, expected {recordBytes}-byte records");
         long whole = length / recordBytes, rest = length % recordBytes;
         if (rest != 0)
             throw new DataFormatException(

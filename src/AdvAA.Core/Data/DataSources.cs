@@ -33,7 +33,8 @@ public static class DataSources
         {
             if (!IsArchive(full))
                 throw new DataFormatException($"{full}: not a data set I can read;\n  {ExpectedLayouts}");
-            using Stream stream = DataFormatException.Reading(full, () => File.OpenRead(full));
+            FileInfo archive = ImageFiles.Regular(full);
+            using Stream stream = DataFormatException.Reading(full, () => archive.OpenRead());
             return FromArchive(stream, full, "image-folder");
         }
         if (!Directory.Exists(full)) throw new DataFormatException($"{full}: no such file or folder");
@@ -153,7 +154,7 @@ public static class DataSources
     static DataSplits LoadMetadataCsv(string folder)
     {
         MetadataCsv.Listings listings = MetadataCsv.List(folder);
-        return Decoded(listings.Train, listings.Test, "metadata-csv", listings.Validation, listings.Square);
+        return Decoded(listings.Train, listings.Test, "metadata-csv", listings.Validation, listings.Square) with { Warnings = listings.Warnings };
     }
 
     static DataSplits FromArchive(Stream stream, string archive, string format)

@@ -7,6 +7,9 @@ namespace AdvAA.Core.Data;
 /// <param name="Validation">An image folder's <c>val/</c> split or metadata.csv's val rows, or null.</param>
 public sealed record DataSplits(ImageDataset Train, ImageDataset Test, string Format, ImageDataset? Validation = null) : System.IDisposable
 {
+    /// <summary>What loaded but is probably a mistake (an image listed twice, in both train and test), each naming the file; printed as warnings.</summary>
+    public System.Collections.Generic.IReadOnlyList<string> Warnings { get; init; } = [];
+
     /// <summary>Frees the splits' tensors (whoever loaded the data owns them).</summary>
     public void Dispose()
     {

@@ -158,6 +158,10 @@ internal static class ImageFolders
     /// <summary>One archive member: its normalised path ("a/b/c"), its name as stored, and its bytes (null for a folder).</summary>
     sealed record ArchiveEntry(string Path, string Name, byte[]? Content);
 
+    /// <summary>
+    /// The folders and images of a .tar.gz, streamed entry by entry: other files are skipped unread,
+    /// and an image is read whole only once its header is plausible (<see cref="ImageFiles.ReadEntry"/>).
+    /// </summary>
     static List<ArchiveEntry> ReadEntries(Stream compressed, string archive)
     {
         var entries = new List<ArchiveEntry>();
@@ -176,10 +180,10 @@ internal static class ImageFolders
                         entries.Add(new ArchiveEntry(path, entry.Name, null));
                         break;
                     case TarEntryType.RegularFile or TarEntryType.V7RegularFile or TarEntryType.ContiguousFile:
-                        if (entry.Length > Array.MaxLength)
-                            throw new DataFormatException($"{archive}: entry '{entry.Name}' is {entry.Length} bytes, too large for an image");
-                        var content = new byte[entry.Length];
-                        entry.DataStream?.ReadExactly(content);
+                        if (!IsImage(path)) break; // skipped unread: the next entry's header follows its data
+                        byte[] content = entry.DataStream is { } data
+                            ? ImageFiles.ReadEntry(data, entry.Length, $"{archive}: entry '{entry.Name}'")
+                            : throw new DataFormatException($"{archive}: entry '{entry.Name}': empty entry; expected a JPEG or PNG image");
                         entries.Add(new ArchiveEntry(path, entry.Name, content));
                         break;
                     default:
@@ -232,7 +236,7 @@ internal static class ImageFolders
     /// <summary>uint8 [N,3,height,width]; an image that does not decode to that size names itself and <paramref name="first"/>.</summary>
     static Tensor DecodePixels(IReadOnlyList<EncodedImage> images, EncodedImage first, int width, int height, bool resize)
     {
-        int planeBytes = width * height;
+        long planeBytes = (long)width * height;
         Tensor pixels = empty(images.Count, 3, height, width, ScalarType.Byte);
         int firstFailure = int.MaxValue;
         string? failure = null;
@@ -241,19 +245,21 @@ internal static class ImageFolders
         Parallel.ForEach(Partitioner.Create(0, images.Count, chunk), range =>
         {
             if (range.Item1 > Volatile.Read(ref firstFailure)) return;
-            var rgba = new byte[planeBytes * 4];
+            var rgba = new byte[checked((int)(planeBytes * 4))];
             using Tensor slice = pixels.narrow(0, range.Item1, range.Item2 - range.Item1);
             Span<byte> planes = slice.bytes;
             for (int i = range.Item1; i < range.Item2; i++)
             {
-                string? problem = DecodeOne(images[i], first, width, height, resize, rgba, planes.Slice((i - range.Item1) * 3 * planeBytes, 3 * planeBytes));
+                string? problem;
+                try { problem = DecodeOne(images[i], first, width, height, resize, rgba, planes.Slice((int)((i - range.Item1) * 3 * planeBytes), (int)(3 * planeBytes))); }
+                catch (DataFormatException e) { problem = e.Message; }
                 if (problem == null) continue;
                 lock (gate)
                     if (i < firstFailure) (firstFailure, failure) = (i, problem);
                 return;
             }
         });
-        if (failure != null) throw new DataFormatException($"{images[firstFailure].Origin}: {failure}");
+        if (failure != null) throw new DataFormatException(failure);
         return pixels;
     }
 
@@ -261,7 +267,13 @@ internal static class ImageFolders
     internal static bool OneSize(IReadOnlyList<EncodedImage> images)
     {
         var sizes = new (int Width, int Height)[images.Count];
-        Parallel.For(0, images.Count, i => sizes[i] = SizeOf(images[i]));
+        var failures = new string?[images.Count];
+        Parallel.For(0, images.Count, i =>
+        {
+            try { sizes[i] = SizeOf(images[i]); }
+            catch (DataFormatException e) { failures[i] = e.Message; }
+        });
+        if (failures.FirstOrDefault(f => f != null) is { } failure) throw new DataFormatException(failure);
         return sizes.All(s => s == sizes[0]);
     }
 
@@ -275,51 +287,50 @@ internal static class ImageFolders
         var images = new List<EncodedImage>();
         foreach (string file in files)
         {
-            string full = Path.GetFullPath(file);
-            if (!File.Exists(full)) throw new DataFormatException($"{full}: no such file");
-            var image = new EncodedImage(0, full, null);
+            var image = new EncodedImage(0, Path.GetFullPath(file), null);
             (int w, int h) = SizeOf(image);
             if (w != width || h != height)
-                throw new DataFormatException($"{full}: the image is {w}x{h}, but the model was trained on {width}x{height} images; resize it to {width}x{height} first");
+                throw new DataFormatException($"{image.Origin}: the image is {w}x{h}, but the model was trained on {width}x{height} images; resize it to {width}x{height} first");
             images.Add(image);
         }
         return Decode(new Listing(["?"], images, "image files"));
     }
 
+    /// <summary>The image's dimensions from its header alone (a file is checked to be a regular one first), within the pixel limit.</summary>
     static (int Width, int Height) SizeOf(EncodedImage image)
     {
-        // The codec reads the header alone, not the whole image.
-        using Stream stream = image.Content is null ? DataFormatException.Reading(image.Origin, () => File.OpenRead(image.Origin)) : new MemoryStream(image.Content);
-        using SKCodec? codec = SKCodec.Create(stream);
-        if (codec == null) throw new DataFormatException($"{image.Origin}: {Undecodable}");
-        return (codec.Info.Width, codec.Info.Height);
+        if (image.Content is { } content) return ImageFiles.Dimensions(content, image.Origin);
+        FileInfo file = ImageFiles.Regular(image.Origin);
+        return DataFormatException.Reading(image.Origin, () =>
+        {
+            using Stream stream = file.OpenRead();
+            using SKCodec? codec = SKCodec.Create(stream);
+            if (codec == null) throw new DataFormatException($"{image.Origin}: {ImageFiles.Undecodable}");
+            return ImageFiles.Checked(codec.Info.Width, codec.Info.Height, image.Origin);
+        });
     }
-
-    const string Undecodable = "corrupt image: not decodable as JPEG or PNG";
-
-    static byte[] Bytes(EncodedImage image) => image.Content ?? File.ReadAllBytes(image.Origin);
 
     /// <summary>
     /// Decodes one image into its three planes (<paramref name="resize"/>: resized and centre-cropped to
-    /// <paramref name="width"/>x<paramref name="height"/>, a square); returns what is wrong with it, or null.
+    /// <paramref name="width"/>x<paramref name="height"/>, a square); returns what is wrong with it
+    /// (naming it), or null. The header's size is checked against the pixel limit before decoding.
     /// </summary>
     static unsafe string? DecodeOne(EncodedImage image, EncodedImage first, int width, int height, bool resize, byte[] rgba, Span<byte> planes)
     {
-        byte[] encoded;
-        try { encoded = Bytes(image); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return e.Message; }
+        byte[] encoded = image.Content ?? ImageFiles.Read(image.Origin);
         using SKData data = SKData.CreateCopy(encoded);
         using SKCodec? codec = SKCodec.Create(data);
-        if (codec == null) return Undecodable;
-        if (!resize && (codec.Info.Width != width || codec.Info.Height != height))
-            return $"the image is {codec.Info.Width}x{codec.Info.Height}, but {first.Origin} (the first) is {width}x{height}; all images of a data set must have one size";
+        if (codec == null) return $"{image.Origin}: {ImageFiles.Undecodable}";
+        (int w, int h) = ImageFiles.Checked(codec.Info.Width, codec.Info.Height, image.Origin);
+        if (!resize && (w != width || h != height))
+            return $"{image.Origin}: the image is {w}x{h}, but {first.Origin} (the first) is {width}x{height}; all images of a data set must have one size";
         // No colour space on the target: pixel values are taken as stored, as PIL's convert("RGB") does.
-        var target = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
-        byte[] decoded = resize ? new byte[target.BytesSize] : rgba;
+        var target = new SKImageInfo(w, h, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        byte[] decoded = resize ? new byte[checked((int)((long)w * h * 4))] : rgba;
         SKCodecResult result;
         fixed (byte* p = decoded) result = codec.GetPixels(target, (IntPtr)p);
-        if (result != SKCodecResult.Success) return $"corrupt image: decoding stopped with {result}";
-        if (resize && !CentreSquare(decoded, target, rgba, width)) return $"the {target.Width}x{target.Height} image could not be resized to {width}x{width}";
+        if (result != SKCodecResult.Success) return $"{image.Origin}: corrupt image: decoding stopped with {result}";
+        if (resize && !CentreSquare(decoded, target, rgba, width)) return $"{image.Origin}: the {w}x{h} image could not be resized to {width}x{width}";
         int plane = width * height;
         Span<byte> r = planes[..plane], g = planes.Slice(plane, plane), b = planes.Slice(2 * plane, plane);
         for (int i = 0, at = 0; i < plane; i++, at += 4)

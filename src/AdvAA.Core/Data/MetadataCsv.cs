@@ -32,8 +32,8 @@ internal static class MetadataCsv
     /// <summary>Waterbirds' names for its classes (y) and places, known by its header's place_filename column.</summary>
     static readonly string[] WaterbirdsClasses = ["landbird", "waterbird"], WaterbirdsPlaces = ["land", "water"];
 
-    /// <summary>The splits' listings and the side to resize every image to (null: they have one size, kept).</summary>
-    internal sealed record Listings(ImageFolders.Listing Train, ImageFolders.Listing Test, ImageFolders.Listing? Validation, int? Square);
+    /// <summary>The splits' listings, the side to resize every image to (null: they have one size, kept), and what looks wrong but loads.</summary>
+    internal sealed record Listings(ImageFolders.Listing Train, ImageFolders.Listing Test, ImageFolders.Listing? Validation, int? Square, IReadOnlyList<string> Warnings);
 
     /// <summary>One image row: its line in the file, its file, class and subgroup name, and split index.</summary>
     sealed record Row(int Line, string Image, int Label, string Subgroup, int Split);
@@ -41,8 +41,9 @@ internal static class MetadataCsv
     /// <summary>Reads and checks <c>&lt;folder&gt;/metadata.csv</c>; every error names the file and, for a row, its line.</summary>
     internal static Listings List(string folder)
     {
-        string file = Path.Combine(Path.GetFullPath(folder), FileName);
-        List<(int Line, string[] Fields)> records = Records(DataFormatException.Reading(file, () => File.ReadAllText(file)), file);
+        string root = Path.GetFullPath(folder);
+        string file = Path.Combine(root, FileName);
+        List<(int Line, string[] Fields)> records = Records(DataFormatException.Reading(file, () => File.ReadAllText(ImageFiles.Regular(file).FullName)), file);
         if (records.Count == 0) throw new DataFormatException($"{file}: empty; expected a header line and a row per image");
         string[] header = records[0].Fields;
         int Column(string what, params string[] names)
@@ -72,10 +73,11 @@ internal static class MetadataCsv
             int split = SplitOf(fields[splitColumn]) ?? throw new DataFormatException(
                 At($"split '{fields[splitColumn]}' is not 0 (train), 1 (val), 2 (test) or one of those words"));
             if (image.Length == 0) throw new DataFormatException(At($"no {header[pathColumn]} (the image's path)"));
-            string path = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(file)!, image));
-            if (!File.Exists(path)) throw new DataFormatException(At($"{path}: no such image file"));
-            rows.Add(new Row(line, path, label, subgroup, split));
+            rows.Add(new Row(line, ImagePath(root, image, At), label, subgroup, split));
         }
+        // Every class needs train rows (two subgroups' worth), so a class number beyond the rows is a typo, not a class.
+        if (rows.Count > 0 && rows.MaxBy(r => r.Label) is { } highest && highest.Label >= rows.Count)
+            throw new DataFormatException($"{file}: line {highest.Line}: y {highest.Label}, but the {rows.Count} rows can hold classes 0 to {rows.Count - 1} at most; classes are numbered 0, 1, … and each needs train rows");
         int classCount = rows.Count == 0 ? 0 : rows.Max(r => r.Label) + 1;
         string[] classes = waterbirds ? WaterbirdsClasses
             : Enumerable.Range(0, classCount).Select(c => $"class {c.ToString(CultureInfo.InvariantCulture)}").ToArray();
@@ -91,7 +93,47 @@ internal static class MetadataCsv
         ImageFolders.Listing Listed(int s) => new(classes,
             bySplit[s].Select(r => new ImageFolders.EncodedImage(r.Label, r.Image, null, Array.FindIndex(groups, g => g.Class == r.Label && g.Subgroup == r.Subgroup))).ToArray(),
             $"{file} ({SplitNames[s]} rows{(square is { } side ? $", resized to {side}×{side}" : "")})", groups);
-        return new Listings(Listed(0), Listed(2), bySplit[1].Length > 0 ? Listed(1) : null, square);
+        return new Listings(Listed(0), Listed(2), bySplit[1].Length > 0 ? Listed(1) : null, square, Warnings(rows, file));
+    }
+
+    /// <summary>
+    /// The image file of a row: <paramref name="image"/> relative to <paramref name="root"/>, refused
+    /// (without looking at the file) when it is absolute or leads outside the folder, and, after its
+    /// links are followed, when it lands outside the folder; a missing file inside it is named.
+    /// </summary>
+    static string ImagePath(string root, string image, Func<string, string> at)
+    {
+        if (Path.IsPathRooted(image))
+            throw new DataFormatException(at($"'{image}' is an absolute path; image paths are relative to the folder of {FileName} and stay inside it"));
+        string path = Path.GetFullPath(Path.Combine(root, image));
+        if (!path.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+            throw new DataFormatException(at($"'{image}' leads outside {root}; image paths stay inside the folder of {FileName}"));
+        string realRoot = ImageFiles.RealPath(root) ?? root;
+        // The deepest part of the path that exists, links followed: a link that leaves the folder is refused whether or not its target exists.
+        string? real = null;
+        for (string? part = path; part != null && part.Length > root.Length && real == null; part = Path.GetDirectoryName(part))
+            real = ImageFiles.RealPath(part);
+        if (real != null && !real.StartsWith(realRoot + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+            throw new DataFormatException(at($"'{image}' leads outside {root} through a link; image paths stay inside the folder of {FileName}"));
+        if (!File.Exists(path)) throw new DataFormatException(at($"{path}: no such image file"));
+        return path;
+    }
+
+    /// <summary>What loads but is probably a mistake: rows naming an image twice, and images in both the train and the test rows.</summary>
+    static List<string> Warnings(List<Row> rows, string file)
+    {
+        var warnings = new List<string>();
+        var repeats = rows.GroupBy(r => r.Image, StringComparer.Ordinal).Where(g => g.Count() > 1).ToList();
+        if (repeats.Count > 0)
+        {
+            Row[] first = repeats[0].Take(2).ToArray();
+            warnings.Add($"{file}: {repeats.Sum(g => g.Count() - 1)} rows name an image that an earlier row names ({repeats.Count} images; first: line {first[1].Line} repeats line {first[0].Line}, {first[0].Image})");
+        }
+        var trainImages = rows.Where(r => r.Split == 0).GroupBy(r => r.Image, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First(), StringComparer.Ordinal);
+        var leaked = rows.Where(r => r.Split == 2 && trainImages.ContainsKey(r.Image)).DistinctBy(r => r.Image).ToList();
+        if (leaked.Count > 0)
+            warnings.Add($"{file}: {leaked.Count} image{(leaked.Count == 1 ? " is" : "s are")} in both the train and the test rows (first: {leaked[0].Image}, lines {trainImages[leaked[0].Image].Line} and {leaked[0].Line}); the test accuracy overstates");
+        return warnings;
     }
 
     /// <summary>The split index of a split field: 0, 1, 2, or the words train, val, test; null otherwise.</summary>
@@ -141,7 +183,8 @@ internal static class MetadataCsv
 
     /// <summary>
     /// The records of a CSV text (RFC 4180: a quoted field may hold commas, line breaks and doubled
-    /// quotes), each with the line it starts on; a final line break ends the last record.
+    /// quotes), each with the line it starts on; a final line break ends the last record, and blank
+    /// lines are no records (as pandas and most CSV readers skip them).
     /// </summary>
     internal static List<(int Line, string[] Fields)> Records(string text, string file)
     {
@@ -149,18 +192,21 @@ internal static class MetadataCsv
         var fields = new List<string>();
         var field = new StringBuilder();
         int line = 1, start = 1, at = 0;
+        bool quoted = false;
         void EndRecord()
         {
             fields.Add(field.ToString());
             field.Clear();
-            records.Add((start, fields.ToArray()));
+            if (fields.Count > 1 || fields[0].Length > 0 || quoted) records.Add((start, fields.ToArray()));
             fields.Clear();
+            quoted = false;
         }
         while (at < text.Length)
         {
             char c = text[at];
             if (c == '"' && field.Length == 0)
             {
+                quoted = true;
                 int opened = line;
                 at++;
                 while (true)
