@@ -11,6 +11,7 @@ type ExportArgs =
     | [<Unique>] Format of format: string
     | [<Unique; Mandatory>] Out of file: string
     | [<Unique>] Epoch of epoch: int
+    | Force
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -18,18 +19,19 @@ type ExportArgs =
             | Format _ -> "pytorch (the only format, the default): torch.load reads the weights; a .py file beside them defines the network."
             | Out _ -> "the weights file, e.g. model.pt; the Python module is written beside it with the same name ending in .py."
             | Epoch _ -> "the epoch to export; a run keeps its last checkpoint only (default: that one)."
+            | Force -> "overwrite the weights file or the .py beside it even if an earlier advaa export did not write them."
 
 /// Writes the run's weights and the Python module; returns their paths.
-let export (folder: string) (out: string) (epoch: int option) : string * string =
+let export (folder: string) (out: string) (epoch: int option) (force: bool) : string * string =
     use trained = TrainedModel.Open(folder, Option.toNullable epoch, "cpu")
-    let struct (weights, python) = trained.ExportPyTorch out
+    let struct (weights, python) = trained.ExportPyTorch(out, force)
     weights, python
 
 let run (args: ParseResults<ExportArgs>) =
     match args.TryGetResult Format |> Option.map (fun f -> f.Trim().ToLowerInvariant()) with
     | Some f when f <> "pytorch" -> args.Raise(sprintf "--format %s: expected pytorch" f, ErrorCode.CommandLine, false)
     | _ -> ()
-    let weights, python = export (args.GetResult Run) (args.GetResult Out) (args.TryGetResult Epoch)
+    let weights, python = export (args.GetResult Run) (args.GetResult Out) (args.TryGetResult Epoch) (args.Contains Force)
     let name = System.IO.Path.GetFileNameWithoutExtension python
     printfn "weights  %s" weights
     printfn "network  %s" python

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
 using System.Linq;
+using System.Text;
 using AdvAA.Core.Backend;
 using AdvAA.Core.Data;
 using AdvAA.Core.Models;
@@ -40,7 +41,8 @@ public sealed class TrainedModel : IDisposable
         Epoch = checkpoint.Epoch;
         Device = device;
         ExperimentRecord experiment = config.Experiment;
-        precision = Precisions.Resolve(Precisions.Parse(experiment.Precision), device, out _);
+        // config.json records the precision the run resolved "auto" to.
+        precision = Precisions.Parse(experiment.Precision) ?? Precision.Fp32;
         channelsLast = experiment.MemoryFormat == MemoryFormats.ChannelsLast;
         normalizer = new Normalizer(config.Data.Mean, config.Data.Std);
         model = ModelRegistry.Create(experiment.Model, Classes.Count, experiment.Dropout);
@@ -99,29 +101,44 @@ public sealed class TrainedModel : IDisposable
         return functional.softmax(Logits(normalizer.Apply(onDevice, channelsLast)), 1).cpu().MoveToOuterDisposeScope();
     }
 
+    /// <summary>The first line of every Python module <see cref="ExportPyTorch"/> writes: how it knows a file it may replace.</summary>
+    public const string ExportMarker = "# Written by advaa export: the network, classes and normalisation of an AdvAA run.";
+
     /// <summary>
     /// Writes the weights as a PyTorch state dict to <paramref name="path"/> (<c>torch.load</c> reads
     /// it) and beside it a Python module of the same name ending in .py that defines the network
     /// (<see cref="ModelRegistry.PythonModels"/>), the run's classes and normalisation, and
-    /// <c>load()</c>. Each file is written whole or not at all. Returns the two paths.
+    /// <c>load()</c>; everything taken from the run is written as an escaped Python literal. Each file
+    /// is written whole or not at all. An existing file that an earlier export did not write is
+    /// refused, unless <paramref name="force"/>. Returns the two paths.
     /// </summary>
-    public (string Weights, string Module) ExportPyTorch(string path)
+    public (string Weights, string Module) ExportPyTorch(string path, bool force = false)
     {
         string weights = Path.GetFullPath(path);
         string module = Path.ChangeExtension(weights, ".py");
         if (module == weights) throw new ArgumentException($"{path}: the weights file needs another extension than .py (e.g. model.pt)", nameof(path));
+        if (Directory.Exists(weights)) throw new RunFolderException($"{weights} is a folder; --out names the weights file to write");
+        if (!force)
+        {
+            bool ownModule = File.Exists(module) && File.ReadLines(module).FirstOrDefault() == ExportMarker;
+            string? foreign = File.Exists(module) && !ownModule ? module : File.Exists(weights) && !ownModule ? weights : null;
+            if (foreign != null)
+                throw new RunFolderException($"{foreign} exists and was not written by advaa export; choose another --out, or pass --force to overwrite it");
+        }
         string Numbers(IEnumerable<double> values) => string.Join(", ", values.Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
         var entries = model.state_dict().Select(kv => (kv.Key, kv.Value)).ToList();
-        string Quoted(string text) => "\"" + text.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"";
         string python = string.Join("\n", [
+            ExportMarker,
             ModelRegistry.PythonModels.TrimEnd(), "", "",
-            $"# The run {Folder}, epoch {Epoch} (written by advaa export).",
-            $"CLASSES = [{string.Join(", ", Classes.Select(Quoted))}]",
+            "# The run and epoch these weights come from.",
+            $"RUN = {PythonLiteral(Folder)}",
+            $"EPOCH = {Epoch}",
+            $"CLASSES = [{string.Join(", ", Classes.Select(PythonLiteral))}]",
             $"MEAN = [{Numbers(normalizer.Mean)}]",
             $"STD = [{Numbers(normalizer.Std)}]",
-            $"WEIGHTS = {Quoted(Path.GetFileName(weights))}", "", "",
+            $"WEIGHTS = {PythonLiteral(Path.GetFileName(weights))}", "", "",
             "def build():",
-            $"    \"\"\"The run's network ({Config.Experiment.Model}, {Classes.Count} classes), untrained.\"\"\"",
+            "    \"\"\"The run's network, untrained.\"\"\"",
             $"    return {ModelRegistry.PythonConstructor(Config.Experiment.Model, Classes.Count, Config.Experiment.Dropout)}", "", "",
             "def load(path=None):",
             "    \"\"\"The trained network in eval mode, from the weights file beside this module (or `path`).\"\"\"",
@@ -133,6 +150,33 @@ public sealed class TrainedModel : IDisposable
         RunFolder.WriteAtomically(weights, temp => PyTorchStateDict.Write(temp, entries));
         RunFolder.WriteAtomically(module, python);
         return (weights, module);
+    }
+
+    /// <summary>
+    /// <paramref name="text"/> as a Python string literal that means exactly it: quotes and
+    /// backslashes escaped, and every control, non-ASCII or line-breaking character as a
+    /// <c>\x</c>/<c>\u</c>/<c>\U</c> escape, so that nothing taken from a run can end the literal or the line.
+    /// </summary>
+    public static string PythonLiteral(string text)
+    {
+        var b = new StringBuilder("\"");
+        foreach (System.Text.Rune r in text.EnumerateRunes())
+        {
+            int c = r.Value;
+            b.Append(c switch
+            {
+                '\\' => "\\\\",
+                '"' => "\\\"",
+                '\n' => "\\n",
+                '\r' => "\\r",
+                '\t' => "\\t",
+                >= 0x20 and < 0x7f => ((char)c).ToString(),
+                < 0x100 => $"\\x{c:x2}",
+                < 0x10000 => $"\\u{c:x4}",
+                _ => $"\\U{c:x8}",
+            });
+        }
+        return b.Append('"').ToString();
     }
 
     void CheckFits(ImageDataset set)
