@@ -30,4 +30,12 @@ let run (args: ParseResults<InfoArgs>) =
     printfn "CUDA         %s" (if cuda then sprintf "available, %d device(s)" (torch.cuda.device_count()) else "not available")
     printfn "machine      %s" (Machine.Describe())
     printfn "CPU threads  %d (of %d cores)" (torch.get_num_threads()) Environment.ProcessorCount
+    match Precisions.AutoRule device with
+    | NonNull rule -> printfn "precision    auto → %s: %s" (if Precisions.FastBf16 device then "bf16" else "fp32") rule
+    | _ ->
+        let probes = ProbeCache.All ProbeCache.DefaultFile |> Seq.map (fun struct (key, choice) -> key, choice) |> Seq.filter (fun (key, _) -> key.StartsWith(Machine.Describe() + ";", StringComparison.Ordinal)) |> List.ofSeq
+        printfn "precision    auto → the faster of fp32 and bf16 for each model, by a timed probe of its training step at its first run (this CPU has bf16 instructions, which are not faster everywhere); probes in %s%s"
+            ProbeCache.DefaultFile (if probes.IsEmpty then ": none yet" else ":")
+        for key, choice in probes do
+            printfn "  %s → %s (%s)" (key.Substring(key.IndexOf(';') + 2)) (Precisions.Name choice.Precision) choice.Reason
     ExitCode.ok

@@ -55,7 +55,20 @@ type Outcome =
 module Runner =
     /// The message of an error that bad input or a failed run raises (no stack trace wanted);
     /// None for anything else, which is a bug to report with its trace.
-    let errorMessage (e: exn) : string option =
+    /// Whether `e` says that memory ran out: .NET's OutOfMemoryException, or libtorch's allocator
+    /// failing (TorchSharp raises it as an ExternalException with libtorch's message).
+    let isOutOfMemory (e: exn) =
+        match e with
+        | :? OutOfMemoryException -> true
+        | :? Runtime.InteropServices.ExternalException as x ->
+            x.Message.Contains("can't allocate memory", StringComparison.OrdinalIgnoreCase)
+            || x.Message.Contains("out of memory", StringComparison.OrdinalIgnoreCase)
+        | _ -> false
+
+    /// The first line of libtorch's message, without the C++ backtrace it appends.
+    let private firstLine (message: string) = message.Split('\n').[0].Trim()
+
+    let rec errorMessage (e: exn) : string option =
         match e with
         | :? DslException
         | :? ConfigException
@@ -68,6 +81,10 @@ module Runner =
         | :? AdvAA.Core.Models.ModelFileException
         | :? IOException
         | :? UnauthorizedAccessException -> Some e.Message
+        // Work done in parallel (decoding images) fails with its workers' exceptions wrapped: the first one that speaks to the user.
+        | :? AggregateException as a -> a.Flatten().InnerExceptions |> Seq.tryPick errorMessage
+        | e when isOutOfMemory e ->
+            Some(sprintf "out of memory (%s); free memory, or lower --batch or the data's size" (firstLine e.Message))
         // AdvAA's own argument checks speak to the user; .NET's and TorchSharp's remain bugs with a trace.
         | :? ArgumentException as a when
             (match a.TargetSite with
@@ -171,6 +188,8 @@ module Runner =
         display.Out.WriteLine(
             sprintf "data     %s: %d training and %d test images (%s), %.1f s" data.Format data.Train.Count data.Test.Count data.Train.Source watch.Elapsed.TotalSeconds
         )
+        for warning in data.Warnings do
+            display.Out.WriteLine(sprintf "warning  %s" warning)
         data
 
     /// Every epoch drops the last incomplete batch: a training set smaller than one batch would train nothing.
@@ -236,6 +255,9 @@ module Runner =
                     out.Write("\r" + line.PadRight shown)
                     out.Flush()
                     shown <- max shown line.Length)
+        use _amended =
+            trainer.SettingsAmended.Subscribe(fun a ->
+                out.WriteLine(sprintf "amended  after epoch %d: %s (config.json's amendments record it)" a.AfterEpoch (a.Describe())))
         use _stage =
             trainer.StageProgress.Subscribe(fun line ->
                 clearStep ()
@@ -259,12 +281,15 @@ module Runner =
         try
             try
                 trainer.Run(folder, session.Cancel, String.concat " " session.Program) |> ignore
-            with :? IOException as e when diskFull e ->
+            with e when (match e with :? IOException as io -> diskFull io | _ -> false) || isOutOfMemory e ->
                 let kept =
                     match Checkpoints.Latest folder with
                     | null -> "no epoch had finished, so it holds no checkpoint"
                     | c -> sprintf "it keeps epoch %d, its last complete checkpoint" c.Epoch
-                raise (RunFolderException(sprintf "the disk is full while writing %s; %s. Free some space, then continue with: %s" folder.Path kept (resumeCommand session folder.Path)))
+                let what, remedy =
+                    if isOutOfMemory e then sprintf "out of memory (%s) while training into %s" (firstLine e.Message) folder.Path, "Free memory or lower --batch"
+                    else sprintf "the disk is full while writing %s" folder.Path, "Free some space"
+                raise (RunFolderException(sprintf "%s; %s. %s, then continue with: %s" what kept remedy (resumeCommand session folder.Path)))
         finally
             clearStep ()
         let history = [ for m in folder.ReadMetrics() do if m.TestAccuracy.HasValue then yield m.Epoch, m.TestAccuracy.Value ]

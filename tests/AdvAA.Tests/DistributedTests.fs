@@ -142,7 +142,7 @@ let tests =
             let seeded seed = [ "-np"; "1"; "dotnet"; cliDll ] @ trainArgs folder @ [ "--seed"; seed; "--distributed" ]
             let code, out, err = complete (startProcess launcher ([ "--oversubscribe"; "--allow-run-as-root" ] @ seeded "1" @ [ ":" ] @ seeded "2") []) 120
             Expect.notEqual code 0 (sprintf "exit code; stdout:\n%s" out)
-            containsAll err [ "the ranks disagree on the run's settings: rank 1 differs from rank 0" ]
+            containsAll err [ "the ranks disagree on the run's settings: rank 1 differs from rank 0 in seed (rank 0: 1, rank 1: 2)" ]
             Expect.isFalse (Directory.Exists folder) "nothing written"
         }
 

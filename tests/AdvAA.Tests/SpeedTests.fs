@@ -41,18 +41,37 @@ let tests =
                 Expect.isFalse (Autocast.IsEnabled DeviceType.CPU) "fp32's region does nothing"
         }
 
-        test "precision: auto follows the hardware, bf16 without it warns, a resumed run keeps its own, a bad value is named" {
+        test "precision: auto follows the probe where bf16 instructions exist and is fp32 where bf16 is emulated; bf16 without them warns; a resumed run keeps its own" {
             let cpu = TorchBackend.ResolveDevice DeviceRequest.Cpu
             let fast = Precisions.FastBf16 cpu
-            let auto = Precisions.Resolve(Nullable(), cpu) |> fun (p, _) -> p
-            Expect.equal auto (if fast then Precision.Bf16 else Precision.Fp32) "auto: bf16 only where it is fast"
-            let _, warning = Precisions.Resolve(Nullable Precision.Bf16, cpu)
+            let noProbe = Func<Precision, float>(fun _ -> failtest "no probe where the rule decides")
+            if not fast then
+                let auto, _ = Precisions.Choose(Nullable(), cpu, "small", noProbe)
+                Expect.equal auto.Precision Precision.Fp32 "auto: fp32 where bf16 is emulated"
+                containsAll auto.Reason [ "no AVX-512 BF16 or AMX" ]
+            let asked, warning = Precisions.Choose(Nullable Precision.Bf16, cpu, "small", noProbe)
+            Expect.equal asked.Precision Precision.Bf16 "asked for"
             Expect.equal (isNull warning) fast "a warning where bf16 is emulated"
             use dir = new TempDir()
+            // The probe decides (made-up rates, a cache of this test's own): bf16 only when it is faster by more than 5%.
+            let cache = dir.File "probes.json"
+            let mutable probes = 0
+            let rates (fp32: float) (bf16: float) = Func<Precision, float>(fun p -> probes <- probes + 1; if p = Precision.Bf16 then bf16 else fp32)
+            let xeon = Precisions.ChooseByProbe(cache, "xeon; small", rates 607.0 484.0)
+            Expect.equal xeon.Precision Precision.Fp32 "bf16 slower: fp32"
+            Expect.equal (xeon.Fp32ImagesPerSecond, xeon.Bf16ImagesPerSecond) (Nullable 607.0, Nullable 484.0) "its numbers"
+            containsAll xeon.Reason [ "bf16 484 vs fp32 607 images/s" ]
+            Expect.equal (Precisions.ChooseByProbe(cache, "zen4; small", rates 480.0 612.0)).Precision Precision.Bf16 "bf16 faster: bf16"
+            Expect.equal (Precisions.ChooseByProbe(cache, "tie; small", rates 600.0 610.0)).Precision Precision.Fp32 "within 5%: fp32"
+            Expect.equal probes 6 "two probes each"
+            Expect.equal (Precisions.ChooseByProbe(cache, "xeon; small", rates 1.0 1000.0)) xeon "cached: no new probe"
+            Expect.equal probes 6 "none"
+            Expect.equal (ProbeCache.All cache).Count 3 "three cached"
             let folder = RunFolder.Create(dir.File "run")
             train (bf16Config "bf16" 1) folder None |> ignore
             let config = folder.ReadConfig()
             Expect.equal config.Experiment.Precision "bf16" "recorded"
+            Expect.equal (nonNull config.PrecisionChoice).Reason "asked for" "and why"
             let m = folder.ReadMetrics()[0]
             Expect.isTrue (Double.IsFinite m.TrainLoss && Double.IsFinite m.TestLoss.Value) "bf16 trains to finite losses"
             // Resumed with auto, it goes on in bf16 whatever this machine would choose.

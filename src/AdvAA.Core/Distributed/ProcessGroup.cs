@@ -77,12 +77,9 @@ public sealed class ProcessGroup : IDisposable
         device.type == DeviceType.CUDA ? new Device(DeviceType.CUDA, LocalRank % Math.Max(1, torch.cuda.device_count())) : device;
 
     /// <summary>
-    /// Every rank must have resolved the same settings: compares a hash of <paramref name="text"/>
-    /// across the ranks. On a mismatch every rank throws, rank 0 naming the ranks that differ.
+    /// Every rank must hold the same <paramref name="bytes"/> (e.g. serialised model state): compares
+    /// a hash of them across the ranks. On a mismatch every rank throws, rank 0 naming the ranks that differ.
     /// </summary>
-    public void EnsureSame(string what, string text) => EnsureSame(what, Encoding.UTF8.GetBytes(text));
-
-    /// <summary>As <see cref="EnsureSame(string, string)"/>, for bytes (e.g. serialised model state).</summary>
     public void EnsureSame(string what, byte[] bytes)
     {
         long hash = BitConverter.ToInt64(SHA256.HashData(bytes), 0);
@@ -96,13 +93,27 @@ public sealed class ProcessGroup : IDisposable
     }
 
     /// <summary>Rank 0's text, on every rank.</summary>
-    public string Broadcast(string text)
+    public string Broadcast(string text) => BroadcastFrom(0, text);
+
+    /// <summary>The text of rank <paramref name="root"/>, on every rank.</summary>
+    string BroadcastFrom(int root, string text)
     {
-        byte[] length = BitConverter.GetBytes(Rank == 0 ? Encoding.UTF8.GetByteCount(text) : 0);
-        mpi.Broadcast(length, 0);
-        byte[] bytes = Rank == 0 ? Encoding.UTF8.GetBytes(text) : new byte[BitConverter.ToInt32(length, 0)];
-        mpi.Broadcast(bytes, 0);
+        byte[] length = BitConverter.GetBytes(Rank == root ? Encoding.UTF8.GetByteCount(text) : 0);
+        mpi.Broadcast(length, root);
+        byte[] bytes = Rank == root ? Encoding.UTF8.GetBytes(text) : new byte[BitConverter.ToInt32(length, 0)];
+        mpi.Broadcast(bytes, root);
         return Encoding.UTF8.GetString(bytes);
+    }
+
+    /// <summary>
+    /// The first rank whose <paramref name="text"/> differs from rank 0's, with that text (on every
+    /// rank), or null when all agree: so that rank 0 can say what differs, not only that something does.
+    /// </summary>
+    public (int Rank, string Text)? FirstDisagreement(string text)
+    {
+        long[] all = mpi.AllGather(BitConverter.ToInt64(SHA256.HashData(Encoding.UTF8.GetBytes(text)), 0));
+        int first = Array.FindIndex(all, h => h != all[0]);
+        return first < 0 ? null : (first, BroadcastFrom(first, text));
     }
 
     public void Barrier() => mpi.Barrier();

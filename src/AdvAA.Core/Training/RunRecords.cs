@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Linq;
 using System.Text.Json.Nodes;
 using AdvAA.Core.Augment;
+using AdvAA.Core.Backend;
 using AdvAA.Core.Methods;
 
 namespace AdvAA.Core.Training;
@@ -219,7 +220,8 @@ public sealed record RunOrigin(string Program, IReadOnlyList<string> Arguments)
 /// <summary>config.json: the run format, the versions, the device and the machine (its CPU; null in runs recorded before it), the experiment, the data, how the run was started.</summary>
 public sealed record RunConfig(
     string? AdvaaVersion, string? TorchSharpVersion, string? LibTorchVersion, string Backend, string Device, string? Machine,
-    string Created, ExperimentRecord Experiment, DataRecord Data, long ModelParameters, RunOrigin? Origin)
+    string Created, ExperimentRecord Experiment, DataRecord Data, long ModelParameters, RunOrigin? Origin,
+    PrecisionChoice? PrecisionChoice = null, IReadOnlyList<Amendment>? Amendments = null)
 {
     /// <summary>The run folder format this AdvAA writes and resumes (config.json's "format_version").</summary>
     public const int FormatVersion = 2;
@@ -239,6 +241,8 @@ public sealed record RunConfig(
         ["data"] = Data.ToJson(),
         ["model_parameters"] = ModelParameters,
         ["origin"] = Origin?.ToJson(),
+        ["precision_choice"] = PrecisionChoice?.ToJson(),  // absent in runs recorded before it
+        ["amendments"] = Amendments is { Count: > 0 } list ? new JsonArray(list.Select(a => (JsonNode?)a.ToJson()).ToArray()) : null,
     };
 
     public static RunConfig FromJson(JsonObject json, string where)
@@ -254,7 +258,23 @@ public sealed record RunConfig(
             ExperimentRecord.FromJson(RecordJson.Object(json, "experiment", where), $"{where}: experiment"),
             DataRecord.FromJson(RecordJson.Object(json, "data", where), $"{where}: data"),
             RecordJson.Value<long>(json, "model_parameters", where),
-            json["origin"] is JsonObject origin ? RunOrigin.FromJson(origin, $"{where}: origin") : null);
+            json["origin"] is JsonObject origin ? RunOrigin.FromJson(origin, $"{where}: origin") : null,
+            PrecisionChoice.FromJson(json["precision_choice"]),
+            json["amendments"] is JsonArray amendments
+                ? amendments.Select((a, i) => Amendment.FromJson(a as JsonObject ?? throw new RunFolderException($"{where}: amendments[{i}] is not an object"), $"{where}: amendments[{i}]")).ToArray()
+                : null);
+    }
+
+    /// <summary>
+    /// This run resumed with <paramref name="now"/>'s experiment after epoch <paramref name="afterEpoch"/>:
+    /// the config with that experiment and, when a setting outside the identity changed (epochs, the
+    /// learning rate, ...), an amendment recording each change; null when nothing changed.
+    /// </summary>
+    public RunConfig? Amended(ExperimentRecord now, int afterEpoch)
+    {
+        var changes = Differences(Experiment.ToJson(), now.ToJson()).ToArray();
+        if (changes.Length == 0) return null;
+        return this with { Experiment = now, Amendments = [.. Amendments ?? [], new Amendment(afterEpoch, DateTime.UtcNow.ToString("O"), changes)] };
     }
 
     /// <summary>
@@ -282,25 +302,40 @@ public sealed record RunConfig(
     };
 
     /// <summary>The first difference between two identities as "path: recorded X, now Y", or null when they match.</summary>
-    public static string? Difference(JsonNode? recorded, JsonNode? now, string path = "")
+    public static string? Difference(JsonNode? recorded, JsonNode? now) =>
+        Differences(recorded, now).Select(d => $"{d.Setting}: recorded {Shorten(Compact(d.From))}, now {Shorten(Compact(d.To))}").FirstOrDefault();
+
+    /// <summary>Every value that differs between two JSON documents, by its path ("method.n", "epochs").</summary>
+    public static IEnumerable<(string Setting, JsonNode? From, JsonNode? To)> Differences(JsonNode? recorded, JsonNode? now, string path = "")
     {
         if (recorded is JsonObject a && now is JsonObject b)
-        {
-            foreach (string key in a.Select(p => p.Key).Union(b.Select(p => p.Key)))
-                if (Difference(a[key], b[key], path.Length == 0 ? key : $"{path}.{key}") is { } d) return d;
-            return null;
-        }
-        if (recorded is JsonArray x1 && now is JsonArray y1 && x1.Count == y1.Count)
-        {
-            for (int i = 0; i < x1.Count; i++)
-                if (Difference(x1[i], y1[i], $"{path}[{i}]") is { } d) return d;
-            return null;
-        }
-        string x = recorded?.ToJsonString(JsonOptions.Compact) ?? "null", y = now?.ToJsonString(JsonOptions.Compact) ?? "null";
-        return x == y ? null : $"{path}: recorded {Shorten(x)}, now {Shorten(y)}";
+            return a.Select(p => p.Key).Union(b.Select(p => p.Key)).SelectMany(key => Differences(a[key], b[key], path.Length == 0 ? key : $"{path}.{key}"));
+        if (recorded is JsonArray x && now is JsonArray y && x.Count == y.Count)
+            return Enumerable.Range(0, x.Count).SelectMany(i => Differences(x[i], y[i], $"{path}[{i}]"));
+        return Compact(recorded) == Compact(now) ? [] : [(path, recorded?.DeepClone(), now?.DeepClone())];
     }
 
+    internal static string Compact(JsonNode? node) => node?.ToJsonString(JsonOptions.Compact) ?? "null";
+
     static string Shorten(string json) => json.Length <= 120 ? json : json[..117] + "...";
+}
+
+/// <summary>Settings outside a run's identity that a resume changed (epochs, the learning rate, ...), recorded in config.json: after which epoch, when, and each setting's old and new value.</summary>
+public sealed record Amendment(int AfterEpoch, string Time, IReadOnlyList<(string Setting, JsonNode? From, JsonNode? To)> Changes)
+{
+    public JsonObject ToJson() => new()
+    {
+        ["after_epoch"] = AfterEpoch,
+        ["time"] = Time,
+        ["changes"] = new JsonObject(Changes.Select(c => KeyValuePair.Create(c.Setting, (JsonNode?)new JsonObject { ["from"] = c.From?.DeepClone(), ["to"] = c.To?.DeepClone() }))),
+    };
+
+    public static Amendment FromJson(JsonObject json, string where) => new(
+        RecordJson.Value<int>(json, "after_epoch", where), RecordJson.Value<string>(json, "time", where),
+        RecordJson.Object(json, "changes", where).Select(p => (p.Key, (p.Value as JsonObject)?["from"]?.DeepClone(), (p.Value as JsonObject)?["to"]?.DeepClone())).ToArray());
+
+    /// <summary>"epochs 1 → 2, learning_rate "cosine 0.1→0 over 1" → "cosine 0.1→0 over 2"".</summary>
+    public string Describe() => string.Join(", ", Changes.Select(c => $"{c.Setting} {RunConfig.Compact(c.From)} → {RunConfig.Compact(c.To)}"));
 }
 
 /// <summary>The controller's op and level distribution of one epoch (paper Fig. 6), from many policies drawn on their own stream.</summary>

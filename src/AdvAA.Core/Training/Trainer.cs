@@ -4,6 +4,7 @@ using System.Diagnostics;
 using System.IO;
 using System.Linq;
 using System.Text;
+using System.Text.Json.Nodes;
 using System.Threading;
 using AdvAA.Core.Augment;
 using AdvAA.Core.Backend;
@@ -51,6 +52,7 @@ public sealed class Trainer : IDisposable
     readonly bool channelsLast;
     readonly ProcessGroup? group = ProcessGroup.Current;
     Precision precision;
+    readonly PrecisionChoice precisionChoice;
 
     /// <summary>Whether this process writes the run folder: always, except on the ranks other than 0 of a distributed job.</summary>
     bool Writes => group is null || group.Rank == 0;
@@ -59,6 +61,8 @@ public sealed class Trainer : IDisposable
     public event EventHandler<EpochMetrics>? EpochCompleted;
     /// <summary>Raised with each progress line of a method's stage before training (TANDA's stage 1).</summary>
     public event EventHandler<string>? StageProgress;
+    /// <summary>Raised when a resumed run changes settings outside its identity (recorded in config.json's amendments).</summary>
+    public event EventHandler<Amendment>? SettingsAmended;
     /// <summary>Raised every few steps with the running loss.</summary>
     public event EventHandler<StepProgress>? StepCompleted;
 
@@ -77,9 +81,19 @@ public sealed class Trainer : IDisposable
         space = this.config.Method.TrainingSpace(config.Space).SizedTo(train.Height, train.Width);
         device = TorchBackend.ResolveDevice(TorchBackend.ParseDevice(config.Device));
         if (group != null) device = group.DeviceFor(device);
-        precision = Precisions.Resolve(Precisions.Parse(config.Precision), device, out string? warning);
-        PrecisionWarning = warning;
         channelsLast = config.MemoryFormat == MemoryFormats.ChannelsLast;
+        // Rank 0 chooses (auto may time the model's step) and every rank takes its choice.
+        string? warning = null;
+        long[] imageShape = [train.Channels, train.Height, train.Width];
+        int classes = train.Classes.Count;
+        PrecisionChoice? chosen = group is null || group.Rank == 0
+            ? Precisions.Choose(Precisions.Parse(config.Precision), device,
+                $"{config.Model}, {classes} classes, {string.Join("x", imageShape)} images, batch {config.BatchSize}, {config.MemoryFormat}",
+                p => StepRate.Measure(device, config.Model, classes, imageShape, config.BatchSize, p, channelsLast, steps: 3, seconds: 10), out warning)
+            : null;
+        precisionChoice = group is null ? chosen! : PrecisionChoice.FromJson(JsonNode.Parse(group.Broadcast(chosen?.ToJson().ToJsonString() ?? "")))!;
+        precision = precisionChoice.Precision;
+        PrecisionWarning = warning;
         model = ModelRegistry.Create(config.Model, train.Classes.Count, config.Dropout, EpochStreams.SeedOf(config.Seed, 0, EpochStreams.ModelInitStream));
         // Read before anything is written: a file that does not fit stops the run with nothing changed
         // (a resumed run reads it too, and then takes its checkpoint's weights).
@@ -105,9 +119,26 @@ public sealed class Trainer : IDisposable
             if (method is IStagedMethod { TrainsStage: true })
                 throw new DistributedException(
                     $"method {config.Method.Name} trains its first stage in one process: run it once without --distributed (it can stop after stage 1 with --epochs 1), then reuse that stage with --distributed (tanda: --from RUN)");
-            // Before anything is written: a rank with other settings stops the job.
-            group.EnsureSame("the run's settings", Describe().Identity().ToJsonString());
+            // Before anything is written: a rank with other settings stops the job, rank 0 naming the first that differs.
+            JsonObject settings = SharedSettings();
+            if (group.FirstDisagreement(settings.ToJsonString()) is { } other)
+                throw new DistributedException(
+                    $"the ranks disagree on the run's settings: rank {other.Rank} differs from rank 0 in " +
+                    $"{RunConfig.Differences(settings, JsonNode.Parse(other.Text)).Select(d => $"{d.Setting} (rank 0: {RunConfig.Compact(d.From)}, rank {other.Rank}: {RunConfig.Compact(d.To)})").FirstOrDefault()}. " +
+                    "Start every rank with the same command and files");
         }
+    }
+
+    /// <summary>
+    /// What every rank of a job must agree on: the resolved experiment and the data's identity, less
+    /// what is each rank's own (its device, the data's and the initial weights' paths).
+    /// </summary>
+    JsonObject SharedSettings()
+    {
+        JsonObject settings = config.Record(space, precision).ToJson();
+        foreach (string own in new[] { "device", "data", "init" }) settings.Remove(own);
+        settings["data"] = dataRecord.Identity();
+        return settings;
     }
 
     /// <summary>Parameters of the target model.</summary>
@@ -128,7 +159,7 @@ public sealed class Trainer : IDisposable
         NativeBackend backend = TorchBackend.Initialize(TorchBackend.ParseDevice(config.Device));
         return new RunConfig(typeof(Trainer).Assembly.GetName().Version?.ToString(3), typeof(torch).Assembly.GetName().Version?.ToString(3),
             backend.LibTorchVersion, backend.Kind, device.ToString(), Machine.Describe(), DateTime.UtcNow.ToString("O"), config.Record(space, precision), dataRecord,
-            ParameterCount, config.Origin);
+            ParameterCount, config.Origin, precisionChoice);
     }
 
     /// <summary>
@@ -158,6 +189,12 @@ public sealed class Trainer : IDisposable
                     : difference.StartsWith("method", StringComparison.Ordinal) ? $" (the method now: {config.Method.Name}, {config.Method.Summary})" : "";
                 throw new RunFolderException(
                     $"run folder {run.Path} holds another run: {difference}{context}. Resume it with the settings it was started with, or start a new run with another --out");
+            }
+            // Settings outside the identity (epochs, learning rate, ...) may change on resume; config.json records each change.
+            if (Writes && recorded.Amended(description.Experiment, Checkpoints.Latest(run)?.Epoch ?? 0) is { } amended)
+            {
+                run.WriteConfig(amended);
+                SettingsAmended?.Invoke(this, amended.Amendments![^1]);
             }
         }
         else if (Writes) run.WriteConfig(description);
