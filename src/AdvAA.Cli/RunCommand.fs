@@ -7,7 +7,7 @@ open AdvAA.Dsl
 /// Compiles the script and reads its experiments, printing warnings; compile, script and
 /// validation errors are printed as `file:line:column: error ...` and give the exit code.
 let load (commandLine: RunCommandLine) : Result<Script.Loaded, int> =
-    match Script.load commandLine.Script commandLine.Arguments commandLine.Overrides with
+    match Script.load commandLine.Script commandLine.Arguments commandLine.Overrides commandLine.ScriptTimeout with
     | Ok loaded ->
         for w in loaded.Warnings do
             eprintfn "%s" (ScriptError.format w)

@@ -99,11 +99,13 @@ type RunArgs =
     | Init of file: string
     | Report
     | Distributed
+    | Script_Timeout of seconds: int
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Script _ -> "the experiment script (.fsx), then arguments for the script itself (fsi.CommandLineArgs)."
+            | Script_Timeout _ -> sprintf "seconds the script may take to compile and run its top-level code (default %g); a script is code, and check runs it too." ScriptHost.defaultTimeout.TotalSeconds
             | Epochs _ -> "train this many epochs instead of the script's."
             | Device _ -> "auto|cpu|cuda instead of the script's device."
             | Out _ -> "the run folder (must not exist or be empty; default runs/<name>-<yyyyMMdd-HHmmss>)."
@@ -132,7 +134,9 @@ type RunCommandLine =
       /// --report: write each finished run's report.
       Report: bool
       /// --distributed: this process is one rank of a data-parallel job.
-      Distributed: bool }
+      Distributed: bool
+      /// --script-timeout: how long compiling and running the script's top-level code may take.
+      ScriptTimeout: TimeSpan }
 
 [<RequireQualifiedAccess>]
 module CommandLine =
@@ -195,7 +199,12 @@ module CommandLine =
           Resume = resume
           Replay = List.ofArray (results.Parser.PrintCommandLineArguments kept)
           Report = results.Contains RunArgs.Report
-          Distributed = results.Contains RunArgs.Distributed }
+          Distributed = results.Contains RunArgs.Distributed
+          ScriptTimeout =
+            results.TryGetResult RunArgs.Script_Timeout
+            |> CommandLineParam.atLeast bounds "--script-timeout" 1
+            |> Option.map (float >> TimeSpan.FromSeconds)
+            |> Option.defaultValue ScriptHost.defaultTimeout }
 
     /// Quotes an argument for a POSIX shell when it needs it.
     let quote (argument: string) =

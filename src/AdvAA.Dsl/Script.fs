@@ -12,8 +12,8 @@ module Script =
     /// Compiles and runs the script (`fsi.CommandLineArgs` = the script, then `arguments`), reads
     /// its `experiments` (a list) if it defines one, else its `experiment`, applies the overrides
     /// and validates. Every problem names the script and, where known, the line.
-    let load (path: string) (arguments: string list) (overrides: Overrides) : Result<Loaded, ScriptError list> =
-        ScriptHost.evaluateScriptWith arguments path
+    let load (path: string) (arguments: string list) (overrides: Overrides) (timeout: System.TimeSpan) : Result<Loaded, ScriptError list> =
+        ScriptHost.evaluateScriptWithin timeout arguments path
         |> Result.bind (fun script ->
             use script = script
             let declared =

@@ -297,9 +297,11 @@ module ScriptHost =
             writeWarnings (Path.Combine(folder, warningsFile)) reported
             Ok reported
 
-    /// The compiled script for `fullPath` from the cache, compiling it into the cache on a miss.
-    /// A cache that cannot be written falls back to a temporary folder.
-    let private compiled (path: string) (fullPath: string) : Result<string * ScriptError list * bool, ScriptError list> =
+    /// The compiled script for `fullPath` from the cache, compiling it into the cache on a miss:
+    /// its assembly, warnings, whether it came from the cache, and the folder to delete once the
+    /// assembly is loaded (a compilation that could not be stored in the cache: a cache folder that
+    /// cannot be written falls back to a temporary folder, which does not outlive the evaluation).
+    let private compiled (path: string) (fullPath: string) : Result<string * ScriptError list * bool * string option, ScriptError list> =
         let key = cacheKey (sources fullPath)
         let cache = cacheFolder ()
         let entry = Path.Combine(cache, key)
@@ -310,16 +312,16 @@ module ScriptHost =
                 if File.Exists dll && File.Exists warnings then Some(readWarnings warnings) else None
             with _ -> None
         match hit with
-        | Some w -> Ok(dll, w, true)
+        | Some w -> Ok(dll, w, true, None)
         | None ->
-            let temporary = Path.Combine(cache, sprintf "%s.tmp-%d" key Environment.ProcessId)
+            let fresh (folder: string) =
+                if Directory.Exists folder then Directory.Delete(folder, true)
+                Directory.CreateDirectory folder |> ignore
+                folder
             let folder, cacheable =
-                try
-                    Directory.CreateDirectory cache |> ignore
-                    temporary, true
+                try fresh (Path.Combine(cache, sprintf "%s.tmp-%d" key Environment.ProcessId)), true
                 with :? IOException | :? UnauthorizedAccessException ->
-                    Path.Combine(Path.GetTempPath(), sprintf "advaa-script-%s-%d" key Environment.ProcessId), false
-            if Directory.Exists folder then Directory.Delete(folder, true)
+                    fresh (Path.Combine(Path.GetTempPath(), sprintf "advaa-script-%s-%d" key Environment.ProcessId)), false
             match compile path fullPath ("advaa-script-" + key[..15]) folder with
             | Error problems ->
                 (try Directory.Delete(folder, true) with _ -> ())
@@ -329,10 +331,10 @@ module ScriptHost =
                 try
                     if Directory.Exists entry then Directory.Delete(entry, true)
                     Directory.Move(folder, entry)
-                    Ok(dll, reported, false)
+                    Ok(dll, reported, false, None)
                 with :? IOException | :? UnauthorizedAccessException ->
-                    Ok(Path.Combine(folder, assemblyFile), reported, false)
-            | Ok reported -> Ok(Path.Combine(folder, assemblyFile), reported, false)
+                    Ok(Path.Combine(folder, assemblyFile), reported, false, Some folder)
+            | Ok reported -> Ok(Path.Combine(folder, assemblyFile), reported, false, Some folder)
 
     /// The module of the script's own top-level values: `Probe` for probe.fsx.
     let private scriptModule (assembly: Assembly) (fullPath: string) =
@@ -359,17 +361,20 @@ module ScriptHost =
         // A context of its own per evaluation: the script's top-level code runs afresh each time;
         // its references resolve to this process's assemblies (the default context).
         // From its bytes, not its path: the runtime keeps images by path, so a rewritten entry would load stale.
-        let load (dll: string) =
-            use image = new MemoryStream(File.ReadAllBytes dll)
-            AssemblyLoadContext("advaa-script:" + fullPath, isCollectible = false).LoadFromStream image
+        let load (dll: string) (uncached: string option) =
+            try
+                use image = new MemoryStream(File.ReadAllBytes dll)
+                AssemblyLoadContext("advaa-script:" + fullPath, isCollectible = false).LoadFromStream image
+            finally
+                uncached |> Option.iter (fun folder -> try Directory.Delete(folder, true) with _ -> ())
         readable
         |> Result.bind (fun () -> compiled path fullPath)
-        |> Result.bind (fun (dll, warnings, cached) ->
-            try Ok(load dll, warnings, cached)
+        |> Result.bind (fun (dll, warnings, cached, uncached) ->
+            try Ok(load dll uncached, warnings, cached)
             with :? BadImageFormatException | :? FileLoadException when cached ->
                 // A damaged cache entry (a full disk, a killed copy): compile it again.
                 (try Directory.Delete(Path.GetDirectoryName dll |> nonNull, true) with _ -> ())
-                compiled path fullPath |> Result.map (fun (dll, warnings, cached) -> load dll, warnings, cached))
+                compiled path fullPath |> Result.map (fun (dll, warnings, cached, uncached) -> load dll uncached, warnings, cached))
         |> Result.bind (fun (assembly, warnings, cached) ->
             let scriptType = scriptModule assembly fullPath
             ScriptHost.Fsi.CommandLineArgs <- Array.ofList (fullPath :: arguments)
@@ -400,6 +405,26 @@ module ScriptHost =
                     Error(warnings @ [ thrownAt ])
             finally
                 ScriptHost.Hosting.Value <- wasHosted)
+
+    /// How long `check` and `run` wait for a script to compile and run its top-level code, unless told otherwise.
+    let defaultTimeout = TimeSpan.FromSeconds 120.0
+
+    /// `evaluateScriptWith`, given at most `timeout` to compile and run the script's top-level code
+    /// (on a thread of its own; a script is code, and one that loops or waits is reported, not
+    /// waited for). The thread of a script that overran is left running in the background: the
+    /// caller reports the error and ends the process.
+    let evaluateScriptWithin (timeout: TimeSpan) (arguments: string list) (path: string) : Result<EvaluatedScript, ScriptError list> =
+        let mutable result = None
+        // The compiler recurses deeply on large expressions: a main-thread-sized stack.
+        let worker = Thread((fun () -> result <- Some(evaluateScriptWith arguments path)), 64 * 1024 * 1024)
+        worker.IsBackground <- true
+        worker.Start()
+        if worker.Join timeout then result.Value
+        else
+            Error
+                [ problem path (
+                      sprintf "did not compile and run its top-level code within %g s. A script is code: `advaa check` and `advaa run` run its top level, so look there for a loop, a wait or a long computation; --script-timeout SECONDS allows longer"
+                          timeout.TotalSeconds) ]
 
     /// `evaluateScriptWith` without arguments: `fsi.CommandLineArgs` is the script alone.
     let evaluateScript (path: string) : Result<EvaluatedScript, ScriptError list> = evaluateScriptWith [] path
