@@ -67,6 +67,11 @@ let tests =
             Expect.equal (Precisions.ChooseByProbe(cache, "xeon; small", rates 1.0 1000.0)) xeon "cached: no new probe"
             Expect.equal probes 6 "none"
             Expect.equal (ProbeCache.All cache).Count 3 "three cached"
+            // The trainer's real probe: both rates measured; where bf16 is emulated, fp32 wins by far.
+            let real = Precisions.ChooseByProbe(cache, "this machine; small", Func<Precision, float>(fun p -> StepRate.Measure(cpu, "small", 10, [| 3L; 32L; 32L |], 16L, p, true, 2, 5.0)))
+            Expect.isGreaterThan real.Fp32ImagesPerSecond.Value 0.0 "fp32 measured"
+            Expect.isGreaterThan real.Bf16ImagesPerSecond.Value 0.0 "bf16 measured"
+            if not fast then Expect.equal real.Precision Precision.Fp32 "emulated bf16 loses"
             let folder = RunFolder.Create(dir.File "run")
             train (bf16Config "bf16" 1) folder None |> ignore
             let config = folder.ReadConfig()
