@@ -4,6 +4,7 @@ module AdvAA.Cli.TrainCommand
 open System.IO
 open Argu
 open AdvAA.Core.Methods
+open AdvAA.Core.Models
 open AdvAA.Core.Training
 open AdvAA.Dsl
 
@@ -39,7 +40,7 @@ type TrainArgs =
         member a.Usage =
             match a with
             | Method _ -> sprintf "%s (default: adversarial; advaa methods describes each)." (MethodRegistry.Names |> String.concat ", ")
-            | Model _ -> "small, resnet18, wrn-28-10, wrn-40-2 or wrn-<depth>-<widen> (default: small)."
+            | Model _ -> sprintf "%s (default: small)." ModelRegistry.Choices
             | Data _ -> "a CIFAR-10/100 binary folder, an image folder with train/ and test/, a .tar.gz of one, or a folder with metadata.csv (default: the embedded sample)."
             | Epochs _ -> "epochs (default: 200)."
             | Instances _ -> "M, augmented copies of each batch (default: the method's, 8 for fixed, random and adversarial, else 1)."

@@ -110,7 +110,7 @@ let tests =
             let msg = throwsMessage<ArgumentException> (fun () -> ModelRegistry.Create("small", 0) |> ignore)
             containsAll msg [ "numClasses 0" ]
             let msg = throwsMessage<ArgumentException> (fun () -> ModelRegistry.Create("resnet18", 10, 0.3) |> ignore)
-            containsAll msg [ "'resnet18'"; "dropout 0.3"; "wrn-*" ]
+            containsAll msg [ "'resnet18'"; "dropout 0.3"; "only wrn-<depth>-<widen> models take dropout" ]
             let msg = throwsMessage<ArgumentException> (fun () -> ModelRegistry.Create("wrn-40-2", 10, 1.0) |> ignore)
             containsAll msg [ "dropout 1"; "[0, 1)" ]
         }

@@ -7,15 +7,56 @@ using static TorchSharp.torch;
 
 namespace AdvAA.Core.Models;
 
-/// <summary>The image classifiers for 32×32 inputs, by name.</summary>
+/// <summary>
+/// One architecture of the model table: the names it answers to and, for such a name, the network.
+/// </summary>
+/// <param name="Pattern">How its names look: "small", or "wrn-&lt;depth&gt;-&lt;widen&gt;" for a family.</param>
+/// <param name="Presets">Its names that help texts list.</param>
+/// <param name="Resolve">The model a (lower-case) name gives, null when the name is not this architecture's; a malformed or impossible shape is an <see cref="ArgumentException"/> naming it.</param>
+public sealed record Architecture(string Pattern, IReadOnlyList<string> Presets, Func<string, string, ModelShape?> Resolve);
+
+/// <summary>A model of the table: its name, what it is, whether it takes dropout, how to build it here and in PyTorch (<c>advaa_models.py</c>).</summary>
+public sealed record ModelShape(
+    string Name, string Description, bool TakesDropout,
+    Func<int, double, nn.Module<Tensor, Tensor>> Construct, Func<int, double, string> PythonConstructor);
+
+/// <summary>The image classifiers for 32×32 inputs: one table of architectures, read by name.</summary>
 public static class ModelRegistry
 {
-    private const string Small = "small";
-    private const string ResNet18 = "resnet18";
-    private const string WrnPrefix = "wrn-";
+    static ModelShape ResNetShape(string name, string title, int[] widths, int[] blocks, string description) =>
+        new(name, description, false, (classes, _) => new ResNet(title, widths, blocks, classes),
+            (classes, _) => $"ResNet([{string.Join(", ", widths)}], [{string.Join(", ", blocks)}], {classes})");
+
+    static Architecture Fixed(string name, ModelShape shape) => new(name, [name], (key, _) => key == name ? shape : null);
+
+    /// <summary>The architectures, one entry each: a new one is a network class plus a line here.</summary>
+    public static IReadOnlyList<Architecture> Table { get; } =
+    [
+        // ResNet-10 with widths 16/32/128 and blocks 1/1/2: 0.51M parameters but only about 20M
+        // multiply-adds per image, most of its width at 8x8 where convolutions are cheap; it trains
+        // about 3x faster on a CPU than a ResNet-14 at 32/64/128 (0.70M, 105M).
+        Fixed("small", ResNetShape("small", "ResNet-10-small", [16, 32, 128], [1, 1, 2],
+            "small: ResNet-10 (1/1/2 basic blocks, widths 16/32/128, 0.51M parameters), fast on a CPU")),
+        Fixed("resnet18", ResNetShape("resnet18", "ResNet-18", [64, 128, 256, 512], [2, 2, 2, 2],
+            "resnet18: ResNet-18 with the CIFAR stem (3x3 conv at stride 1, no max-pool), widths 64/128/256/512, about 11.2M parameters")),
+        new("wrn-<depth>-<widen>", ["wrn-28-10", "wrn-40-2"], WideResNetShape),
+    ];
 
     /// <summary>The named presets; any <c>wrn-&lt;depth&gt;-&lt;widen&gt;</c> is accepted too.</summary>
-    public static IReadOnlyList<string> Names { get; } = [Small, ResNet18, "wrn-28-10", "wrn-40-2"];
+    public static IReadOnlyList<string> Names { get; } = Table.SelectMany(a => a.Presets).ToArray();
+
+    /// <summary>The names a user may give, for help texts and messages: the presets, then the families' patterns.</summary>
+    public static string Choices { get; } =
+        string.Join(", ", Names) + string.Concat(Table.Where(a => !a.Presets.Contains(a.Pattern)).Select(a => $", or any {a.Pattern}"));
+
+    /// <summary>The model a name gives (case-insensitive).</summary>
+    /// <exception cref="ArgumentException">An unknown name, or a family's name with an impossible shape.</exception>
+    public static ModelShape Resolve(string name)
+    {
+        string key = name.Trim().ToLowerInvariant();
+        return Table.Select(a => a.Resolve(key, name)).FirstOrDefault(m => m != null)
+            ?? throw new ArgumentException($"unknown model '{name}': expected {Choices}", nameof(name));
+    }
 
     /// <summary>
     /// A freshly initialised model taking normalised float32 [N,3,32,32] and returning logits [N, numClasses].
@@ -26,7 +67,8 @@ public static class ModelRegistry
     /// dropout outside [0, 1), or dropout for a model without dropout.</exception>
     public static nn.Module<Tensor, Tensor> Create(string name, int numClasses, double dropout = 0.0, long seed = 0)
     {
-        var model = Construct(name, numClasses, dropout);
+        Check(name, dropout);
+        var model = Resolve(name).Construct(numClasses, dropout);
         using var generator = new Generator((ulong)seed);
         Initialization.Apply(model, generator);
         return model;
@@ -36,49 +78,17 @@ public static class ModelRegistry
     /// <exception cref="ArgumentException">As <see cref="Create"/>.</exception>
     public static void Check(string name, double dropout)
     {
-        string key = name.Trim().ToLowerInvariant();
-        if (TryParseWideResNet(key, name, out int depth, out int widen))
-        {
-            WideResNet.CheckShape(depth, widen);
-            CheckHead(1, dropout);
-            return;
-        }
-        if (key is not (Small or ResNet18))
-            throw new ArgumentException($"unknown model '{name}': expected one of {string.Join(", ", Names)}, or wrn-<depth>-<widen>", nameof(name));
-        if (dropout != 0.0)
-            throw new ArgumentException($"model '{name}' has no dropout, but dropout {dropout.ToString(CultureInfo.InvariantCulture)} was given: only wrn-* models take dropout", nameof(dropout));
+        ModelShape model = Resolve(name);
+        if (model.TakesDropout) CheckHead(1, dropout);
+        else if (dropout != 0.0)
+            throw new ArgumentException($"model '{name}' has no dropout, but dropout {dropout.ToString(CultureInfo.InvariantCulture)} was given: only {string.Join(", ", Table.Where(a => Resolve(a.Presets[0]).TakesDropout).Select(a => a.Pattern))} models take dropout", nameof(dropout));
     }
-
-    static nn.Module<Tensor, Tensor> Construct(string name, int numClasses, double dropout)
-    {
-        Check(name, dropout);
-        string key = name.Trim().ToLowerInvariant();
-        if (TryParseWideResNet(key, name, out int depth, out int widen))
-            return new WideResNet(depth, widen, dropout, numClasses);
-        var (title, widths, blocks) = ResNetShape(key);
-        return new ResNet(title, widths, blocks, numClasses);
-    }
-
-    static (string Title, int[] Widths, int[] Blocks) ResNetShape(string key) => key == Small
-        // ResNet-10 with widths 16/32/128 and blocks 1/1/2: 0.51M parameters but only about 20M
-        // multiply-adds per image, most of its width at 8x8 where convolutions are cheap; it trains
-        // about 3x faster on a CPU than a ResNet-14 at 32/64/128 (0.70M, 105M).
-        ? ("ResNet-10-small", [16, 32, 128], [1, 1, 2])
-        : ("ResNet-18", [64, 128, 256, 512], [2, 2, 2, 2]);
 
     /// <summary>
     /// The Python expression that builds the same network with the classes of <c>advaa_models.py</c>
     /// (<see cref="PythonModels"/>), e.g. <c>ResNet([16, 32, 128], [1, 1, 2], 10)</c>.
     /// </summary>
-    public static string PythonConstructor(string name, int numClasses, double dropout = 0.0)
-    {
-        string key = name.Trim().ToLowerInvariant();
-        Describe(name);
-        if (TryParseWideResNet(key, name, out int depth, out int widen))
-            return $"WideResNet({depth}, {widen}, {dropout.ToString("R", CultureInfo.InvariantCulture)}, {numClasses})";
-        var (_, widths, blocks) = ResNetShape(key);
-        return $"ResNet([{string.Join(", ", widths)}], [{string.Join(", ", blocks)}], {numClasses})";
-    }
+    public static string PythonConstructor(string name, int numClasses, double dropout = 0.0) => Resolve(name).PythonConstructor(numClasses, dropout);
 
     /// <summary>The PyTorch definitions of the registry's networks, with the same state-dict names (a Python module).</summary>
     public static string PythonModels
@@ -97,21 +107,7 @@ public static class ModelRegistry
 
     /// <summary>One line describing a model name, for help texts.</summary>
     /// <exception cref="ArgumentException">The name is not a model (as <see cref="Create"/>).</exception>
-    public static string Describe(string name)
-    {
-        string key = name.Trim().ToLowerInvariant();
-        if (TryParseWideResNet(key, name, out int depth, out int widen))
-        {
-            WideResNet.CheckShape(depth, widen);
-            return $"{key}: WideResNet-{depth}-{widen} (Zagoruyko & Komodakis), {(depth - 4) / 6} pre-activation basic blocks per stage, widths {16 * widen}/{32 * widen}/{64 * widen}, optional dropout";
-        }
-        return key switch
-        {
-            Small => $"{Small}: ResNet-10 (1/1/2 basic blocks, widths 16/32/128, 0.51M parameters), fast on a CPU",
-            ResNet18 => $"{ResNet18}: ResNet-18 with the CIFAR stem (3x3 conv at stride 1, no max-pool), widths 64/128/256/512, about 11.2M parameters",
-            _ => throw new ArgumentException($"unknown model '{name}': expected one of {string.Join(", ", Names)}, or wrn-<depth>-<widen>", nameof(name)),
-        };
-    }
+    public static string Describe(string name) => Resolve(name).Description;
 
     /// <summary>Checks what every classifier head needs (shared by the model constructors).</summary>
     internal static void CheckHead(int numClasses, double dropout)
@@ -122,17 +118,23 @@ public static class ModelRegistry
             throw new ArgumentException($"dropout {dropout.ToString(CultureInfo.InvariantCulture)} is not valid: expected a rate in [0, 1)", nameof(dropout));
     }
 
-    /// <summary>Parses "wrn-&lt;depth&gt;-&lt;widen&gt;" (the values are checked by <see cref="WideResNet"/>);
-    /// a "wrn-" name with other text is an error naming it.</summary>
-    private static bool TryParseWideResNet(string key, string name, out int depth, out int widen)
+    /// <summary>
+    /// "wrn-&lt;depth&gt;-&lt;widen&gt;": a WideResNet of that shape (checked by <see cref="WideResNet"/>); null for
+    /// other names; a "wrn-" name with other text is an error naming it.
+    /// </summary>
+    static ModelShape? WideResNetShape(string key, string name)
     {
-        depth = widen = 0;
-        if (!key.StartsWith(WrnPrefix, StringComparison.Ordinal)) return false;
-        string[] parts = key[WrnPrefix.Length..].Split('-');
-        if (parts.Length == 2
-            && int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out depth)
-            && int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out widen))
-            return true;
-        throw new ArgumentException($"model '{name}' is not a WideResNet name: expected wrn-<depth>-<widen> with two integers, e.g. wrn-28-10", nameof(name));
+        const string prefix = "wrn-";
+        if (!key.StartsWith(prefix, StringComparison.Ordinal)) return null;
+        string[] parts = key[prefix.Length..].Split('-');
+        if (parts.Length != 2
+            || !int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out int depth)
+            || !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out int widen))
+            throw new ArgumentException($"model '{name}' is not a WideResNet name: expected wrn-<depth>-<widen> with two integers, e.g. wrn-28-10", nameof(name));
+        WideResNet.CheckShape(depth, widen);
+        return new ModelShape(key,
+            $"{key}: WideResNet-{depth}-{widen} (Zagoruyko & Komodakis), {(depth - 4) / 6} pre-activation basic blocks per stage, widths {16 * widen}/{32 * widen}/{64 * widen}, optional dropout",
+            true, (classes, dropout) => new WideResNet(depth, widen, dropout, classes),
+            (classes, dropout) => $"WideResNet({depth}, {widen}, {dropout.ToString("R", CultureInfo.InvariantCulture)}, {classes})");
     }
 }
