@@ -15,7 +15,7 @@ run() { # name, then its flags
 }
 policy=$out/policy.json
 echo '{ "format": "advaa-policy", "version": 1, "subPolicies": [ [ { "op": "Rotate", "level": 3 }, { "op": "Color", "level": 6 } ] ] }' > "$policy"
-[ -d "$out/spurious" ] || "$advaa" patching make-spurious --out "$out/spurious" --train-per-class 24 --val-per-group 4 --test-per-group 6 > /dev/null
+[ -d "$out/spurious" ] || "$advaa" patching make-spurious --out "$out/spurious" --train-per-class 40 --correlation 0.9 --val-per-group 4 --test-per-group 6 > /dev/null
 for m in baseline cutout autoaugment randaugment trivialaugment fixed uncertainty uncertainty-space; do run "$m" --method "$m"; done
 run random --method random --instances 2
 run adversarial --method adversarial --instances 2

@@ -23,7 +23,8 @@ let session (command: string) (arguments: string list) (report: bool) =
       Cancel = Threading.CancellationToken.None
       Program = [ "advaa"; command ]
       Arguments = arguments
-      Report = report }
+      Report = report
+      Ranks = None }
 
 /// The informational version of the assembly that defines `t`.
 let versionOf (t: Type) =

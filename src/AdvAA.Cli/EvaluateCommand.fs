@@ -5,6 +5,7 @@ module AdvAA.Cli.EvaluateCommand
 open System.IO
 open System.Text.Json.Nodes
 open Argu
+open AdvAA.Core
 open AdvAA.Core.Data
 open AdvAA.Core.Training
 open AdvAA.Dsl
@@ -50,7 +51,7 @@ let evaluate (folder: string) (data: string option) (epoch: int option) (device:
     json["confusion"] <-
         JsonArray([| for r in 0 .. classes.Length - 1 -> JsonArray([| for c in 0 .. classes.Length - 1 -> JsonValue.Create e.Confusion[r, c] :> JsonNode | null |]) :> JsonNode | null |])
     let jsonPath = Path.Combine(outDir, "evaluation.json")
-    RunFolder.WriteAtomically(jsonPath, json.ToJsonString(JsonOptions.Indented) + "\n")
+    AtomicFile.Write(jsonPath, json.ToJsonString(JsonOptions.Indented) + "\n")
     let png =
         Report.confusionMatrix (sprintf "%s, epoch %d: %.2f%% on %d images" (Path.GetFileName trained.Folder) trained.Epoch (100.0 * e.Accuracy) e.Images)
             classes e.Confusion (Path.Combine(outDir, "confusion-matrix.png"))

@@ -4,6 +4,7 @@ module AdvAA.Cli.PolicyCommand
 
 open System.IO
 open Argu
+open AdvAA.Core
 open AdvAA.Core.Augment
 open AdvAA.Core.Training
 open AdvAA.Dsl
@@ -51,7 +52,7 @@ let private export (args: ParseResults<ExportArgs>) =
         fail (sprintf "%s already exists: choose another --out (an export never overwrites a file)" out)
     else
         let document = exportable (args.GetResult Run) (args.TryGetResult Epoch)
-        RunFolder.WriteAtomically(out, PolicyJson.Serialize document)
+        AtomicFile.Write(out, PolicyJson.Serialize document)
         printfn "wrote %s: %s" out (document.Describe())
         printfn "train with it: advaa train --policy %s  (the ops are the run's; use the same search space)" out
         ExitCode.ok

@@ -4,6 +4,7 @@ module AdvAA.Cli.PredictCommand
 open System.IO
 open Argu
 open TorchSharp
+open AdvAA.Core
 open AdvAA.Core.Data
 open AdvAA.Core.Training
 open AdvAA.Dsl

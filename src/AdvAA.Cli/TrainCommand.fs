@@ -3,6 +3,7 @@ module AdvAA.Cli.TrainCommand
 
 open System.IO
 open Argu
+open AdvAA.Core
 open AdvAA.Core.Methods
 open AdvAA.Core.Models
 open AdvAA.Core.Training

@@ -5,6 +5,7 @@ open System.IO
 open System.Text.Json.Nodes
 open System.Text.RegularExpressions
 open Argu
+open AdvAA.Core
 open AdvAA.Core.Augment
 open AdvAA.Core.Backend
 open AdvAA.Core.Methods
@@ -753,11 +754,11 @@ module Experiment =
             match RunConfig.Difference(recorded, comparable) with
             | null ->
                 if comparableRuns.Count < entries.Count then
-                    RunFolder.WriteAtomically(path, current.ToJsonString(JsonOptions.Indented) + "\n")
+                    AtomicFile.Write(path, current.ToJsonString(JsonOptions.Indented) + "\n")
             | difference ->
                 raise (RunFolderException(sprintf "study folder %s holds another grid: %s. Resume it with the study it was started with (arms and seeds may be added), or start a new one with another --out" folder difference))
         else
-            RunFolder.WriteAtomically(path, current.ToJsonString(JsonOptions.Indented) + "\n")
+            AtomicFile.Write(path, current.ToJsonString(JsonOptions.Indented) + "\n")
 
     /// Runs validated experiments: one in its folder (`out`, else its Out, else a new one under
     /// runs/), several in turn in subfolders of `out` (else runs/comparison-<time>) and then a
@@ -833,7 +834,8 @@ module Experiment =
                               Cancel = Threading.CancellationToken.None
                               Program = [ "dotnet"; "fsi" ]
                               Arguments = commandLine.Replay
-                              Report = commandLine.Report }
+                              Report = commandLine.Report
+                              Ranks = None }
                         Runner.asRanks commandLine.Distributed session (fun session -> execute session commandLine.Overrides.Out commandLine.Resume experiments)
                 with
                 | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText ->

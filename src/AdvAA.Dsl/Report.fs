@@ -7,6 +7,7 @@ open System.IO
 open System.Net
 open System.Text
 open System.Text.Json.Nodes
+open AdvAA.Core
 open AdvAA.Core.Training
 
 /// One run folder, read and checked.
@@ -320,5 +321,5 @@ let html (runs: RunData list) (images: string list) =
 let write (runs: RunData list) (outDir: string) (extraImages: string list) =
     let images = writePlots runs outDir @ extraImages
     let index = Path.Combine(outDir, "index.html")
-    RunFolder.WriteAtomically(index, html runs images)
+    AtomicFile.Write(index, html runs images)
     index

@@ -6,6 +6,7 @@ open System.Diagnostics
 open System.IO
 open System.Text.Json.Nodes
 open System.Threading
+open AdvAA.Core
 open AdvAA.Core.Augment
 open AdvAA.Core.Backend
 open AdvAA.Core.Data
@@ -31,7 +32,9 @@ type Session =
       /// Its arguments without --out and --resume.
       Arguments: string list
       /// Write the report of every finished run (`advaa report`) at the end.
-      Report: bool }
+      Report: bool
+      /// The data-parallel job this process is a rank of (`asRanks` with --distributed), or None.
+      Ranks: ProcessGroup option }
 
 /// One finished (or interrupted) run.
 type Outcome =
@@ -97,16 +100,16 @@ module Runner =
         | _ -> None
 
     /// Distributed: rank 0 makes or opens a folder and the other ranks take the path it names; alone: `make ()`.
-    let private onRankZero (make: unit -> string) : string =
-        match ProcessGroup.Current with
-        | null -> make ()
-        | ranks -> ranks.Broadcast(if ranks.Rank = 0 then make () else "")
+    let private onRankZero (session: Session) (make: unit -> string) : string =
+        match session.Ranks with
+        | None -> make ()
+        | Some ranks -> ranks.Broadcast(if ranks.Rank = 0 then make () else "")
 
     /// Whether this process writes run and study folders (not the ranks other than 0 of a distributed job).
-    let private writes () =
-        match ProcessGroup.Current with
-        | null -> true
-        | ranks -> ranks.Rank = 0
+    let private writes (session: Session) =
+        match session.Ranks with
+        | None -> true
+        | Some ranks -> ranks.Rank = 0
 
     /// Runs `work` as this process's part of a data-parallel job when `distributed` (see
     /// ProcessGroup): ranks other than 0 print nothing and write nothing; an error on one rank is
@@ -115,12 +118,12 @@ module Runner =
         if not distributed then work session
         else
             use ranks = ProcessGroup.Start()
-            let quiet = { session with Display = { Out = TextWriter.Null; Live = false }; Report = false }
+            let quiet = { session with Display = { Out = TextWriter.Null; Live = false }; Report = false; Ranks = Some ranks }
             if ranks.Rank = 0 then
                 session.Display.Out.WriteLine(
                     sprintf "ranks    %d (%s, %s; %d here, %d CPU threads each)" ranks.Size ranks.Launcher ranks.MpiLibrary ranks.LocalSize (torch.get_num_threads ()))
             try
-                work (if ranks.Rank = 0 then session else quiet)
+                work (if ranks.Rank = 0 then { session with Ranks = Some ranks } else quiet)
             with e ->
                 let who = if ranks.Rank = 0 then "" else sprintf "rank %d of %d: " ranks.Rank ranks.Size
                 match e, errorMessage e with
@@ -223,11 +226,11 @@ module Runner =
     let private train (session: Session) (data: DataSplits) (openFolder: unit -> RunFolder) (name: string) (config: TrainConfig) : Outcome =
         let out = session.Display.Out
         let config = fitLimits out config data
-        use trainer = new Trainer(config.WithOrigin(origin session), data)
+        use trainer = new Trainer(config.WithOrigin(origin session), data, Option.toObj session.Ranks)
         let folder =
-            match ProcessGroup.Current with
-            | null -> openFolder ()
-            | _ -> RunFolder.Shared(onRankZero (fun () -> (openFolder ()).Path))
+            match session.Ranks with
+            | None -> openFolder ()
+            | Some _ -> RunFolder.Shared(onRankZero session (fun () -> (openFolder ()).Path))
         match trainer.PrecisionWarning with
         | null -> ()
         | warning -> out.WriteLine(sprintf "warning  %s" warning)
@@ -394,8 +397,8 @@ module Runner =
                     let full = Path.GetFullPath path
                     if not (Directory.Exists full) then raise (RunFolderException(RunFolder.Missing full))
                     full
-                | None -> onRankZero (fun () -> (create out groupName).Path)
-            if writes () then prepare group
+                | None -> onRankZero session (fun () -> (create out groupName).Path)
+            if writes session then prepare group
             let rec loop (outcomes: Outcome list) (remaining: (string * TrainConfig) list) =
                 match remaining with
                 | [] -> List.rev outcomes
@@ -406,7 +409,7 @@ module Runner =
                     let key = config.Data |> Option.ofObj |> Option.defaultValue ""
                     let outcome = train session sources[key] folder name config
                     if outcome.Completed then
-                        if writes () then completed [ for n, _ in List.take (outcomes.Length + 1) runs -> n ]
+                        if writes session then completed [ for n, _ in List.take (outcomes.Length + 1) runs -> n ]
                         loop (outcome :: outcomes) rest
                     else
                         stopped session group outcome

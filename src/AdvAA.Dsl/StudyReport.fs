@@ -8,6 +8,7 @@ open System
 open System.IO
 open System.Text
 open System.Text.Json.Nodes
+open AdvAA.Core
 open AdvAA.Core.Methods
 open AdvAA.Core.Training
 open AdvAA.Dsl.Report
@@ -273,7 +274,7 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
         n["op_distance"] <- JsonOptions.Number ops
         n["level_distance"] <- JsonOptions.Number levels
         json["controller_noise"] <- n)
-    RunFolder.WriteAtomically(Path.Combine(folder, "summary.json"), json.ToJsonString(JsonOptions.Indented) + "\n")
+    AtomicFile.Write(Path.Combine(folder, "summary.json"), json.ToJsonString(JsonOptions.Indented) + "\n")
 
     let md = StringBuilder()
     let line (s: string) = md.AppendLine s |> ignore
@@ -347,5 +348,5 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
     line ""
     for image in images do line (sprintf "![%s](%s)" (Path.GetFileNameWithoutExtension image) (Path.GetFileName image))
     let path = Path.Combine(folder, "summary.md")
-    RunFolder.WriteAtomically(path, md.ToString())
+    AtomicFile.Write(path, md.ToString())
     path

@@ -7,6 +7,7 @@ open System.Text.Json.Nodes
 open System.Threading
 open Expecto
 open TorchSharp
+open AdvAA.Core
 open AdvAA.Core.Data
 open AdvAA.Core.Models
 open AdvAA.Core.Search

@@ -6,6 +6,7 @@ open System.Text.Json.Nodes
 open System.Threading
 open Expecto
 open TorchSharp
+open AdvAA.Core
 open AdvAA.Core.Augment
 open AdvAA.Core.Backend
 open AdvAA.Core.Methods
@@ -34,7 +35,8 @@ let session (out: TextWriter) =
       Cancel = CancellationToken.None
       Program = [ "advaa"; "run" ]
       Arguments = [ "test.fsx" ]
-      Report = false }
+      Report = false
+      Ranks = None }
 
 /// A custom op adding its magnitude to every pixel; it records the magnitudes it was given.
 let private adder (seen: ResizeArray<float32>) =

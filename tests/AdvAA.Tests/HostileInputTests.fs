@@ -12,6 +12,7 @@ open System.Text
 open System.Text.Json.Nodes
 open Expecto
 open SkiaSharp
+open AdvAA.Core
 open AdvAA.Core.Data
 open AdvAA.Core.Models
 open AdvAA.Core.Training

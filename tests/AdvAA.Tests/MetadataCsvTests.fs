@@ -4,6 +4,7 @@ open System
 open System.IO
 open Expecto
 open SkiaSharp
+open AdvAA.Core
 open AdvAA.Core.Data
 open AdvAA.Core.Training
 open AdvAA.Tests.TestSupport

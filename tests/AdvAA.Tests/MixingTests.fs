@@ -3,6 +3,7 @@ module AdvAA.Tests.MixingTests
 open System
 open Expecto
 open TorchSharp
+open AdvAA.Core
 open AdvAA.Core.Augment
 open AdvAA.Core.Backend
 open AdvAA.Core.Training

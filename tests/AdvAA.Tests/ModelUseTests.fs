@@ -6,6 +6,7 @@ open System.Text.Json.Nodes
 open Expecto
 open SkiaSharp
 open TorchSharp
+open AdvAA.Core
 open AdvAA.Core.Data
 open AdvAA.Core.Training
 open AdvAA.Tests.TestSupport

@@ -5,6 +5,7 @@ open System.IO
 open System.Threading
 open Expecto
 open TorchSharp
+open AdvAA.Core
 open AdvAA.Core.Data
 open AdvAA.Core.Methods
 open AdvAA.Core.Search

@@ -19,7 +19,8 @@ let private trainWith (live: bool) =
           Cancel = Threading.CancellationToken.None
           Program = [ "advaa"; "run" ]
           Arguments = [ "tiny.fsx" ]
-          Report = false }
+          Report = false
+          Ranks = None }
     let code = Experiment.execute session (Some(dir.File "run")) None (ScriptExperiments.Single tiny)
     Expect.equal code ExitCode.ok (out.ToString())
     out.ToString()

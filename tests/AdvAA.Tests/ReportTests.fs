@@ -4,6 +4,7 @@ open System
 open System.IO
 open System.Text.RegularExpressions
 open Expecto
+open AdvAA.Core
 open AdvAA.Core.Augment
 open AdvAA.Core.Methods
 open AdvAA.Core.Training

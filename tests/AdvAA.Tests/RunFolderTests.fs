@@ -4,6 +4,7 @@ open System
 open System.Diagnostics
 open System.IO
 open Expecto
+open AdvAA.Core
 open AdvAA.Core.Data
 open AdvAA.Core.Methods
 open AdvAA.Core.Training
@@ -17,7 +18,7 @@ let private lines (folder: RunFolder) (file: string) = File.ReadAllLines(folder.
 
 /// Files a failed write can leave behind: temporary files and checkpoint folders.
 let private debris (folder: RunFolder) =
-    Directory.GetFileSystemEntries(folder.Path, "*" + RunFolder.TempMarker + "*", SearchOption.AllDirectories) |> List.ofArray
+    Directory.GetFileSystemEntries(folder.Path, "*" + AtomicFile.TempMarker + "*", SearchOption.AllDirectories) |> List.ofArray
 
 let private withoutTiming (folder: RunFolder) = metricsWithoutTiming folder.Path
 
@@ -91,8 +92,8 @@ let tests =
             let config = Tiny.Config("baseline", epochs = 2)
             let run = RunFolder.Create(dir.File "run")
             train config run (Some 1) |> ignore
-            File.WriteAllText(run.File(RunFolder.MetricsFile + RunFolder.TempMarker + "4242"), "{\"epoch\":")
-            let stale = Path.Combine(run.File RunFolder.CheckpointFolder, ".epoch-0002" + RunFolder.TempMarker + "4242")
+            File.WriteAllText(run.File(RunFolder.MetricsFile + AtomicFile.TempMarker + "4242"), "{\"epoch\":")
+            let stale = Path.Combine(run.File RunFolder.CheckpointFolder, ".epoch-0002" + AtomicFile.TempMarker + "4242")
             Directory.CreateDirectory stale |> ignore
             File.WriteAllText(Path.Combine(stale, "model.bin"), "half")
             train config (RunFolder.Open run.Path) None |> ignore
@@ -172,7 +173,7 @@ let tests =
             use dir = new TempDir()
             let target = dir.File "target"
             Directory.CreateDirectory target |> ignore
-            throwsMessage<IOException> (fun () -> RunFolder.WriteAtomically(target, "text")) |> ignore
+            throwsMessage<IOException> (fun () -> AtomicFile.Write(target, "text")) |> ignore
             Expect.isTrue (Directory.Exists target) "the target is untouched"
             Expect.isEmpty (Directory.GetFiles(dir.Path)) "no temporary file"
         }

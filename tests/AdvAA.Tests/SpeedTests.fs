@@ -4,6 +4,7 @@ open System
 open System.IO
 open Expecto
 open TorchSharp
+open AdvAA.Core
 open AdvAA.Core.Backend
 open AdvAA.Core.Data
 open AdvAA.Core.Methods

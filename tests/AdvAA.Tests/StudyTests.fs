@@ -4,6 +4,7 @@ open System
 open System.IO
 open System.Text.Json.Nodes
 open Expecto
+open AdvAA.Core
 open AdvAA.Core.Training
 open AdvAA.Dsl
 open AdvAA.Tests.TestSupport
@@ -24,7 +25,8 @@ let private session (out: TextWriter) =
       Cancel = Threading.CancellationToken.None
       Program = [ "advaa"; "run" ]
       Arguments = [ "study.fsx" ]
-      Report = false }
+      Report = false
+      Ranks = None }
 
 let private number (node: JsonNode | null) = (nonNull node).GetValue<float>()
 

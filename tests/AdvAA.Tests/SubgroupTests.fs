@@ -5,6 +5,7 @@ open System.IO
 open System.Text.Json.Nodes
 open Expecto
 open SkiaSharp
+open AdvAA.Core
 open AdvAA.Core.Data
 open AdvAA.Core.Training
 open AdvAA.Tests.TestSupport

@@ -6,6 +6,7 @@ open System.Text.Json.Nodes
 open System.Threading
 open Expecto
 open TorchSharp
+open AdvAA.Core
 open AdvAA.Core.Augment
 open AdvAA.Core.Data
 open AdvAA.Core.Methods

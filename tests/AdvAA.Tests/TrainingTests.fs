@@ -5,6 +5,7 @@ open System.IO
 open System.Threading
 open System.Text.Json.Nodes
 open Expecto
+open AdvAA.Core
 open AdvAA.Core.Augment
 open AdvAA.Core.Data
 open AdvAA.Core.Methods

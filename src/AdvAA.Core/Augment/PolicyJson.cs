@@ -5,7 +5,6 @@ using System.Linq;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using AdvAA.Core.Training;
 
 namespace AdvAA.Core.Augment;
 

@@ -1,7 +1,6 @@
 using System;
 using System.Globalization;
 using System.IO;
-using AdvAA.Core.Training;
 using SkiaSharp;
 
 namespace AdvAA.Core.Data;

@@ -4,7 +4,6 @@ using System.Globalization;
 using System.IO;
 using System.Linq;
 using System.Text;
-using AdvAA.Core.Training;
 
 namespace AdvAA.Core.Data;
 

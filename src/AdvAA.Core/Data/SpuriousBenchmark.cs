@@ -4,7 +4,6 @@ using System.IO;
 using System.Linq;
 using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
-using AdvAA.Core.Training;
 using SkiaSharp;
 using static TorchSharp.torch;
 
@@ -61,7 +60,7 @@ public static class SpuriousBenchmark
         if (File.Exists(full) || (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any()))
             throw new RunFolderException($"{full} already exists and is not empty; choose another --out");
         int[] firstLabels = Labels(data.Train, settings.First), secondLabels = Labels(data.Train, settings.Second);
-        string temp = full + RunFolder.TempMarker + Guid.NewGuid().ToString("N")[..8];
+        string temp = full + AtomicFile.TempMarker + Guid.NewGuid().ToString("N")[..8];
         var manifest = new JsonArray();
         var counts = new Dictionary<string, IReadOnlyDictionary<string, int>>();
         int seed = (int)(settings.Seed & 0x7fffffff) ^ (int)(settings.Seed >> 32);

@@ -1,7 +1,6 @@
 using System;
 using System.Linq;
 using AdvAA.Core.Backend;
-using AdvAA.Core.Training;
 using static TorchSharp.torch;
 
 namespace AdvAA.Core.Data;

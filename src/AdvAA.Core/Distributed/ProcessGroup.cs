@@ -10,16 +10,14 @@ namespace AdvAA.Core.Distributed;
 /// <summary>
 /// The ranks of a data-parallel job (<c>--distributed</c>): started by an MPI launcher (Open MPI's
 /// <c>mpirun</c>, or Slurm's <c>srun</c>), joined through MPI, reducing host tensors with MPI and CUDA
-/// tensors with NCCL (Horovod's design). One per process, made by <see cref="Start"/>; without
-/// <c>--distributed</c> nothing of MPI is loaded and <see cref="Current"/> is null.
+/// tensors with NCCL (Horovod's design). One per process, made by <see cref="Start"/> and handed
+/// to whoever needs it (the runner's session, the trainer); without <c>--distributed</c> nothing of
+/// MPI is loaded.
 /// </summary>
 public sealed class ProcessGroup : IDisposable
 {
     readonly OpenMpi mpi;
     Nccl? nccl;
-
-    /// <summary>The group of this process, or null when it runs alone.</summary>
-    public static ProcessGroup? Current { get; private set; }
 
     public int Rank { get; }
     public int Size { get; }
@@ -56,7 +54,6 @@ public sealed class ProcessGroup : IDisposable
     /// </summary>
     public static ProcessGroup Start()
     {
-        if (Current != null) return Current;
         string launcher = DetectLauncher() ?? throw new DistributedException(
             "--distributed: this process was not started by an MPI launcher (none of OMPI_COMM_WORLD_SIZE, SLURM_PROCID, PMIX_RANK is set). " +
             "Start K ranks with: mpirun -np K advaa ... --distributed (or srun inside a Slurm allocation)");
@@ -69,7 +66,7 @@ public sealed class ProcessGroup : IDisposable
         int localSize = Local("OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE", size);
         // Each rank gets its share of the machine's cores (one thread each on this 2-core machine with K = 2).
         torch.set_num_threads(Math.Max(1, Environment.ProcessorCount / Math.Max(1, localSize)));
-        return Current = new ProcessGroup(mpi, rank, size, localRank, localSize, launcher);
+        return new ProcessGroup(mpi, rank, size, localRank, localSize, launcher);
     }
 
     /// <summary>The device this rank trains on: cuda:localRank (modulo the GPUs there are) for CUDA, else the device itself.</summary>
@@ -156,6 +153,5 @@ public sealed class ProcessGroup : IDisposable
         nccl?.Dispose();
         nccl = null;
         mpi.End();
-        if (ReferenceEquals(Current, this)) Current = null;
     }
 }

@@ -4,7 +4,6 @@ using System.IO;
 using System.Linq;
 using AdvAA.Core.Augment;
 using AdvAA.Core.Search;
-using AdvAA.Core.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,7 +1,6 @@
 using System;
 using System.Collections.Generic;
 using AdvAA.Core.Augment;
-using AdvAA.Core.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 

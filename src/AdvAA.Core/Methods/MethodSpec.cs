@@ -7,7 +7,6 @@ using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using AdvAA.Core.Augment;
-using AdvAA.Core.Training;
 
 namespace AdvAA.Core.Methods;
 

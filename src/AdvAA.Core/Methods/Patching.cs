@@ -5,7 +5,6 @@ using System.Linq;
 using AdvAA.Core.Augment;
 using AdvAA.Core.Data;
 using AdvAA.Core.Search;
-using AdvAA.Core.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,6 +1,5 @@
 using System;
 using AdvAA.Core.Augment;
-using AdvAA.Core.Training;
 using static TorchSharp.torch;
 
 namespace AdvAA.Core.Methods;

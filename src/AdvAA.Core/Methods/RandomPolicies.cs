@@ -1,4 +1,3 @@
-using AdvAA.Core.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 

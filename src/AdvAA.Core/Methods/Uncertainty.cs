@@ -1,7 +1,6 @@
 using System.Collections.Generic;
 using System.Linq;
 using AdvAA.Core.Augment;
-using AdvAA.Core.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 

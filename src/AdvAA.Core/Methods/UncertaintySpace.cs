@@ -1,6 +1,5 @@
 using System.Collections.Generic;
 using AdvAA.Core.Augment;
-using AdvAA.Core.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 

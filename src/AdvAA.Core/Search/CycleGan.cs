@@ -3,7 +3,6 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Text;
-using AdvAA.Core.Methods;
 using AdvAA.Core.Models;
 using TorchSharp;
 using static TorchSharp.torch;

@@ -8,7 +8,6 @@ using System.Text.Json.Nodes;
 using System.Threading;
 using AdvAA.Core.Augment;
 using AdvAA.Core.Data;
-using AdvAA.Core.Methods;
 using AdvAA.Core.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -199,16 +198,16 @@ public sealed class TanTrainer : IDisposable
                 throw new RunFolderException($"stage-1 checkpoint {checkpoint.Folder} is from a different run: {difference}");
             Restore(checkpoint, epochs);
         }
-        RunFolder.WriteAtomically(Path.Combine(folder, MetricsFile), RunFolder.Lines(epochs.Select(e => e.ToJson())));
+        AtomicFile.Write(Path.Combine(folder, MetricsFile), RunFolder.Lines(epochs.Select(e => e.ToJson())));
         for (int epoch = epochs.Count + 1; epoch <= settings.Epochs; epoch++)
         {
             if (cancel.IsCancellationRequested) return false;
             var e = TrainEpoch(train, epoch);
             epochs.Add(e);
             Checkpoints.Save(root, epoch, identity, Parts(epochs));
-            RunFolder.WriteAtomically(Path.Combine(folder, MetricsFile), RunFolder.Lines(epochs.Select(x => x.ToJson())));
+            AtomicFile.Write(Path.Combine(folder, MetricsFile), RunFolder.Lines(epochs.Select(x => x.ToJson())));
             if (epoch == 1 || epoch % 5 == 0 || epoch == settings.Epochs)
-                RunFolder.WriteAtomically(Path.Combine(folder, SamplesFile), temp => File.WriteAllBytes(temp, SampleGrid(train, epoch)));
+                AtomicFile.Write(Path.Combine(folder, SamplesFile), temp => File.WriteAllBytes(temp, SampleGrid(train, epoch)));
             report(e);
         }
         return true;

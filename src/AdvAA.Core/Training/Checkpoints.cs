@@ -27,7 +27,7 @@ public static class Checkpoints
     {
         Directory.CreateDirectory(root);
         string final = Path.Combine(root, $"{Prefix}{epoch:D4}");
-        string temp = Path.Combine(root, $".{Prefix}{epoch:D4}{RunFolder.TempMarker}{Environment.ProcessId}");
+        string temp = Path.Combine(root, $".{Prefix}{epoch:D4}{AtomicFile.TempMarker}{Environment.ProcessId}");
         try
         {
             if (Directory.Exists(temp)) Directory.Delete(temp, true);

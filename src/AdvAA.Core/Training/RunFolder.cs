@@ -10,9 +10,6 @@ using System.Text.Json.Nodes;
 
 namespace AdvAA.Core.Training;
 
-/// <summary>Raised for a run folder that cannot be created, resumed or read; the message names the file.</summary>
-public sealed class RunFolderException(string message, Exception? inner = null) : Exception(message, inner);
-
 /// <summary>
 /// One run's folder (DESIGN.md "Run folder"): config.json, metrics.jsonl, policies.jsonl and
 /// checkpoint/. Never overwritten: a new run needs a folder that does not exist or is empty.
@@ -73,70 +70,22 @@ public sealed class RunFolder
     public static RunFolder Shared(string path) =>
         Directory.Exists(path) ? new RunFolder(System.IO.Path.GetFullPath(path)) : throw new RunFolderException(Missing(System.IO.Path.GetFullPath(path)));
 
-    /// <summary>Writes a whole file atomically; a failed write (a full disk) leaves neither the temporary file nor a changed target.</summary>
-    public static void WriteAtomically(string path, string text) =>
-        WriteAtomically(path, temp =>
-        {
-            using var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None);
-            stream.Write(new UTF8Encoding(false).GetBytes(text));
-            stream.Flush(flushToDisk: true);
-        });
-
-    /// <summary>Writes a whole file atomically: <paramref name="write"/> writes a temporary file, which then replaces <paramref name="path"/>.</summary>
-    public static void WriteAtomically(string path, Action<string> write)
-    {
-        string temp = $"{path}{TempMarker}{Environment.ProcessId}";
-        try
-        {
-            write(temp);
-            System.IO.File.Move(temp, path, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            TryDelete(temp);
-            // The message names the file asked for, not the temporary one; the code (a full disk) stays.
-            string reason = e switch
-            {
-                DirectoryNotFoundException => $"the folder {System.IO.Path.GetDirectoryName(path)} does not exist",
-                UnauthorizedAccessException => "permission denied",
-                _ => e.Message.Replace(temp, path, StringComparison.Ordinal),
-            };
-            if (e is UnauthorizedAccessException) throw new UnauthorizedAccessException($"{path} cannot be written: {reason}", e);
-            throw new IOException($"{path} cannot be written: {reason}", e.HResult);
-        }
-        catch
-        {
-            TryDelete(temp);
-            throw;
-        }
-    }
-
-    /// <summary>What temporary names carry before the writer's process id.</summary>
-    public const string TempMarker = ".tmp-";
-
-    static void TryDelete(string file)
-    {
-        try { System.IO.File.Delete(file); }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
-    }
-
     /// <summary>
     /// Removes what failed writes of earlier processes left behind (temporary files and checkpoint
     /// folders); called by the holder of the lock before it writes anything.
     /// </summary>
     public void RemoveLeftovers()
     {
-        foreach (string file in Directory.EnumerateFiles(Path, "*" + TempMarker + "*"))
-            TryDelete(file);
+        foreach (string file in Directory.EnumerateFiles(Path, "*" + AtomicFile.TempMarker + "*"))
+            AtomicFile.TryDelete(file);
         string checkpoints = File(CheckpointFolder);
         if (Directory.Exists(checkpoints))
-            foreach (string dir in Directory.EnumerateDirectories(checkpoints, "." + "*" + TempMarker + "*"))
+            foreach (string dir in Directory.EnumerateDirectories(checkpoints, "." + "*" + AtomicFile.TempMarker + "*"))
                 Directory.Delete(dir, true);
     }
 
     public void WriteConfig(RunConfig config) =>
-        WriteAtomically(File(ConfigFile), config.ToJson().ToJsonString(JsonOptions.Indented) + "\n");
+        AtomicFile.Write(File(ConfigFile), config.ToJson().ToJsonString(JsonOptions.Indented) + "\n");
 
     /// <summary>config.json as a JSON object; malformed JSON is an error naming the file and line.</summary>
     public JsonObject ReadConfigJson()
@@ -172,8 +121,8 @@ public sealed class RunFolder
     /// <summary>Replaces metrics.jsonl and policies.jsonl by these records (what the last checkpoint covers).</summary>
     public void RewriteLogs(IEnumerable<EpochMetrics> metrics, IEnumerable<PolicyRecord> policies)
     {
-        WriteAtomically(File(MetricsFile), Lines(metrics.Select(m => m.ToJson())));
-        WriteAtomically(File(PoliciesFile), Lines(policies.Select(p => p.ToJson())));
+        AtomicFile.Write(File(MetricsFile), Lines(metrics.Select(m => m.ToJson())));
+        AtomicFile.Write(File(PoliciesFile), Lines(policies.Select(p => p.ToJson())));
     }
 
     internal static string Lines(IEnumerable<JsonObject> records) =>
@@ -264,7 +213,7 @@ public sealed class RunLock : IDisposable
         }
         string? previous = System.IO.File.Exists(holderPath) ? System.IO.File.ReadAllText(holderPath).Trim() : null;
         var who = $"process {Environment.ProcessId} on {Environment.MachineName} ({command}, since {DateTime.Now:yyyy-MM-dd HH:mm:ss})";
-        RunFolder.WriteAtomically(holderPath, who + "\n");
+        AtomicFile.Write(holderPath, who + "\n");
         return new RunLock(handle, holderPath, previous);
     }
 
@@ -274,16 +223,4 @@ public sealed class RunLock : IDisposable
         catch (IOException) { }
         handle.Dispose();
     }
-}
-
-/// <summary>The JSON settings every run file uses.</summary>
-public static class JsonOptions
-{
-    // Readable text: "cosine 0.1→0", not "cosine 0.1\u21920" (the files are never embedded in HTML or scripts unescaped).
-    public static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
-    public static readonly JsonSerializerOptions Compact = new() { WriteIndented = false, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
-
-    /// <summary>A double as JSON, with non-finite values as strings (JSON has no NaN).</summary>
-    public static JsonNode Number(double value) =>
-        double.IsFinite(value) ? JsonValue.Create(value) : JsonValue.Create(value.ToString(CultureInfo.InvariantCulture));
 }

@@ -7,9 +7,6 @@ using AdvAA.Core.Models;
 
 namespace AdvAA.Core.Training;
 
-/// <summary>Raised for an experiment setting out of range; the message names the setting and the value.</summary>
-public sealed class ConfigException(string message) : Exception(message);
-
 /// <summary>
 /// Everything the trainer needs, resolved: the Core side of an experiment. The method and its
 /// parameters are one <see cref="MethodSpec"/> from <see cref="MethodRegistry"/>; the rest is the

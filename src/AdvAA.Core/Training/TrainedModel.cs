@@ -147,8 +147,8 @@ public sealed class TrainedModel : IDisposable
             "    net.load_state_dict(torch.load(path or os.path.join(os.path.dirname(os.path.abspath(__file__)), WEIGHTS), map_location=\"cpu\"))",
             "    return net.eval()", ""]);
         Directory.CreateDirectory(Path.GetDirectoryName(weights)!);
-        RunFolder.WriteAtomically(weights, temp => PyTorchStateDict.Write(temp, entries));
-        RunFolder.WriteAtomically(module, python);
+        AtomicFile.Write(weights, temp => PyTorchStateDict.Write(temp, entries));
+        AtomicFile.Write(module, python);
         return (weights, module);
     }
 

@@ -50,7 +50,7 @@ public sealed class Trainer : IDisposable
     readonly ITrainingMethod method;
     readonly IObjectiveMethod? objective;
     readonly bool channelsLast;
-    readonly ProcessGroup? group = ProcessGroup.Current;
+    readonly ProcessGroup? group;
     Precision precision;
     readonly PrecisionChoice precisionChoice;
 
@@ -70,9 +70,13 @@ public sealed class Trainer : IDisposable
     public Device Device => device;
     public int BatchesPerEpoch => loader.BatchesPerEpoch;
 
-    /// <summary>Trains on <paramref name="data"/> (limited as the config says); the caller keeps ownership of it.</summary>
-    public Trainer(TrainConfig config, DataSplits data)
+    /// <summary>
+    /// Trains on <paramref name="data"/> (limited as the config says); the caller keeps ownership of
+    /// it. With <paramref name="group"/>, as this process's rank of a data-parallel job.
+    /// </summary>
+    public Trainer(TrainConfig config, DataSplits data, ProcessGroup? group = null)
     {
+        this.group = group;
         this.config = config.Validate();
         (var train, validation) = Subsets.Split(data.Train, config.TrainLimit, config.ValidationSize);
         // The data's own validation split (an image folder's val/) unless the config carves one from the training images.

@@ -1,7 +1,7 @@
 using System;
 using System.Globalization;
 
-namespace AdvAA.Core.Training;
+namespace AdvAA.Core;
 
 /// <summary>
 /// A value over training progress in (fractional) epochs from 0, with the description config.json

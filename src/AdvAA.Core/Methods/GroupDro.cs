@@ -6,7 +6,7 @@ using AdvAA.Core.Data;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace AdvAA.Core.Training;
+namespace AdvAA.Core.Methods;
 
 /// <summary>
 /// Group DRO's adversarial weights over the (class, subgroup) groups (Sagawa et al. 2019), updated

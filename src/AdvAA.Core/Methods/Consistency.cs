@@ -1,7 +1,7 @@
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace AdvAA.Core.Training;
+namespace AdvAA.Core.Methods;
 
 /// <summary>
 /// CAMEL's subgroup consistency (Goel et al. 2020) for an image x of a class with two subgroups and
