@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A fixed-seed CPU run of every method of the registry (2 epochs, fp32, tiny data) and the SHA-256 of
-# each run's metrics.jsonl (timing fields removed) and policies.jsonl: what a refactoring that must not
-# change behaviour compares before and after. Prints "method metrics-hash policies-hash" lines.
+# each run's metrics.jsonl (timing fields and fields that are null removed, keys sorted) and
+# policies.jsonl: what a refactoring that must not change behaviour compares before and after. Prints
+# "method metrics-hash policies-hash" lines; a folder that holds finished runs is only hashed again.
 # usage: scripts/method-fingerprints.sh ADVAA_BINARY OUT_FOLDER
 set -euo pipefail
 advaa=$1 out=$2
@@ -32,7 +33,7 @@ import json, sys
 timing = {"seconds", "images_per_second", "augment_seconds", "controller_seconds", "reduce_seconds"}
 for line in open(sys.argv[1]):
     record = json.loads(line)
-    print(json.dumps({k: v for k, v in record.items() if k not in timing}, sort_keys=True))' "$folder/metrics.jsonl" | sha256sum | cut -c1-16)
+    print(json.dumps({k: v for k, v in record.items() if k not in timing and v is not None}, sort_keys=True))' "$folder/metrics.jsonl" | sha256sum | cut -c1-16)
   policies=$( [ -f "$folder/policies.jsonl" ] && sha256sum < "$folder/policies.jsonl" | cut -c1-16 || echo none)
   echo "$name $metrics $policies"
 done

@@ -159,6 +159,22 @@ let confusionMatrix (title: string) (classes: string list) (counts: int64[,]) (p
 let private percent (x: float) = sprintf "%.2f" (100.0 * x)
 let private fixed4 (x: float) = if Double.IsFinite x then sprintf "%.4f" x else string x
 
+/// One line per name of the numbers-by-name that `values` gives on the epochs that have them.
+let private named (run: RunData) (values: EpochMetrics -> Collections.Generic.IReadOnlyList<Collections.Generic.KeyValuePair<string, float>> | null) =
+    let points = run.Metrics |> List.choose (fun m -> match values m with null -> None | v -> Some(m.Epoch, v))
+    match points with
+    | [] -> []
+    | (_, first) :: _ ->
+        [ for kv in first ->
+            kv.Key, points |> List.map fst |> Array.ofList,
+            points |> List.map (fun (_, v) -> v |> Seq.find (fun g -> g.Key = kv.Key) |> fun g -> g.Value) |> Array.ofList ]
+
+/// The lines of a method's numbers-by-name metric.
+let private namedSeries (run: RunData) (name: string) = named run (fun m -> m.Named name)
+
+/// The method's metrics shown as table columns (those with a label).
+let private labelled (run: RunData) = run.Config.Experiment.Method.Metrics |> Seq.filter (fun d -> not (isNull d.Label)) |> List.ofSeq
+
 /// Writes the plots of one run (and, with several runs, their accuracy curves together) into
 /// `outDir`; returns the files written.
 let writePlots (runs: RunData list) (outDir: string) =
@@ -176,10 +192,17 @@ let writePlots (runs: RunData list) (outDir: string) =
       let testLoss = recorded run (fun m -> m.TestLoss)
       yield Plots.lines "Loss" "cross-entropy"
             [ "train", x, series run (fun m -> m.TrainLoss); "test", fst testLoss, snd testLoss ] (out "loss.png")
-      let entropy = run.Metrics |> List.map (fun m -> Option.ofNullable m.ControllerEntropy)
-      if entropy |> List.forall Option.isSome then
-          yield Plots.lines "Controller entropy (mean over the M policies)" "entropy (nats)"
-                [ "entropy", x, entropy |> List.map Option.get |> Array.ofList ] (out "entropy.png")
+      // The method's own values, as its spec describes them.
+      for d in run.Config.Experiment.Method.Metrics do
+          match d.Plot with
+          | NonNull plot ->
+              let numbers = recorded run (fun m -> m.Number d.Name)
+              let named = namedSeries run d.Name
+              if (fst numbers).Length > 0 then
+                  yield Plots.lines d.Title d.Axis [ (match d.Label with NonNull l -> l | _ -> d.Name), fst numbers, snd numbers ] (out (plot + ".png"))
+              elif not named.IsEmpty then
+                  yield Plots.lines d.Title d.Axis named (out (plot + ".png"))
+          | _ -> ()
       let pe, ops, levels, fromController = distributions run
       if pe.Length > 0 then
           let whose = if fromController then "the controller's" else "sampled policies'"
@@ -203,24 +226,13 @@ let writePlots (runs: RunData list) (outDir: string) =
                   Array2D.init xs.Length opNames.Length (fun r c ->
                       tan[r].Tfs |> Seq.filter (fun kv -> opOf kv.Key = opNames[c]) |> Seq.sumBy (fun kv -> kv.Value))
               yield Plots.heatmap "TANDA generator: share of each op among its draws per stage-1 epoch" xs opNames shares (out "tanda-ops.png")
-      // Data with subgroups: each group's test accuracy and the worst (robust accuracy); group DRO's weights.
-      let named (values: EpochMetrics -> Collections.Generic.IReadOnlyList<Collections.Generic.KeyValuePair<string, float>> | null) =
-          let points = run.Metrics |> List.choose (fun m -> match values m with null -> None | v -> Some(m.Epoch, v))
-          match points with
-          | [] -> []
-          | (_, first) :: _ ->
-              [ for kv in first ->
-                  kv.Key, points |> List.map fst |> Array.ofList,
-                  points |> List.map (fun (_, v) -> v |> Seq.find (fun g -> g.Key = kv.Key) |> fun g -> g.Value) |> Array.ofList ]
-      let groups = named (fun m -> m.GroupAccuracy)
+      // Data with subgroups: each group's test accuracy and the worst (robust accuracy).
+      let groups = named run (fun m -> m.GroupAccuracy)
       if not groups.IsEmpty then
           let robust = percentOf (recorded run (fun m -> m.RobustAccuracy))
           yield Plots.lines "Test accuracy per group" "test accuracy (%)"
                 [ for name, xs, ys in groups -> name, xs, ys |> Array.map ((*) 100.0)
                   yield "robust (worst group)", fst robust, snd robust ] (out "group-accuracy.png")
-      let weights = named (fun m -> m.GroupWeights)
-      if not weights.IsEmpty then
-          yield Plots.lines "Group DRO weights (end of each epoch)" "weight" weights (out "group-weights.png")
       // Model patching's stage 1: each class's CycleGAN cycle loss.
       let cycleGan = Path.Combine(run.Folder, AdvAA.Core.Methods.PatchingMethod.StageFolder, AdvAA.Core.Search.CycleGanStage.MetricsFile)
       if run.Config.Experiment.Method :? AdvAA.Core.Methods.PatchingSpec && File.Exists cycleGan then
@@ -243,16 +255,18 @@ let writePlots (runs: RunData list) (outDir: string) =
 let metricsRows (run: RunData) =
     run.Metrics
     |> List.map (fun m ->
-        [ string m.Epoch
-          fixed4 m.TrainLoss
-          percent m.TrainAccuracy
-          (if m.TestLoss.HasValue then fixed4 m.TestLoss.Value else "–")
-          (if m.TestAccuracy.HasValue then percent m.TestAccuracy.Value else "–")
-          sprintf "%.5f" m.LearningRate
-          (match Option.ofNullable m.ControllerEntropy with Some e -> fixed4 e | None -> "–")
-          sprintf "%.0f" m.ImagesPerSecond ])
+        [ yield string m.Epoch
+          yield fixed4 m.TrainLoss
+          yield percent m.TrainAccuracy
+          yield (if m.TestLoss.HasValue then fixed4 m.TestLoss.Value else "–")
+          yield (if m.TestAccuracy.HasValue then percent m.TestAccuracy.Value else "–")
+          yield sprintf "%.5f" m.LearningRate
+          for d in labelled run -> (match Option.ofNullable (m.Number d.Name) with Some v -> fixed4 v | None -> "–")
+          yield sprintf "%.0f" m.ImagesPerSecond ])
 
-let metricsHeader = [ "epoch"; "train loss"; "train acc %"; "test loss"; "test acc %"; "lr"; "controller entropy"; "images/s" ]
+/// The metrics table's header: the fixed columns, the method's labelled metrics, images/s.
+let metricsHeader (run: RunData) =
+    [ "epoch"; "train loss"; "train acc %"; "test loss"; "test acc %"; "lr" ] @ [ for d in labelled run -> nonNull d.Label ] @ [ "images/s" ]
 
 /// The final epoch's policies as text rows: policy index, normalised loss, sub-policies.
 let private finalPolicies (run: RunData) =
@@ -285,7 +299,7 @@ let html (runs: RunData list) (images: string list) =
     add "<h2>Plots</h2>"
     for img in images do add (embed img)
     add "<h2>Metrics</h2><table id=\"metrics\"><tr>"
-    for h in metricsHeader do add (sprintf "<th>%s</th>" (e h))
+    for h in metricsHeader run do add (sprintf "<th>%s</th>" (e h))
     add "</tr>"
     for row in metricsRows run do
         add ("<tr>" + (row |> List.map (fun c -> sprintf "<td>%s</td>" (e c)) |> String.concat "") + "</tr>")
@@ -297,7 +311,7 @@ let html (runs: RunData list) (images: string list) =
                 (nonNull m.SubgroupGap |> Seq.map (fun g -> sprintf "%s %s points" (e g.Key) (percent g.Value)) |> String.concat ", "))
         add "<table id=\"groups\"><tr><th>group</th><th>test acc %</th><th>group DRO weight</th></tr>"
         for g in nonNull m.GroupAccuracy do
-            let weight = match m.GroupWeights with null -> "–" | w -> w |> Seq.tryFind (fun x -> x.Key = g.Key) |> Option.map (fun x -> fixed4 x.Value) |> Option.defaultValue "–"
+            let weight = match m.Named AdvAA.Core.Methods.PatchingSpec.GroupWeightsMetric with null -> "–" | w -> w |> Seq.tryFind (fun x -> x.Key = g.Key) |> Option.map (fun x -> fixed4 x.Value) |> Option.defaultValue "–"
             add (sprintf "<tr><td>%s</td><td>%s</td><td>%s</td></tr>" (e g.Key) (percent g.Value) weight)
         add "</table>"
     | None -> ()

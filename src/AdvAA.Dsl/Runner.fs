@@ -276,9 +276,16 @@ module Runner =
                 let accuracy (a: Nullable<float>) = if a.HasValue then sprintf "%6.2f%%" (100.0 * a.Value) else "     –"
                 let validation = if m.ValidationAccuracy.HasValue then sprintf "  val acc %s" (accuracy m.ValidationAccuracy) else ""
                 let robust = if m.RobustAccuracy.HasValue then sprintf "  robust (worst group) %s" (accuracy m.RobustAccuracy) else ""
+                // The method's own numbers that it labels for this line (the controller's entropy, the consistency loss).
+                let own =
+                    [ for d in config.Method.Metrics do
+                        match d.Label, Option.ofNullable (m.Number d.Name) with
+                        | NonNull label, Some v -> yield sprintf "  %s %.4f" label v
+                        | _ -> () ]
+                    |> String.concat ""
                 out.WriteLine(
-                    sprintf "epoch %*d/%d  train loss %.4f  test acc %s%s%s  %6.0f img/s  elapsed %s  ETA %s"
-                        width m.Epoch config.Epochs m.TrainLoss (accuracy m.TestAccuracy) validation robust m.ImagesPerSecond (duration elapsed) (duration eta)
+                    sprintf "epoch %*d/%d  train loss %.4f  test acc %s%s%s%s  %6.0f img/s  elapsed %s  ETA %s"
+                        width m.Epoch config.Epochs m.TrainLoss (accuracy m.TestAccuracy) validation robust own m.ImagesPerSecond (duration elapsed) (duration eta)
                 )
                 out.Flush())
         try

@@ -90,7 +90,7 @@ let private summarize (seed: int64) (run: RunData) =
           else None }
 
 let private movement (run: RunData) =
-    let entropy = run.Metrics |> List.map (fun m -> m.Epoch, Option.ofNullable m.ControllerEntropy) |> Map.ofList
+    let entropy = run.Metrics |> List.map (fun m -> m.Epoch, Option.ofNullable (m.Number AdvAA.Core.Methods.AdversarialSpec.EntropyMetric)) |> Map.ofList
     [ for p in run.Policies do
         match p.Distribution with
         | null -> ()

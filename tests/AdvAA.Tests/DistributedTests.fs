@@ -88,7 +88,7 @@ let tests =
             for a, b in Seq.zip (metricsOf single) (metricsOf ranks) do
                 Expect.floatClose { absolute = 1e-5; relative = 1e-5 } b.TrainLoss a.TrainLoss (sprintf "epoch %d train loss" a.Epoch)
                 Expect.equal b.TestAccuracy a.TestAccuracy (sprintf "epoch %d test accuracy" a.Epoch)
-                Expect.floatClose { absolute = 1e-5; relative = 1e-5 } (b.ControllerLoss.GetValueOrDefault()) (a.ControllerLoss.GetValueOrDefault()) "the same REINFORCE step"
+                Expect.floatClose { absolute = 1e-5; relative = 1e-5 } ((b.Number "controller_loss").GetValueOrDefault()) ((a.Number "controller_loss").GetValueOrDefault()) "the same REINFORCE step"
             // Three epochs of K = 2, uninterrupted, to compare the killed and resumed run with.
             let whole = dir.File "whole"
             let code, out, err = complete (startProcess launcher (mpiArgs 2 (trainArgs whole)) []) 300

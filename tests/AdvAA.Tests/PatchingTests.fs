@@ -141,13 +141,13 @@ let tests =
             Expect.floatClose Accuracy.high last.RobustAccuracy.Value (accuracy |> Seq.map (fun g -> g.Value) |> Seq.min) "robust = the worst group"
             let gap = nonNull last.SubgroupGap |> Seq.map (fun g -> g.Key, g.Value) |> Map.ofSeq
             Expect.floatClose Accuracy.high gap["animal"] (abs (accuracy[0].Value - accuracy[1].Value)) "the animals' gap"
-            let weights = nonNull last.GroupWeights |> Seq.map (fun g -> g.Value) |> Array.ofSeq
+            let weights = nonNull (last.Named "group_weights") |> Seq.map (fun g -> g.Value) |> Array.ofSeq
             Expect.floatClose Accuracy.medium (weights[0] + weights[1]) 1.0 "per-class weights"
             let line = (folder.ReadLines RunFolder.MetricsFile |> Seq.last)
             for field in [ "group_accuracy"; "robust_accuracy"; "subgroup_gap"; "group_weights" ] do
                 Expect.isNotNull line[field] (field + " in metrics.jsonl")
             let read = EpochMetrics.FromJson(line, "metrics.jsonl:2")
-            Expect.sequenceEqual (nonNull read.GroupWeights |> Seq.map (fun g -> g.Value)) (nonNull last.GroupWeights |> Seq.map (fun g -> g.Value)) "read back"
+            Expect.sequenceEqual (nonNull (read.Named "group_weights") |> Seq.map (fun g -> g.Value)) (nonNull (last.Named "group_weights") |> Seq.map (fun g -> g.Value)) "read back"
             let index = AdvAA.Dsl.RunReport.write [ folder.Path ] None 4
             for png in [ "group-accuracy.png"; "group-weights.png" ] do
                 Expect.isTrue (File.Exists(Path.Combine(folder.Path, "report", png))) (png + " in the report")
@@ -161,7 +161,7 @@ let tests =
             let whole = RunFolder.Create(dir.File "whole")
             let metrics = trainOn config whole None None
             Expect.equal metrics.Length 2 "two epochs"
-            Expect.isTrue ((List.last metrics).ConsistencyLoss.Value > 0.0) "a consistency loss"
+            Expect.isTrue (((List.last metrics).Number "consistency_loss").Value > 0.0) "a consistency loss"
             let stage = Path.Combine(whole.Path, PatchingMethod.StageFolder)
             Expect.isTrue (File.Exists(Path.Combine(stage, CycleGanStage.GridFile))) "stage 1's grid"
             let index = AdvAA.Dsl.RunReport.write [ whole.Path ] None 4

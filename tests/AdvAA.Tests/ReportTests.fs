@@ -27,7 +27,8 @@ let writeRun (dir: string) (name: string) (method: string) (accuracies: float li
         accuracies
         |> List.mapi (fun i acc ->
             let f = float i
-            EpochMetrics(i + 1, 2.0 - 0.1 * f, acc - 0.05, Nullable(1.9 - 0.1 * f), Nullable acc, 0.1, 2, [| 2.0; 2.1 |], Nullable(5.0 - 0.1 * f), Nullable(), 10.0, 1234.5, 0.5, 0.1))
+            let entropy = System.Collections.Generic.KeyValuePair.Create("controller_entropy", MetricValue.Number(5.0 - 0.1 * f) :> MetricValue)
+            EpochMetrics(i + 1, 2.0 - 0.1 * f, acc - 0.05, Nullable(1.9 - 0.1 * f), Nullable acc, 0.1, 2, [| 2.0; 2.1 |], 10.0, 1234.5, 0.5, 0.1, MethodMetrics = [| entropy |]))
     let policies =
         accuracies
         |> List.mapi (fun i _ ->

@@ -53,7 +53,7 @@ let tests =
             close "train/loss" (scalars events "train/loss") [ for m in metrics -> int64 m.Epoch * 12L, float (float32 m.TrainLoss) ]
             close "test/accuracy" (scalars events "test/accuracy") [ for m in metrics -> int64 m.Epoch * 12L, float (float32 m.TestAccuracy.Value) ]
             close "learning_rate" (scalars events "learning_rate") [ for m in metrics -> int64 m.Epoch * 12L, float (float32 m.LearningRate) ]
-            close "controller/entropy" (scalars events "controller/entropy") [ for m in metrics -> int64 m.Epoch * 12L, float (float32 m.ControllerEntropy.Value) ]
+            close "controller/entropy" (scalars events "controller/entropy") [ for m in metrics -> int64 m.Epoch * 12L, float (float32 (m.Number "controller_entropy").Value) ]
             Expect.equal (scalars events "instances/loss_2" |> List.length) 2 "each instance's loss every epoch"
             Expect.equal (scalars events "train/step_loss" |> List.map fst) [ 10L; 12L; 22L; 24L ] "the step loss every 10 steps and at each epoch's end"
             let histogram = events |> List.pick (fun e -> if isNull e.Summary then None else e.Summary.Value |> Seq.tryFind (fun v -> v.Tag = "controller/ops") |> Option.map (fun v -> e.Step, v.Histo))

@@ -99,7 +99,7 @@ let tests =
                 Expect.equal m.Instances 2 "M = 2 instance losses"
                 Expect.isTrue (m.InstanceLosses |> Array.forall Double.IsFinite) "finite losses"
                 Expect.isTrue (m.TestAccuracy.Value >= 0.0 && m.TestAccuracy.Value <= 1.0) "an accuracy"
-                Expect.isSome (Option.ofNullable m.ControllerEntropy) "controller entropy recorded"
+                Expect.isSome (Option.ofNullable (m.Number "controller_entropy")) "controller entropy recorded"
                 Expect.isGreaterThan m.ImagesPerSecond 0.0 "throughput"
             let config = JsonNode.Parse(fileText folder RunFolder.ConfigFile) |> nonNull
             Expect.equal ((config.["experiment"]).["method"].["name"] |> nonNull |> fun n -> n.GetValue<string>()) "adversarial" "config names the method"
@@ -155,7 +155,7 @@ let tests =
                 let m = List.exactlyOne metrics
                 Expect.equal m.Instances (if List.contains method [ "fixed"; "random"; "adversarial"; "transfer" ] then 2 else 1) (method + ": instances")
                 Expect.isTrue (Double.IsFinite m.TrainLoss && m.TrainLoss > 0.0) (method + ": a finite training loss")
-                Expect.equal (Option.ofNullable m.ControllerEntropy |> Option.isSome) (method = "adversarial") (method + ": a controller only for adversarial")
+                Expect.equal (Option.ofNullable (m.Number "controller_entropy") |> Option.isSome) (method = "adversarial") (method + ": a controller only for adversarial")
         }
 
         test "a diverging loss stops the run and keeps the last good checkpoint" {

@@ -25,6 +25,15 @@ public sealed record AdversarialSpec : SampledPoliciesSpec
     public double EntropyWeight { get; init; } = 1e-5;
 
     public override ITrainingMethod Create(MethodContext context) => new AdversarialMethod(context, this);
+
+    /// <summary>The controller's mean entropy over the epoch's M policies, and its REINFORCE loss.</summary>
+    public const string EntropyMetric = "controller_entropy", LossMetric = "controller_loss";
+
+    public override IReadOnlyList<MetricDescription> Metrics { get; } =
+    [
+        new(EntropyMetric, "Controller entropy (mean over the M policies)", "entropy (nats)", Plot: "entropy", Label: "controller entropy"),
+        new(LossMetric, "Controller loss (REINFORCE)", "loss", Plot: null, Label: null),
+    ];
 }
 
 /// <summary>
@@ -88,8 +97,7 @@ public sealed class AdversarialMethod : InstancePoliciesMethod
         return base.EndEpoch(losses) with
         {
             NormalizedLosses = normalized,
-            ControllerEntropy = entropy,
-            ControllerLoss = loss,
+            Metrics = [KeyValuePair.Create(AdversarialSpec.EntropyMetric, (MetricValue)new MetricValue.Number(entropy)), KeyValuePair.Create(AdversarialSpec.LossMetric, (MetricValue)new MetricValue.Number(loss))],
             Distribution = distribution,
             Seconds = seconds + clock.Elapsed.TotalSeconds,
         };

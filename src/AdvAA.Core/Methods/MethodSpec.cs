@@ -50,6 +50,9 @@ public abstract record MethodSpec
     /// <summary>Whether the method draws its ops from a search space (so the space is part of what it trains with).</summary>
     public virtual bool UsesSearchSpace => false;
 
+    /// <summary>The values the method records each epoch (<see cref="MethodEpochRecord.Metrics"/>) and how to show them.</summary>
+    public virtual IReadOnlyList<MetricDescription> Metrics => [];
+
     /// <summary>The search space the method's policies are over: the experiment's, unless the method brings its own (a transfer's source).</summary>
     public virtual SearchSpace TrainingSpace(SearchSpace experiment) => experiment;
 

@@ -73,6 +73,15 @@ public sealed record PatchingSpec : MethodSpec
         LearningRate: GanLr, CycleWeight: CycleWeight, IdentityWeight: IdentityWeight);
 
     public override ITrainingMethod Create(MethodContext context) => new PatchingMethod(context, this);
+
+    /// <summary>Group DRO's weight of each (class/subgroup) group at the end of the epoch; the epoch's mean subgroup-consistency loss (before its weight).</summary>
+    public const string GroupWeightsMetric = "group_weights", ConsistencyMetric = "consistency_loss";
+
+    public override IReadOnlyList<MetricDescription> Metrics { get; } =
+    [
+        new(GroupWeightsMetric, "Group DRO weights (end of each epoch)", "weight", Plot: "group-weights", Label: null),
+        new(ConsistencyMetric, "Subgroup consistency loss (mean over the epoch's steps)", "loss", Plot: "consistency", Label: "consistency"),
+    ];
 }
 
 /// <summary>The patching method of a <see cref="PatchingSpec"/>.</summary>
@@ -181,8 +190,11 @@ public sealed class PatchingMethod : ITrainingMethod, IObjectiveMethod, IStagedM
 
     public MethodEpochRecord EndEpoch(EpochLosses losses) => new()
     {
-        GroupWeights = dro?.Named(groupNames),
-        ConsistencyLoss = consistencySum is null ? null : consistencySum.item<float>() / Math.Max(steps, 1),
+        Metrics =
+        [
+            .. dro is null ? [] : new[] { KeyValuePair.Create(PatchingSpec.GroupWeightsMetric, (MetricValue)new MetricValue.Named(dro.Named(groupNames))) },
+            .. consistencySum is null ? [] : new[] { KeyValuePair.Create(PatchingSpec.ConsistencyMetric, (MetricValue)new MetricValue.Number(consistencySum.item<float>() / Math.Max(steps, 1))) },
+        ],
     };
 
     public IReadOnlyList<StatePart> StateParts => dro is null ? [] : [new StatePart("group_weights", dro.Save, dro.Load)];

@@ -129,13 +129,9 @@ public sealed record MethodEpochRecord
 {
     public IReadOnlyList<Policy>? Policies { get; init; }
     public double[]? NormalizedLosses { get; init; }
-    public double? ControllerEntropy { get; init; }
-    public double? ControllerLoss { get; init; }
     public ControllerDistribution? Distribution { get; init; }
-    /// <summary>Group DRO's weight of each (class/subgroup) group at the end of the epoch.</summary>
-    public IReadOnlyList<KeyValuePair<string, double>>? GroupWeights { get; init; }
-    /// <summary>The epoch's mean subgroup-consistency loss (before its weight).</summary>
-    public double? ConsistencyLoss { get; init; }
+    /// <summary>The method's own values of the epoch, by name (described by its spec's <see cref="MethodSpec.Metrics"/>).</summary>
+    public IReadOnlyList<KeyValuePair<string, MetricValue>> Metrics { get; init; } = [];
     public double Seconds { get; init; }
 
     public static MethodEpochRecord Empty { get; } = new();

@@ -2,13 +2,15 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Text.Json.Nodes;
+using AdvAA.Core.Methods;
 
 namespace AdvAA.Core.Training;
 
 /// <summary>
 /// One epoch's results: a line of metrics.jsonl. Test and validation numbers are null on epochs
 /// that are not evaluated (see <see cref="TrainConfig.EvalEvery"/>); the accuracy on the
-/// un-augmented training images (the overfitting gap) is there on the last epoch.
+/// un-augmented training images (the overfitting gap) is there on the last epoch. What the method
+/// records under names of its own (<see cref="MethodMetrics"/>) follows the fixed fields.
 /// </summary>
 public sealed record EpochMetrics(
     int Epoch,
@@ -19,8 +21,6 @@ public sealed record EpochMetrics(
     double LearningRate,
     int Instances,
     double[] InstanceLosses,
-    double? ControllerEntropy,
-    double? ControllerLoss,
     double Seconds,
     double ImagesPerSecond,
     double AugmentSeconds,
@@ -30,9 +30,16 @@ public sealed record EpochMetrics(
     double? CleanTrainAccuracy = null,
     double? ReduceSeconds = null,
     IReadOnlyList<KeyValuePair<string, double>>? GroupAccuracy = null,
-    IReadOnlyList<KeyValuePair<string, double>>? GroupWeights = null,
-    double? ConsistencyLoss = null)
+    IReadOnlyList<KeyValuePair<string, MetricValue>>? MethodMetrics = null)
 {
+    /// <summary>The method's number of this name, or null when it recorded none.</summary>
+    public double? Number(string name) => Method(name) is MetricValue.Number n ? n.Value : null;
+
+    /// <summary>The method's numbers by name under this name, or null when it recorded none.</summary>
+    public IReadOnlyList<KeyValuePair<string, double>>? Named(string name) => Method(name) is MetricValue.Named n ? n.Values : null;
+
+    MetricValue? Method(string name) => MethodMetrics?.FirstOrDefault(m => m.Key == name).Value;
+
     /// <summary>The worst group's test accuracy (robust accuracy) for data with subgroups, else null.</summary>
     public double? RobustAccuracy => GroupAccuracy is { Count: > 0 } g ? g.Min(kv => kv.Value) : null;
 
@@ -58,8 +65,6 @@ public sealed record EpochMetrics(
         ["lr"] = LearningRate,
         ["instances"] = Instances,
         ["instance_losses"] = new JsonArray(InstanceLosses.Select(JsonOptions.Number).ToArray()),
-        ["controller_entropy"] = ControllerEntropy,
-        ["controller_loss"] = ControllerLoss,
         ["seconds"] = Seconds,
         ["images_per_second"] = ImagesPerSecond,
         ["augment_seconds"] = AugmentSeconds,
@@ -73,15 +78,21 @@ public sealed record EpochMetrics(
         Optional(json, "test_loss", where), Optional(json, "test_accuracy", where),
         RecordJson.Number(json, "lr", where), RecordJson.Value<int>(json, "instances", where),
         RecordJson.Numbers(json, "instance_losses", where),
-        json["controller_entropy"] is null ? null : RecordJson.Number(json, "controller_entropy", where),
-        json["controller_loss"] is null ? null : RecordJson.Number(json, "controller_loss", where),
         RecordJson.Number(json, "seconds", where), RecordJson.Number(json, "images_per_second", where),
         RecordJson.Number(json, "augment_seconds", where), RecordJson.Number(json, "controller_seconds", where),
         Optional(json, "val_loss", where), Optional(json, "val_accuracy", where), Optional(json, "clean_train_accuracy", where),
         Optional(json, "reduce_seconds", where),
         NamedNumbers(json, "group_accuracy", where),
-        NamedNumbers(json, "group_weights", where),
-        Optional(json, "consistency_loss", where));
+        json.Where(p => !FixedFields.Contains(p.Key) && p.Value is not null)
+            .Select(p => KeyValuePair.Create(p.Key, MetricValue.FromJson(p.Value, p.Key, where)!)).ToList() is { Count: > 0 } method ? method : null);
+
+    /// <summary>The fields every method's lines share (or the trainer adds); any other field is the method's own.</summary>
+    static readonly HashSet<string> FixedFields =
+    [
+        "epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "val_loss", "val_accuracy", "clean_train_accuracy", "lr", "instances",
+        "instance_losses", "seconds", "images_per_second", "augment_seconds", "controller_seconds", "reduce_seconds",
+        "group_accuracy", "robust_accuracy", "subgroup_gap",
+    ];
 
     static List<KeyValuePair<string, double>>? NamedNumbers(JsonObject json, string name, string where) =>
         json[name] is JsonObject named ? named.Select(g => KeyValuePair.Create(g.Key, RecordJson.Number(named, g.Key, $"{where}: {name}"))).ToList() : null;
@@ -101,9 +112,8 @@ public sealed record EpochMetrics(
             json["robust_accuracy"] = JsonOptions.Number(RobustAccuracy!.Value);
             json["subgroup_gap"] = Named(SubgroupGap!);
         }
-        // Model patching: group DRO's weights and the consistency loss.
-        if (GroupWeights is { Count: > 0 } weights) json["group_weights"] = Named(weights);
-        if (ConsistencyLoss is double consistency) json["consistency_loss"] = JsonOptions.Number(consistency);
+        // The method's own values, by their names.
+        foreach (var (name, value) in MethodMetrics ?? []) json[name] = value.ToJson();
         return json;
     }
 

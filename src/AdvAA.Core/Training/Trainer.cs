@@ -264,8 +264,14 @@ public sealed class Trainer : IDisposable
         log.Scalar("images_per_second", m.ImagesPerSecond, step);
         for (int i = 0; i < m.InstanceLosses.Length && m.InstanceLosses.Length > 1; i++)
             log.Scalar($"instances/loss_{i + 1}", m.InstanceLosses[i], step);
-        Optional("controller/entropy", m.ControllerEntropy);
-        Optional("controller/loss", m.ControllerLoss);
+        // The method's own values: "controller_entropy" as controller/entropy, numbers by name as one tag each.
+        foreach (var (name, value) in m.MethodMetrics ?? [])
+        {
+            string tag = MetricTag(name);
+            if (value is MetricValue.Number n) log.Scalar(tag, n.Value, step);
+            else if (value is MetricValue.Named named)
+                foreach (var (key, v) in named.Values) log.Scalar($"{tag}/{key}", v, step);
+        }
         if (p.Distribution is { } d)
         {
             log.Categories("controller/ops", d.Ops.Select(o => o.Value).ToArray(), step);
@@ -276,6 +282,9 @@ public sealed class Trainer : IDisposable
     }
 
     const int PolicyImageEvery = 10;
+
+    /// <summary>A metric's TensorBoard tag: its name with the first '_' as a section ("controller_entropy" → "controller/entropy").</summary>
+    static string MetricTag(string name) => name.IndexOf('_') is int i and > 0 ? $"{name[..i]}/{name[(i + 1)..]}" : name;
 
     /// <summary>A PNG of 8 test images, then one row per policy applied to them (the report's policy grid).</summary>
     byte[] PolicyGrid(IReadOnlyList<Policy> applied, int epoch, out int height, out int width)
@@ -418,9 +427,9 @@ public sealed class Trainer : IDisposable
             double? cleanTrain = last ? Evaluate(data.Train).Accuracy : null;
             double seconds = clock.Elapsed.TotalSeconds;
             var metrics = new EpochMetrics(epoch, trainLoss, correct.item<long>() / (double)Math.Max(seen, 1), test?.Loss, test?.Accuracy,
-                config.LearningRate.At(progress), instanceLosses.Length, instanceLosses, record.ControllerEntropy, record.ControllerLoss, seconds,
+                config.LearningRate.At(progress), instanceLosses.Length, instanceLosses, seconds,
                 seen / Math.Max(trainSeconds, 1e-9), augmentSeconds, methodSeconds, valid?.Loss, valid?.Accuracy, cleanTrain,
-                group is null ? null : reduceSeconds, test?.Groups, record.GroupWeights, record.ConsistencyLoss);
+                group is null ? null : reduceSeconds, test?.Groups, record.Metrics.Count > 0 ? record.Metrics : null);
             // The ranks must still agree (model, controller, every metric but the timings): a drift would otherwise go unseen until the results are wrong.
             if (group != null)
             {
