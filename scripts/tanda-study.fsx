@@ -14,14 +14,9 @@
 #r "TorchSharp.dll"
 #endif
 
-open System
 open AdvAA.Dsl
 
-let data =
-    match fsi.CommandLineArgs |> Array.tryItem 1, Environment.GetEnvironmentVariable "ADVAA_CIFAR10_DIR" with
-    | Some folder, _ -> DataPath folder
-    | None, (null | "") -> failwith "give a CIFAR-10 folder: scripts/tanda-study.sh /data/cifar10 (or set ADVAA_CIFAR10_DIR)"
-    | None, folder -> DataPath folder
+let data = DataSource.fromArguments fsi.CommandLineArgs "ADVAA_CIFAR10_DIR" "scripts/tanda-study.sh /data/cifar10"
 
 let common =
     { Experiment.defaults with

@@ -18,6 +18,17 @@ type DataSource =
     /// A CIFAR-10/100 binary folder, an image folder (`train/`, `test/`), or a `.tar.gz` of one.
     | DataPath of string
 
+/// Data sources from a script's command line.
+[<RequireQualifiedAccess>]
+module DataSource =
+    /// The data path given as the script's first argument (`fsi.CommandLineArgs`), else the one the
+    /// environment variable `variable` names; without either, an error that shows how (`usage`).
+    let fromArguments (arguments: string array) (variable: string) (usage: string) =
+        match arguments |> Array.tryItem 1, Environment.GetEnvironmentVariable variable with
+        | Some path, _ -> DataPath path
+        | None, NonNull path when path <> "" -> DataPath path
+        | None, _ -> raise (DslException(sprintf "give the data: %s (or set %s)" usage variable))
+
 /// TANDA's transformation functions: ops of the experiment's search space at fixed levels.
 type Tfs =
     /// Every op of the search space at every level (160 TFs for `Space.paper`; custom ops included).
