@@ -31,7 +31,7 @@ let run (args: ParseResults<InfoArgs>) =
     printfn "machine      %s" (Machine.Describe())
     printfn "CPU threads  %d (of %d cores)" (torch.get_num_threads()) Environment.ProcessorCount
     match Precisions.AutoRule device with
-    | NonNull rule -> printfn "precision    auto → %s: %s" (if Precisions.FastBf16 device then "bf16" else "fp32") rule
+    | NonNull rule -> printfn "precision    auto → %s: %s" (Precisions.Name rule.Precision) rule.Reason
     | _ ->
         let probes = ProbeCache.All ProbeCache.DefaultFile |> Seq.map (fun struct (key, choice) -> key, choice) |> Seq.filter (fun (key, _) -> key.StartsWith(Machine.Describe() + ";", StringComparison.Ordinal)) |> List.ofSeq
         printfn "precision    auto → the faster of fp32 and bf16 for each model, by a timed probe of its training step at its first run (this CPU has bf16 instructions, which are not faster everywhere); probes in %s%s"

@@ -71,16 +71,16 @@ public static class Precisions
                 : "--precision bf16: this CPU has no AVX-512 BF16 or AMX, so libtorch emulates bfloat16 (about 15x slower than fp32 here)"
             : null;
         if (requested is Precision asked) return new PrecisionChoice(asked, "asked for");
-        if (!fast) return new PrecisionChoice(Precision.Fp32, AutoRule(device)!);
-        if (device.type == DeviceType.CUDA) return new PrecisionChoice(Precision.Bf16, AutoRule(device)!);
-        return ChooseByProbe(ProbeCache.DefaultFile, $"{Machine.Describe()}; libtorch {torch.__version__}; {torch.get_num_threads()} threads; {probeKey}", probe);
+        return Rule(device, fast) ?? ChooseByProbe(ProbeCache.DefaultFile, $"{Machine.Describe()}; libtorch {torch.__version__}; {torch.get_num_threads()} threads; {probeKey}", probe);
     }
 
-    /// <summary>What auto decides on this device without a probe, or null where it probes each model (a CPU with bf16 instructions).</summary>
-    public static string? AutoRule(Device device) =>
-        !FastBf16(device)
-            ? device.type == DeviceType.CUDA ? $"{device} runs no bfloat16 matrix product" : "this CPU has no AVX-512 BF16 or AMX, so bf16 would be emulated"
-            : device.type == DeviceType.CUDA ? $"{device} runs bfloat16 natively" : null;
+    /// <summary>What auto decides on this device without a probe, and why; null where it probes each model (a CPU with bf16 instructions).</summary>
+    public static PrecisionChoice? AutoRule(Device device) => Rule(device, FastBf16(device));
+
+    static PrecisionChoice? Rule(Device device, bool fastBf16) =>
+        !fastBf16 ? new PrecisionChoice(Precision.Fp32, device.type == DeviceType.CUDA ? $"{device} runs no bfloat16 matrix product" : "this CPU has no AVX-512 BF16 or AMX, so bf16 would be emulated")
+        : device.type == DeviceType.CUDA ? new PrecisionChoice(Precision.Bf16, $"{device} runs bfloat16 natively")
+        : null;
 
     /// <summary>
     /// The faster precision for <paramref name="key"/> (a machine and a model's step), from the

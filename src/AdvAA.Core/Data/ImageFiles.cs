@@ -80,8 +80,8 @@ public static class ImageFiles
         var prefix = new byte[(int)Math.Min(length, HeaderPrefix)];
         int read = data.ReadAtLeast(prefix, prefix.Length, throwOnEndOfStream: false);
         if (read < prefix.Length) throw new DataFormatException($"{origin}: the archive ends inside this entry (byte {read} of {length})");
-        if (length == prefix.Length) { Dimensions(prefix, origin); return prefix; }
-        (int width, int height) = Dimensions(prefix, origin);
+        (int width, int height) = Dimensions(new MemoryStream(prefix, writable: false), origin);
+        if (length == prefix.Length) return prefix;
         long plausible = PlausibleBytes((long)width * height);
         if (length > plausible)
             throw new DataFormatException($"{origin}: {length} bytes for a {width}x{height} image, far more than such an image takes (at most {plausible}); not read");
@@ -96,10 +96,9 @@ public static class ImageFiles
     /// against the pixel limit before anything the size of the image exists.
     /// </summary>
     /// <exception cref="DataFormatException">No JPEG or PNG header, or more pixels than <see cref="MaxPixels"/>.</exception>
-    internal static (int Width, int Height) Dimensions(byte[] encoded, string origin)
+    internal static (int Width, int Height) Dimensions(Stream encoded, string origin)
     {
-        using var stream = new MemoryStream(encoded, writable: false);
-        using SKCodec? codec = SKCodec.Create(stream);
+        using SKCodec? codec = SKCodec.Create(encoded);
         if (codec == null) throw new DataFormatException($"{origin}: {Undecodable}");
         return Checked(codec.Info.Width, codec.Info.Height, origin);
     }

@@ -250,13 +250,13 @@ internal static class ImageFolders
             Span<byte> planes = slice.bytes;
             for (int i = range.Item1; i < range.Item2; i++)
             {
-                string? problem;
-                try { problem = DecodeOne(images[i], first, width, height, resize, rgba, planes.Slice((int)((i - range.Item1) * 3 * planeBytes), (int)(3 * planeBytes))); }
-                catch (DataFormatException e) { problem = e.Message; }
-                if (problem == null) continue;
-                lock (gate)
-                    if (i < firstFailure) (firstFailure, failure) = (i, problem);
-                return;
+                try { DecodeOne(images[i], first, width, height, resize, rgba, planes.Slice((int)((i - range.Item1) * 3 * planeBytes), (int)(3 * planeBytes))); }
+                catch (DataFormatException e)
+                {
+                    lock (gate)
+                        if (i < firstFailure) (firstFailure, failure) = (i, e.Message);
+                    return;
+                }
             }
         });
         if (failure != null) throw new DataFormatException(failure);
@@ -299,38 +299,33 @@ internal static class ImageFolders
     /// <summary>The image's dimensions from its header alone (a file is checked to be a regular one first), within the pixel limit.</summary>
     static (int Width, int Height) SizeOf(EncodedImage image)
     {
-        if (image.Content is { } content) return ImageFiles.Dimensions(content, image.Origin);
+        if (image.Content is { } content) return ImageFiles.Dimensions(new MemoryStream(content, writable: false), image.Origin);
         FileInfo file = ImageFiles.Regular(image.Origin);
-        return DataFormatException.Reading(image.Origin, () =>
-        {
-            using Stream stream = file.OpenRead();
-            using SKCodec? codec = SKCodec.Create(stream);
-            if (codec == null) throw new DataFormatException($"{image.Origin}: {ImageFiles.Undecodable}");
-            return ImageFiles.Checked(codec.Info.Width, codec.Info.Height, image.Origin);
-        });
+        using Stream stream = DataFormatException.Reading(image.Origin, file.OpenRead);
+        return ImageFiles.Dimensions(stream, image.Origin);
     }
 
     /// <summary>
     /// Decodes one image into its three planes (<paramref name="resize"/>: resized and centre-cropped to
-    /// <paramref name="width"/>x<paramref name="height"/>, a square); returns what is wrong with it
-    /// (naming it), or null. The header's size is checked against the pixel limit before decoding.
+    /// <paramref name="width"/>x<paramref name="height"/>, a square). The header's size is checked
+    /// against the pixel limit before decoding; what is wrong is a <see cref="DataFormatException"/> naming the image.
     /// </summary>
-    static unsafe string? DecodeOne(EncodedImage image, EncodedImage first, int width, int height, bool resize, byte[] rgba, Span<byte> planes)
+    static unsafe void DecodeOne(EncodedImage image, EncodedImage first, int width, int height, bool resize, byte[] rgba, Span<byte> planes)
     {
         byte[] encoded = image.Content ?? ImageFiles.Read(image.Origin);
         using SKData data = SKData.CreateCopy(encoded);
         using SKCodec? codec = SKCodec.Create(data);
-        if (codec == null) return $"{image.Origin}: {ImageFiles.Undecodable}";
+        if (codec == null) throw new DataFormatException($"{image.Origin}: {ImageFiles.Undecodable}");
         (int w, int h) = ImageFiles.Checked(codec.Info.Width, codec.Info.Height, image.Origin);
         if (!resize && (w != width || h != height))
-            return $"{image.Origin}: the image is {w}x{h}, but {first.Origin} (the first) is {width}x{height}; all images of a data set must have one size";
+            throw new DataFormatException($"{image.Origin}: the image is {w}x{h}, but {first.Origin} (the first) is {width}x{height}; all images of a data set must have one size");
         // No colour space on the target: pixel values are taken as stored, as PIL's convert("RGB") does.
         var target = new SKImageInfo(w, h, SKColorType.Rgba8888, SKAlphaType.Unpremul);
         byte[] decoded = resize ? new byte[checked((int)((long)w * h * 4))] : rgba;
         SKCodecResult result;
         fixed (byte* p = decoded) result = codec.GetPixels(target, (IntPtr)p);
-        if (result != SKCodecResult.Success) return $"{image.Origin}: corrupt image: decoding stopped with {result}";
-        if (resize && !CentreSquare(decoded, target, rgba, width)) return $"{image.Origin}: the {w}x{h} image could not be resized to {width}x{width}";
+        if (result != SKCodecResult.Success) throw new DataFormatException($"{image.Origin}: corrupt image: decoding stopped with {result}");
+        if (resize && !CentreSquare(decoded, target, rgba, width)) throw new DataFormatException($"{image.Origin}: the {w}x{h} image could not be resized to {width}x{width}");
         int plane = width * height;
         Span<byte> r = planes[..plane], g = planes.Slice(plane, plane), b = planes.Slice(2 * plane, plane);
         for (int i = 0, at = 0; i < plane; i++, at += 4)
@@ -339,7 +334,6 @@ internal static class ImageFolders
             g[i] = rgba[at + 1];
             b[i] = rgba[at + 2];
         }
-        return null;
     }
 
     /// <summary>

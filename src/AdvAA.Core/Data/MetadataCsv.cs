@@ -54,6 +54,7 @@ internal static class MetadataCsv
         int pathColumn = Column("image path", PathColumns), classColumn = Column("class", "y"),
             groupColumn = Column("subgroup", GroupColumns), splitColumn = Column("split", "split");
         bool waterbirds = header.Contains("place_filename");
+        string realRoot = ImageFiles.RealPath(root) ?? root;
         var rows = new List<Row>();
         foreach ((int line, string[] fields) in records.Skip(1))
         {
@@ -72,7 +73,7 @@ internal static class MetadataCsv
             int split = SplitOf(fields[splitColumn]) ?? throw new DataFormatException(
                 At($"split '{fields[splitColumn]}' is not 0 (train), 1 (val), 2 (test) or one of those words"));
             if (image.Length == 0) throw new DataFormatException(At($"no {header[pathColumn]} (the image's path)"));
-            rows.Add(new Row(line, ImagePath(root, image, At), label, subgroup, split));
+            rows.Add(new Row(line, ImagePath(root, realRoot, image, At), label, subgroup, split));
         }
         // Every class needs train rows (two subgroups' worth), so a class number beyond the rows is a typo, not a class.
         if (rows.Count > 0 && rows.MaxBy(r => r.Label) is { } highest && highest.Label >= rows.Count)
@@ -96,18 +97,18 @@ internal static class MetadataCsv
     }
 
     /// <summary>
-    /// The image file of a row: <paramref name="image"/> relative to <paramref name="root"/>, refused
+    /// The image file of a row: <paramref name="image"/> relative to <paramref name="root"/> (whose
+    /// links followed give <paramref name="realRoot"/>), refused
     /// (without looking at the file) when it is absolute or leads outside the folder, and, after its
     /// links are followed, when it lands outside the folder; a missing file inside it is named.
     /// </summary>
-    static string ImagePath(string root, string image, Func<string, string> at)
+    static string ImagePath(string root, string realRoot, string image, Func<string, string> at)
     {
         if (Path.IsPathRooted(image))
             throw new DataFormatException(at($"'{image}' is an absolute path; image paths are relative to the folder of {FileName} and stay inside it"));
         string path = Path.GetFullPath(Path.Combine(root, image));
         if (!path.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal))
             throw new DataFormatException(at($"'{image}' leads outside {root}; image paths stay inside the folder of {FileName}"));
-        string realRoot = ImageFiles.RealPath(root) ?? root;
         // The deepest part of the path that exists, links followed: a link that leaves the folder is refused whether or not its target exists.
         string? real = null;
         for (string? part = path; part != null && part.Length > root.Length && real == null; part = Path.GetDirectoryName(part))
