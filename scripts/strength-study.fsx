@@ -2,33 +2,17 @@
 // AutoAugment at M = 4 a matter of augmentation *strength* rather than of learning? Random policies
 // (M = 4, the paper's space, Cutout 16) at milder strength — magnitude_scale and policy_probability
 // at 0.5 and 0.75 — next to random at full strength and RandAugment M = 4, all on this machine and
-// precision, 2 paired seeds, on the study's 2k CIFAR-10 setting (scripts/study.fsx). Settings are
+// precision, 2 paired seeds, on the studies' 2k CIFAR-10 setting (scripts/Setting2k.fsx). Settings are
 // compared on the *validation* split (summary.md's "validation" column); the test column is not used
 // to choose.
 //
 //   STUDY=scripts/strength-study.fsx scripts/study.sh [CIFAR-10 folder] [study folder]
 //   advaa run scripts/strength-study.fsx /data/cifar10 --out runs/strength   (--resume continues it)
-#if !ADVAA_HOST
-#I "../src/AdvAA.Cli/bin/Release/net10.0"
-#r "AdvAA.Core.dll"
-#r "AdvAA.Dsl.dll"
-#r "TorchSharp.dll"
-#endif
+#load "Setting2k.fsx"
 
 open AdvAA.Dsl
 
-let data = DataSource.fromArguments fsi.CommandLineArgs "ADVAA_CIFAR10_DIR" "advaa run scripts/strength-study.fsx /data/cifar10"
-
-let common =
-    { Experiment.defaults with
-        Data = data
-        Model = "small"
-        Epochs = 60
-        BatchSize = 64
-        TrainLimit = Some 2000
-        ValidationSize = Some 1000
-        EvalEvery = 5
-        Instances = Some(Schedule.constant 4.0) }
+let common = { Setting2k.common "advaa run scripts/strength-study.fsx /data/cifar10" with Instances = Some(Schedule.constant 4.0) }
 
 let mild magnitude probability =
     { common with

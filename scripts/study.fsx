@@ -9,26 +9,11 @@
 // Arms are experiments; a study runs each once per seed and writes summary.md and summary.json
 // (mean ± sd over seeds), test-curves.png and controller-movement.png. Declare your own grid the
 // same way: a list of experiments and the seeds.
-#if !ADVAA_HOST
-#I "../src/AdvAA.Cli/bin/Release/net10.0"
-#r "AdvAA.Core.dll"
-#r "AdvAA.Dsl.dll"
-#r "TorchSharp.dll"
-#endif
+#load "Setting2k.fsx"
 
 open AdvAA.Dsl
 
-let data = DataSource.fromArguments fsi.CommandLineArgs "ADVAA_CIFAR10_DIR" "scripts/study.sh /data/cifar10"
-
-let common =
-    { Experiment.defaults with
-        Data = data
-        Model = "small"
-        Epochs = 60
-        BatchSize = 64
-        TrainLimit = Some 2000
-        ValidationSize = Some 1000
-        EvalEvery = 5 }
+let common = Setting2k.common "scripts/study.sh /data/cifar10"
 
 let m4 = Some(Schedule.constant 4.0)
 
