@@ -9,7 +9,7 @@ open AdvAA.Dsl
 
 let private resumes (folder: string) =
     let run = RunFolder.Open folder
-    match Checkpoints.Latest run with
+    match run.LatestCheckpoint() with
     | null -> sprintf "%s, from the start (it has no checkpoint yet)" run.Path
     | checkpoint -> sprintf "%s, from its checkpoint of epoch %d" run.Path checkpoint.Epoch
 

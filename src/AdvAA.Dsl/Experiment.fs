@@ -762,7 +762,7 @@ module Experiment =
             let comparableRuns = (nonNull comparable["runs"]).AsObject()
             for name in [ for kv in comparableRuns -> kv.Key ] do
                 if not (List.contains name recordedRuns) then comparableRuns.Remove name |> ignore
-            match RunConfig.Difference(recorded, comparable) with
+            match JsonDifferences.First(recorded, comparable) with
             | null ->
                 if comparableRuns.Count < entries.Count then
                     AtomicFile.Write(path, current.ToJsonString(JsonOptions.Indented) + "\n")

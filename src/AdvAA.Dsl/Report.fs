@@ -212,7 +212,7 @@ let writePlots (runs: RunData list) (outDir: string) =
       let stage = Path.Combine(run.Folder, AdvAA.Core.Methods.TandaMethod.StageFolder, AdvAA.Core.Search.TanTrainer.MetricsFile)
       if run.Config.Experiment.Method :? AdvAA.Core.Methods.TandaSpec && File.Exists stage then
           let tan =
-              RunFolder.ReadJsonLines stage
+              JsonLines.Read stage
               |> Seq.mapi (fun i line -> AdvAA.Core.Search.TanEpoch.FromJson(line, sprintf "%s:%d" stage (i + 1)))
               |> List.ofSeq
           if not tan.IsEmpty then
@@ -237,7 +237,7 @@ let writePlots (runs: RunData list) (outDir: string) =
       let cycleGan = Path.Combine(run.Folder, AdvAA.Core.Methods.PatchingMethod.StageFolder, AdvAA.Core.Search.CycleGanStage.MetricsFile)
       if run.Config.Experiment.Method :? AdvAA.Core.Methods.PatchingSpec && File.Exists cycleGan then
           let gan =
-              RunFolder.ReadJsonLines cycleGan
+              JsonLines.Read cycleGan
               |> Seq.mapi (fun i line -> AdvAA.Core.Search.CycleGanEpoch.FromJson(line, sprintf "%s:%d" cycleGan (i + 1)))
               |> List.ofSeq
           if not gan.IsEmpty then

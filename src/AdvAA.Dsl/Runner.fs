@@ -293,7 +293,7 @@ module Runner =
                 trainer.Run(folder, session.Cancel, String.concat " " session.Program) |> ignore
             with e when (match e with :? IOException as io -> diskFull io | _ -> false) || isOutOfMemory e ->
                 let kept =
-                    match Checkpoints.Latest folder with
+                    match folder.LatestCheckpoint() with
                     | null -> "no epoch had finished, so it holds no checkpoint"
                     | c -> sprintf "it keeps epoch %d, its last complete checkpoint" c.Epoch
                 let what, remedy =
@@ -307,7 +307,7 @@ module Runner =
             { Name = name
               Method = config.Method.Name
               Folder = folder.Path
-              EpochsDone = (match Checkpoints.Latest folder with null -> 0 | c -> c.Epoch)
+              EpochsDone = (match folder.LatestCheckpoint() with null -> 0 | c -> c.Epoch)
               Epochs = config.Epochs
               FinalAccuracy = history |> List.tryLast |> Option.map snd
               BestAccuracy = if history.IsEmpty then None else history |> List.maxBy snd |> fun (e, a) -> Some(a, e)

@@ -86,7 +86,7 @@ let private summarize (seed: int64) (run: RunData) =
       StageSeconds =
           let stage = Path.Combine(run.Folder, PatchingMethod.StageFolder, AdvAA.Core.Search.CycleGanStage.MetricsFile)
           if run.Config.Experiment.Method :? PatchingSpec && File.Exists stage then
-              Some(RunFolder.ReadJsonLines stage |> Seq.sumBy (fun line -> line["seconds"] |> nonNull |> fun v -> v.GetValue<float>()))
+              Some(JsonLines.Read stage |> Seq.sumBy (fun line -> line["seconds"] |> nonNull |> fun v -> v.GetValue<float>()))
           else None }
 
 let private movement (run: RunData) =

@@ -66,14 +66,14 @@ let private run (s: CycleGanSettings) (folder: string) (train: ImageDataset) (se
     run' cyclegan folder train seed CancellationToken.None
 
 let private cycleLosses (folder: string) =
-    [ for line: JsonObject in RunFolder.ReadJsonLines(Path.Combine(folder, CycleGanStage.MetricsFile)) ->
+    [ for line: JsonObject in JsonLines.Read(Path.Combine(folder, CycleGanStage.MetricsFile)) ->
         let classes = (nonNull (line["classes"])).AsObject()
         [ for name in [ "animal"; "vehicle" ] ->
             let losses: JsonNode = nonNull (classes[name])
             (nonNull (losses["cycle_loss"])).GetValue<float>() ] ]
 
 let private withoutSeconds (folder: string) =
-    [ for line: JsonObject in RunFolder.ReadJsonLines(Path.Combine(folder, CycleGanStage.MetricsFile)) ->
+    [ for line: JsonObject in JsonLines.Read(Path.Combine(folder, CycleGanStage.MetricsFile)) ->
         line.Remove "seconds" |> ignore
         line.ToJsonString() ]
 

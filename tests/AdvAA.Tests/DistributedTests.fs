@@ -49,7 +49,7 @@ let private complete (p: Process) (seconds: int) =
     p.ExitCode, out.Result, err.Result
 
 let private modelOf (folder: string) =
-    let checkpoint = Checkpoints.Latest(RunFolder.Open folder) |> nonNull
+    let checkpoint = (RunFolder.Open folder).LatestCheckpoint() |> nonNull
     let model = ModelRegistry.Create("small", 10)
     checkpoint.Read("model", fun s -> model.load(s, strict = true) |> ignore)
     [ for p in model.parameters() -> p.detach().clone() ]
@@ -150,7 +150,7 @@ let tests =
             use dir = new TempDir()
             let run = dir.File "frozen"
             expectCode (cli [ "train"; "--method"; "baseline"; "--epochs"; "1"; "--batch"; "16"; "--train-limit"; "32"; "--test-limit"; "20"; "--device"; "cpu"; "--frozen-bn"; "--out"; run ]) 0
-            let checkpoint = Checkpoints.Latest(RunFolder.Open run) |> nonNull
+            let checkpoint = (RunFolder.Open run).LatestCheckpoint() |> nonNull
             let model = ModelRegistry.Create("small", 10)
             checkpoint.Read("model", fun s -> model.load(s, strict = true) |> ignore)
             let fresh = ModelRegistry.Create("small", 10)

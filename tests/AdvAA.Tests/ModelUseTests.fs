@@ -124,7 +124,7 @@ let tests =
             // The file holds the checkpoint's tensors exactly, by name and in order.
             use trained = TrainedModel.Open(run, Nullable(), "cpu")
             use model = AdvAA.Core.Models.ModelRegistry.Create("small", 10)
-            AdvAA.Core.Training.Checkpoints.Latest(RunFolder.Open run).Read("model", fun s -> model.load(s, strict = true) |> ignore)
+            (RunFolder.Open(run).LatestCheckpoint() |> nonNull).Read("model", fun s -> model.load(s, strict = true) |> ignore)
             let expected = model.state_dict() |> Seq.map (fun kv -> kv.Key, kv.Value) |> List.ofSeq
             let read = AdvAA.Core.Models.PyTorchStateDict.Read weights |> Seq.map (fun struct (n, v) -> n, v) |> List.ofSeq
             Expect.equal (read |> List.map fst) (expected |> List.map fst) "the state dict's names, in the model's order"

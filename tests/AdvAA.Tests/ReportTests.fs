@@ -35,7 +35,8 @@ let writeRun (dir: string) (name: string) (method: string) (accuracies: float li
             // two policies x one sub-policy x two stages; the op mix shifts to Rotate over the epochs
             let second = if i = 0 then "ShearX" else "Rotate"
             PolicyRecord(i + 1, method, [| policy [ "ShearX", 1; second, 9 ]; policy [ "Rotate", 1; "Invert", 0 ] |], [| 2.0; 2.1 |], [| 0.7; -0.7 |], null))
-    folder.RewriteLogs(metrics, policies)
+    File.WriteAllText(folder.File RunFolder.MetricsFile, JsonLines.Text [ for m in metrics -> m.ToJson() ])
+    File.WriteAllText(folder.File RunFolder.PoliciesFile, JsonLines.Text [ for p in policies -> p.ToJson() ])
     folder.Path
 
 let private isPng (path: string) =

@@ -110,7 +110,7 @@ let tests =
             let blocker = Path.Combine(run.File RunFolder.CheckpointFolder, "epoch-0002")
             File.WriteAllText(blocker, "in the way")
             throwsMessage<IOException> (fun () -> train config run None |> ignore) |> ignore
-            Expect.equal (Checkpoints.Latest run |> nonNull).Epoch 1 "epoch 1's checkpoint is the newest whole one"
+            Expect.equal (run.LatestCheckpoint() |> nonNull).Epoch 1 "epoch 1's checkpoint is the newest whole one"
             Expect.equal (epochs run) [ 1 ] "the logs hold what the checkpoint covers"
             Expect.isEmpty (debris run) "no temporary checkpoint folder"
             File.Delete blocker
@@ -129,7 +129,7 @@ let tests =
                 let run = RunFolder.Create(Path.Combine(mountPoint, "run"))
                 let msg = throwsMessage<IOException> (fun () -> train config run None |> ignore)
                 Expect.stringContains msg "No space left on device" "the system's message"
-                let last = Checkpoints.Latest run |> nonNull
+                let last = run.LatestCheckpoint() |> nonNull
                 Expect.isGreaterThanOrEqual last.Epoch 1 "a checkpoint before the disk filled up"
                 Expect.equal (epochs run) [ 1 .. last.Epoch ] "the logs hold exactly what it covers"
                 Expect.isEmpty (debris run) "no temporary files or folders"
@@ -148,7 +148,7 @@ let tests =
                 let run = Path.Combine(mountPoint, "run")
                 let code, _, err = AdvAA.Tests.CliTests.cli [ "train"; "--method"; "baseline"; "--model"; "small"; "--epochs"; "3"; "--batch"; "32"; "--train-limit"; "64"; "--test-limit"; "50"; "--device"; "cpu"; "--out"; run ]
                 Expect.equal code 1 err
-                let kept = (Checkpoints.Latest(RunFolder.Open run) |> nonNull).Epoch
+                let kept = ((RunFolder.Open run).LatestCheckpoint() |> nonNull).Epoch
                 containsAll err [ sprintf "advaa: the disk is full while writing %s; it keeps epoch %d, its last complete checkpoint" run kept; "continue with: advaa train "; "--resume " + run ]
                 Expect.isFalse (err.Contains "No space left on device") "the system's words are replaced"
         }

@@ -140,7 +140,7 @@ let tests =
             containsAll lines[0] [ "stage 1  epoch 1/2"; "generator/random loss" ]
             let stage = Path.Combine(whole.Path, TandaMethod.StageFolder)
             Expect.isTrue (File.Exists(Path.Combine(stage, TanTrainer.SamplesFile))) "the sample grid"
-            let stageMetrics = RunFolder.ReadJsonLines(Path.Combine(stage, TanTrainer.MetricsFile))
+            let stageMetrics = JsonLines.Read(Path.Combine(stage, TanTrainer.MetricsFile))
             Expect.equal stageMetrics.Count 2 "stage 1's metrics per epoch"
             let index = AdvAA.Dsl.RunReport.write [ whole.Path ] None 4
             for png in [ "tanda-stage1.png"; "tanda-ops.png"; "tanda-samples.png" ] do

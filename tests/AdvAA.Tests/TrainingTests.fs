@@ -114,7 +114,7 @@ let tests =
             let normalized = policies[1]["normalized_losses"] |> nonNull
             let values = [ for v in normalized.AsArray() -> (nonNull v).GetValue<double>() ]
             Expect.floatClose Accuracy.medium (List.sum values) 0.0 "normalised losses have mean 0"
-            let checkpoint = Checkpoints.Latest folder |> nonNull
+            let checkpoint = folder.LatestCheckpoint() |> nonNull
             Expect.equal checkpoint.Epoch 2 "the last checkpoint is epoch 2"
             Expect.isTrue (checkpoint.Has "controller") "the controller is checkpointed"
             let entries = Directory.GetDirectories(folder.File RunFolder.CheckpointFolder)
@@ -130,7 +130,7 @@ let tests =
             let first = train config parted (Some 1)
             Expect.equal first.Length 1 "stopped after epoch 1"
             // a kill between the metrics line and the checkpoint leaves an extra line: it is dropped on resume
-            parted.AppendLine(RunFolder.MetricsFile, JsonObject(dict [ "epoch", JsonValue.Create 2 :> JsonNode ]))
+            JsonLines.Append(parted.File RunFolder.MetricsFile, JsonObject(dict [ "epoch", JsonValue.Create 2 :> JsonNode ]))
             let rest = train config (RunFolder.Open parted.Path) None
             Expect.equal (rest |> List.map (fun m -> m.Epoch)) [ 2; 3 ] "resumed at epoch 2"
             Expect.sequenceEqual (metricsWithoutTiming parted) (metricsWithoutTiming whole) "identical metrics.jsonl"
@@ -164,7 +164,7 @@ let tests =
             let folder = RunFolder.Create(dir.File "run")
             let msg = throwsMessage<TrainingDivergedException> (fun () -> train config folder None |> ignore)
             containsAll msg [ "epoch 2"; "epoch-0001" ]
-            Expect.equal (Checkpoints.Latest folder |> nonNull).Epoch 1 "epoch 1's checkpoint is kept"
+            Expect.equal (folder.LatestCheckpoint() |> nonNull).Epoch 1 "epoch 1's checkpoint is kept"
             Expect.equal (folder.ReadLines RunFolder.MetricsFile).Count 1 "only the good epoch is recorded"
         }
 
@@ -176,7 +176,7 @@ let tests =
             let other = Tiny.Config("baseline", epochs = 2, model = "wrn-10-2")
             let msg = throwsMessage<RunFolderException> (fun () -> train other (RunFolder.Open folder.Path) None |> ignore)
             containsAll msg [ "holds another run"; "model: recorded \"wrn-10-1\", now \"wrn-10-2\"" ]
-            let checkpoint = Checkpoints.Latest folder |> nonNull
+            let checkpoint = folder.LatestCheckpoint() |> nonNull
             let modelFile = Path.Combine(checkpoint.Folder, "model.bin")
             let bytes = File.ReadAllBytes modelFile
             File.WriteAllBytes(modelFile, bytes[.. bytes.Length / 2])

@@ -105,10 +105,8 @@ public sealed class AdversarialMethod : InstancePoliciesMethod
 
     public override IReadOnlyList<StatePart> StateParts =>
     [
-        new("controller", s => controller.save(s), s => controller.load(s, strict: true)),
-        new("controller_optimizer",
-            s => { using var w = new BinaryWriter(s, System.Text.Encoding.UTF8, leaveOpen: true); trainer.Optimizer.save_state_dict(w); },
-            s => { using var r = new BinaryReader(s); trainer.Optimizer.load_state_dict(r); }),
+        StatePart.Of("controller", controller),
+        StatePart.Of("controller_optimizer", trainer.Optimizer),
     ];
 
     public override void Dispose()

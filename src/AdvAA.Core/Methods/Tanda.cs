@@ -89,8 +89,8 @@ public sealed record TandaSpec : CopiesSpec
             RunFolder run = RunFolder.Open(from);
             if (run.ReadConfig().Experiment.Method is not TandaSpec source || source.Generator == "random")
                 throw new ConfigException($"tanda.from = {from}: the run did not train a TANDA generator (its method is not tanda with generator lstm or mean-field)");
-            Checkpoint stage = Checkpoints.Latest(Path.Combine(run.Path, TandaMethod.StageFolder, TanTrainer.CheckpointFolder))
-                ?? throw new ConfigException($"tanda.from = {from}: the run has no trained generator ({TandaMethod.StageFolder}/{TanTrainer.CheckpointFolder} is missing)");
+            Checkpoint stage = Checkpoints.LatestOf(Path.Combine(run.Path, TandaMethod.StageFolder))
+                ?? throw new ConfigException($"tanda.from = {from}: the run has no trained generator ({TandaMethod.StageFolder}/{Checkpoints.FolderName} is missing)");
             if (stage.Epoch < source.TanEpochs)
                 throw new ConfigException($"tanda.from = {from}: its stage 1 stopped at epoch {stage.Epoch} of {source.TanEpochs}; resume that run first");
             TransformationSet.Parse(space, source.Tfs);

@@ -137,6 +137,3 @@ public sealed record MethodEpochRecord
     public static MethodEpochRecord Empty { get; } = new();
 }
 
-/// <summary>A named part of a method's state in a checkpoint (file <c>&lt;name&gt;.bin</c>).</summary>
-public sealed record StatePart(string Name, Action<Stream> Save, Action<Stream> Load);
-

@@ -97,7 +97,7 @@ public sealed class TransferSource
         var run = RunFolder.Open(path);
         var config = run.ReadConfig();
         int planned = config.Experiment.Epochs;
-        int done = Checkpoints.Latest(run)?.Epoch ?? 0;
+        int done = run.LatestCheckpoint()?.Epoch ?? 0;
         if (done < planned)
             throw new RunFolderException($"{run.Path} is not a finished run: {done} of its {planned} epochs are done (finish it with --resume {run.Path})");
         var records = run.ReadPolicies().Where(r => r.Epoch <= planned).ToArray();

@@ -93,26 +93,15 @@ public sealed class CycleGan : IDisposable
     }
 
     /// <summary>This CycleGAN's checkpoint parts (networks and optimizer states), named with <paramref name="prefix"/>.</summary>
-    public IEnumerable<KeyValuePair<string, Action<Stream>>> Parts(string prefix) =>
+    public IEnumerable<StatePart> State(string prefix) =>
     [
-        new(prefix + "generator_ab", s => toB.save(s)),
-        new(prefix + "generator_ba", s => toA.save(s)),
-        new(prefix + "discriminator_a", s => judgeA.save(s)),
-        new(prefix + "discriminator_b", s => judgeB.save(s)),
-        new(prefix + "generator_optimizer", s => { using var w = new BinaryWriter(s, Encoding.UTF8, leaveOpen: true); generatorOptimizer.save_state_dict(w); }),
-        new(prefix + "discriminator_optimizer", s => { using var w = new BinaryWriter(s, Encoding.UTF8, leaveOpen: true); discriminatorOptimizer.save_state_dict(w); }),
+        StatePart.Of(prefix + "generator_ab", toB),
+        StatePart.Of(prefix + "generator_ba", toA),
+        StatePart.Of(prefix + "discriminator_a", judgeA),
+        StatePart.Of(prefix + "discriminator_b", judgeB),
+        StatePart.Of(prefix + "generator_optimizer", generatorOptimizer),
+        StatePart.Of(prefix + "discriminator_optimizer", discriminatorOptimizer),
     ];
-
-    /// <summary>Loads what <see cref="Parts"/> wrote, through <paramref name="read"/> (a checkpoint's verified reader).</summary>
-    public void Restore(string prefix, Action<string, Action<Stream>> read)
-    {
-        read(prefix + "generator_ab", s => toB.load(s, strict: true));
-        read(prefix + "generator_ba", s => toA.load(s, strict: true));
-        read(prefix + "discriminator_a", s => judgeA.load(s, strict: true));
-        read(prefix + "discriminator_b", s => judgeB.load(s, strict: true));
-        read(prefix + "generator_optimizer", s => { using var r = new BinaryReader(s); generatorOptimizer.load_state_dict(r); });
-        read(prefix + "discriminator_optimizer", s => { using var r = new BinaryReader(s); discriminatorOptimizer.load_state_dict(r); });
-    }
 
     public void Dispose()
     {

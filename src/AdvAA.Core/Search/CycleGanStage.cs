@@ -74,8 +74,7 @@ public sealed record CycleGanEpoch(int Epoch, IReadOnlyList<CycleGanClassEpoch> 
 /// </summary>
 public sealed class CycleGanStage : IDisposable
 {
-    public const string CheckpointFolder = "checkpoint", MetricsFile = "metrics.jsonl", GridFile = "grid.png";
-    const string MetricsPart = "metrics";
+    public const string MetricsFile = "metrics.jsonl", GridFile = "grid.png";
     /// <summary>The epoch stream of the batches' order and pairing (apart from <see cref="EpochStreams"/>' own).</summary>
     const int PairingStream = 21;
     const int GridColumns = 8;
@@ -110,7 +109,7 @@ public sealed class CycleGanStage : IDisposable
 
     /// <summary>Whether the stage-1 folder <paramref name="folder"/> holds a finished stage of <paramref name="epochs"/> epochs.</summary>
     public static bool Finished(string folder, int epochs) =>
-        Checkpoints.Latest(Path.Combine(folder, CheckpointFolder)) is { } checkpoint && checkpoint.Epoch == epochs;
+        Checkpoints.LatestOf(folder)?.Epoch == epochs;
 
     /// <summary>
     /// Trains every class's CycleGAN in <paramref name="folder"/> (RUN/stage1) from its last
@@ -125,28 +124,16 @@ public sealed class CycleGanStage : IDisposable
         var members = Members(train);
         try
         {
-            Directory.CreateDirectory(folder);
-            string root = Path.Combine(folder, CheckpointFolder);
-            var epochs = new List<CycleGanEpoch>();
-            if (Checkpoints.Latest(root) is { } checkpoint)
+            var stage = new ResumableStage<CycleGanEpoch>([MetricsFile], pairs.SelectMany((p, c) => p.Gan.State($"class{c}_")).ToArray(),
+                epoch => TrainEpoch(train, members, epoch), e => [e.ToJson()]);
+            var runner = new StageRunner<CycleGanEpoch>(folder, identity, stage, "stage-1 checkpoint");
+            runner.Resume();
+            return runner.Train(settings.Epochs, cancel, e =>
             {
-                if (RunConfig.Difference(checkpoint.Identity, identity) is { } difference)
-                    throw new RunFolderException($"stage-1 checkpoint {checkpoint.Folder} is from a different run: {difference}");
-                Restore(checkpoint, epochs);
-            }
-            AtomicFile.Write(Path.Combine(folder, MetricsFile), RunFolder.Lines(epochs.Select(e => e.ToJson())));
-            for (int epoch = epochs.Count + 1; epoch <= settings.Epochs; epoch++)
-            {
-                if (cancel.IsCancellationRequested) return false;
-                var e = TrainEpoch(train, members, epoch);
-                epochs.Add(e);
-                Checkpoints.Save(root, epoch, identity, Parts(epochs));
-                AtomicFile.Write(Path.Combine(folder, MetricsFile), RunFolder.Lines(epochs.Select(x => x.ToJson())));
-                if (epoch == 1 || epoch % 5 == 0 || epoch == settings.Epochs)
+                if (e.Epoch == 1 || e.Epoch % 5 == 0 || e.Epoch == settings.Epochs)
                     AtomicFile.Write(Path.Combine(folder, GridFile), temp => File.WriteAllBytes(temp, Grid(train, members)));
                 report(e.Summary(settings.Epochs));
-            }
-            return true;
+            });
         }
         finally
         {
@@ -278,21 +265,6 @@ public sealed class CycleGanStage : IDisposable
                 labels.AddRange([groups[from].ToString(), $"→ {groups[to].Subgroup}", "→ back"]);
             }
         return ImageGrid.EncodePng(cat(rows, 0).cpu(), GridColumns, labels);
-    }
-
-    IReadOnlyDictionary<string, Action<Stream>> Parts(IReadOnlyList<CycleGanEpoch> epochs)
-    {
-        var parts = pairs.SelectMany((p, c) => p.Gan.Parts($"class{c}_")).ToDictionary();
-        parts[MetricsPart] = s => s.Write(new UTF8Encoding(false).GetBytes(RunFolder.Lines(epochs.Select(e => e.ToJson()))));
-        return parts;
-    }
-
-    void Restore(Checkpoint checkpoint, List<CycleGanEpoch> epochs)
-    {
-        for (int c = 0; c < pairs.Count; c++) pairs[c].Gan.Restore($"class{c}_", checkpoint.Read);
-        string where = Path.Combine(checkpoint.Folder, MetricsPart + ".bin");
-        epochs.AddRange(checkpoint.ReadText(MetricsPart).Split('\n', StringSplitOptions.RemoveEmptyEntries)
-            .Select((line, i) => CycleGanEpoch.FromJson(JsonNode.Parse(line) as JsonObject ?? throw new RunFolderException($"{where}:{i + 1}: not a JSON object"), $"{where}:{i + 1}")));
     }
 
     public void Dispose()

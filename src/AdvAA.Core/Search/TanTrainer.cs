@@ -69,8 +69,7 @@ public sealed record TanEpoch(int Epoch, double DiscriminatorLoss, double Discri
 /// </summary>
 public sealed class TanTrainer : IDisposable
 {
-    public const string CheckpointFolder = "checkpoint", MetricsFile = "metrics.jsonl", SamplesFile = "samples.png";
-    const string MetricsPart = "metrics";
+    public const string MetricsFile = "metrics.jsonl", SamplesFile = "samples.png";
 
     readonly TransformationSet tfs;
     readonly TanSettings settings;
@@ -173,15 +172,6 @@ public sealed class TanTrainer : IDisposable
             gLoss / batches, rLoss / batches, clock.Elapsed.TotalSeconds, shares);
     }
 
-    IReadOnlyDictionary<string, Action<Stream>> Parts(IReadOnlyList<TanEpoch> epochs) => new Dictionary<string, Action<Stream>>
-    {
-        ["generator"] = s => Generator.save(s),
-        ["discriminator"] = s => Discriminator.save(s),
-        ["generator_optimizer"] = s => { using var w = new BinaryWriter(s, Encoding.UTF8, leaveOpen: true); generatorOptimizer.save_state_dict(w); },
-        ["discriminator_optimizer"] = s => { using var w = new BinaryWriter(s, Encoding.UTF8, leaveOpen: true); discriminatorOptimizer.save_state_dict(w); },
-        [MetricsPart] = s => s.Write(new UTF8Encoding(false).GetBytes(RunFolder.Lines(epochs.Select(e => e.ToJson())))),
-    };
-
     /// <summary>
     /// Trains stage 1 in <paramref name="folder"/> (RUN/stage1) from its last checkpoint to
     /// <see cref="TanSettings.Epochs"/>, a checkpoint and metrics.jsonl after each epoch and the
@@ -189,39 +179,18 @@ public sealed class TanTrainer : IDisposable
     /// </summary>
     public bool Run(string folder, ImageDataset train, JsonObject identity, CancellationToken cancel, Action<TanEpoch> report)
     {
-        Directory.CreateDirectory(folder);
-        string root = Path.Combine(folder, CheckpointFolder);
-        var epochs = new List<TanEpoch>();
-        if (Checkpoints.Latest(root) is { } checkpoint)
+        var stage = new ResumableStage<TanEpoch>([MetricsFile],
+            [StatePart.Of("generator", Generator), StatePart.Of("discriminator", Discriminator),
+             StatePart.Of("generator_optimizer", generatorOptimizer), StatePart.Of("discriminator_optimizer", discriminatorOptimizer)],
+            epoch => TrainEpoch(train, epoch), e => [e.ToJson()]);
+        var runner = new StageRunner<TanEpoch>(folder, identity, stage, "stage-1 checkpoint");
+        runner.Resume();
+        return runner.Train(settings.Epochs, cancel, e =>
         {
-            if (RunConfig.Difference(checkpoint.Identity, identity) is { } difference)
-                throw new RunFolderException($"stage-1 checkpoint {checkpoint.Folder} is from a different run: {difference}");
-            Restore(checkpoint, epochs);
-        }
-        AtomicFile.Write(Path.Combine(folder, MetricsFile), RunFolder.Lines(epochs.Select(e => e.ToJson())));
-        for (int epoch = epochs.Count + 1; epoch <= settings.Epochs; epoch++)
-        {
-            if (cancel.IsCancellationRequested) return false;
-            var e = TrainEpoch(train, epoch);
-            epochs.Add(e);
-            Checkpoints.Save(root, epoch, identity, Parts(epochs));
-            AtomicFile.Write(Path.Combine(folder, MetricsFile), RunFolder.Lines(epochs.Select(x => x.ToJson())));
-            if (epoch == 1 || epoch % 5 == 0 || epoch == settings.Epochs)
-                AtomicFile.Write(Path.Combine(folder, SamplesFile), temp => File.WriteAllBytes(temp, SampleGrid(train, epoch)));
+            if (e.Epoch == 1 || e.Epoch % 5 == 0 || e.Epoch == settings.Epochs)
+                AtomicFile.Write(Path.Combine(folder, SamplesFile), temp => File.WriteAllBytes(temp, SampleGrid(train, e.Epoch)));
             report(e);
-        }
-        return true;
-    }
-
-    void Restore(Checkpoint checkpoint, List<TanEpoch> epochs)
-    {
-        checkpoint.Read("generator", s => Generator.load(s, strict: true));
-        checkpoint.Read("discriminator", s => Discriminator.load(s, strict: true));
-        checkpoint.Read("generator_optimizer", s => { using var r = new BinaryReader(s); generatorOptimizer.load_state_dict(r); });
-        checkpoint.Read("discriminator_optimizer", s => { using var r = new BinaryReader(s); discriminatorOptimizer.load_state_dict(r); });
-        string where = Path.Combine(checkpoint.Folder, MetricsPart + ".bin");
-        epochs.AddRange(checkpoint.ReadText(MetricsPart).Split('\n', StringSplitOptions.RemoveEmptyEntries)
-            .Select((line, i) => TanEpoch.FromJson(JsonNode.Parse(line) as JsonObject ?? throw new RunFolderException($"{where}:{i + 1}: not a JSON object"), $"{where}:{i + 1}")));
+        });
     }
 
     /// <summary>A PNG: 8 training images, then rows of random sequences' and the generator's transforms of them.</summary>

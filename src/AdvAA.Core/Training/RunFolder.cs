@@ -21,7 +21,7 @@ public sealed class RunFolder
     public const string ConfigFile = "config.json";
     public const string MetricsFile = "metrics.jsonl";
     public const string PoliciesFile = "policies.jsonl";
-    public const string CheckpointFolder = "checkpoint";
+    public const string CheckpointFolder = Checkpoints.FolderName;
 
     public string Path { get; }
 
@@ -115,62 +115,17 @@ public sealed class RunFolder
     {
         string path = File(file);
         if (!System.IO.File.Exists(path)) return [];
-        return ReadJsonLines(path).Select((line, i) => read(line, $"{path}:{i + 1}")).ToArray();
+        return JsonLines.Read(path).Select((line, i) => read(line, $"{path}:{i + 1}")).ToArray();
     }
 
-    /// <summary>Replaces metrics.jsonl and policies.jsonl by these records (what the last checkpoint covers).</summary>
-    public void RewriteLogs(IEnumerable<EpochMetrics> metrics, IEnumerable<PolicyRecord> policies)
-    {
-        AtomicFile.Write(File(MetricsFile), Lines(metrics.Select(m => m.ToJson())));
-        AtomicFile.Write(File(PoliciesFile), Lines(policies.Select(p => p.ToJson())));
-    }
-
-    internal static string Lines(IEnumerable<JsonObject> records) =>
-        string.Concat(records.Select(r => r.ToJsonString(JsonOptions.Compact) + "\n"));
-
-    /// <summary>Appends one JSON object as a line and flushes it to disk.</summary>
-    public void AppendLine(string file, JsonObject record)
-    {
-        using var stream = new FileStream(File(file), FileMode.Append, FileAccess.Write, FileShare.Read);
-        byte[] line = Encoding.UTF8.GetBytes(record.ToJsonString(JsonOptions.Compact) + "\n");
-        stream.Write(line);
-        stream.Flush(flushToDisk: true);
-    }
+    /// <summary>The newest complete checkpoint of the run, or null when it has none.</summary>
+    public Checkpoint? LatestCheckpoint() => Checkpoints.LatestOf(Path);
 
     /// <summary>
     /// The JSON objects of a .jsonl file, in order. A malformed line is an error naming the file and
     /// line, except a last line without its newline, which a crash can leave and is dropped.
     /// </summary>
-    public IReadOnlyList<JsonObject> ReadLines(string file) => ReadJsonLines(File(file));
-
-    public static IReadOnlyList<JsonObject> ReadJsonLines(string path)
-    {
-        if (!System.IO.File.Exists(path)) throw new RunFolderException($"{path} does not exist");
-        return ParseJsonLines(System.IO.File.ReadAllText(path), path);
-    }
-
-    internal static IReadOnlyList<JsonObject> ParseJsonLines(string text, string path)
-    {
-        string[] lines = text.Split('\n');
-        bool lastComplete = text.EndsWith('\n');
-        var records = new List<JsonObject>();
-        for (int i = 0; i < lines.Length; i++)
-        {
-            if (lines[i].Trim().Length == 0) continue;
-            bool isLast = i == lines.Length - 1;
-            try
-            {
-                records.Add(JsonNode.Parse(lines[i]) as JsonObject
-                    ?? throw new RunFolderException($"{path}:{i + 1}: expected a JSON object"));
-            }
-            catch (JsonException e)
-            {
-                if (isLast && !lastComplete) break;
-                throw new RunFolderException($"{path}:{i + 1}: malformed JSON: {e.Message}", e);
-            }
-        }
-        return records;
-    }
+    public IReadOnlyList<JsonObject> ReadLines(string file) => JsonLines.Read(File(file));
 
     /// <summary>
     /// Takes the folder's exclusive lock for one writer (an OS file lock, released on any exit of the

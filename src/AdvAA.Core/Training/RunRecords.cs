@@ -216,7 +216,7 @@ public sealed record RunConfig(
     /// </summary>
     public RunConfig? Amended(ExperimentRecord now, int afterEpoch)
     {
-        var changes = Differences(Experiment.ToJson(), now.ToJson()).ToArray();
+        var changes = JsonDifferences.All(Experiment.ToJson(), now.ToJson()).ToArray();
         if (changes.Length == 0) return null;
         return this with { Experiment = now, Amendments = [.. Amendments ?? [], new Amendment(afterEpoch, DateTime.UtcNow.ToString("O"), changes)] };
     }
@@ -244,24 +244,6 @@ public sealed record RunConfig(
         ["memory_format"] = Experiment.MemoryFormat,
         ["data"] = Data.Identity(),
     };
-
-    /// <summary>The first difference between two identities as "path: recorded X, now Y", or null when they match.</summary>
-    public static string? Difference(JsonNode? recorded, JsonNode? now) =>
-        Differences(recorded, now).Select(d => $"{d.Setting}: recorded {Shorten(Compact(d.From))}, now {Shorten(Compact(d.To))}").FirstOrDefault();
-
-    /// <summary>Every value that differs between two JSON documents, by its path ("method.n", "epochs").</summary>
-    public static IEnumerable<(string Setting, JsonNode? From, JsonNode? To)> Differences(JsonNode? recorded, JsonNode? now, string path = "")
-    {
-        if (recorded is JsonObject a && now is JsonObject b)
-            return a.Select(p => p.Key).Union(b.Select(p => p.Key)).SelectMany(key => Differences(a[key], b[key], path.Length == 0 ? key : $"{path}.{key}"));
-        if (recorded is JsonArray x && now is JsonArray y && x.Count == y.Count)
-            return Enumerable.Range(0, x.Count).SelectMany(i => Differences(x[i], y[i], $"{path}[{i}]"));
-        return Compact(recorded) == Compact(now) ? [] : [(path, recorded?.DeepClone(), now?.DeepClone())];
-    }
-
-    internal static string Compact(JsonNode? node) => node?.ToJsonString(JsonOptions.Compact) ?? "null";
-
-    static string Shorten(string json) => json.Length <= 120 ? json : json[..117] + "...";
 }
 
 /// <summary>Settings outside a run's identity that a resume changed (epochs, the learning rate, ...), recorded in config.json: after which epoch, when, and each setting's old and new value.</summary>
@@ -279,7 +261,7 @@ public sealed record Amendment(int AfterEpoch, string Time, IReadOnlyList<(strin
         RecordJson.Object(json, "changes", where).Select(p => (p.Key, (p.Value as JsonObject)?["from"]?.DeepClone(), (p.Value as JsonObject)?["to"]?.DeepClone())).ToArray());
 
     /// <summary>"epochs 1 → 2, learning_rate "cosine 0.1→0 over 1" → "cosine 0.1→0 over 2"".</summary>
-    public string Describe() => string.Join(", ", Changes.Select(c => $"{c.Setting} {RunConfig.Compact(c.From)} → {RunConfig.Compact(c.To)}"));
+    public string Describe() => string.Join(", ", Changes.Select(c => $"{c.Setting} {JsonDifferences.Compact(c.From)} → {JsonDifferences.Compact(c.To)}"));
 }
 
 /// <summary>

@@ -67,7 +67,7 @@ public sealed class TrainedModel : IDisposable
     {
         RunFolder run = RunFolder.Open(folder);
         RunConfig config = run.ReadConfig();
-        Checkpoint checkpoint = Checkpoints.Latest(run)
+        Checkpoint checkpoint = run.LatestCheckpoint()
             ?? throw new RunFolderException($"{run.Path} has no checkpoint: the run stopped before its first epoch ended, so there is no trained model");
         if (epoch is int e && e != checkpoint.Epoch)
             throw new RunFolderException($"{run.Path} has no checkpoint of epoch {e}: a run keeps only its last checkpoint (epoch {checkpoint.Epoch})");

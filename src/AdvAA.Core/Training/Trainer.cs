@@ -128,7 +128,7 @@ public sealed class Trainer : IDisposable
             if (group.FirstDisagreement(settings.ToJsonString()) is { } other)
                 throw new DistributedException(
                     $"the ranks disagree on the run's settings: rank {other.Rank} differs from rank 0 in " +
-                    $"{RunConfig.Differences(settings, JsonNode.Parse(other.Text)).Select(d => $"{d.Setting} (rank 0: {RunConfig.Compact(d.From)}, rank {other.Rank}: {RunConfig.Compact(d.To)})").FirstOrDefault()}. " +
+                    $"{JsonDifferences.All(settings, JsonNode.Parse(other.Text)).Select(d => $"{d.Setting} (rank 0: {JsonDifferences.Compact(d.From)}, rank {other.Rank}: {JsonDifferences.Compact(d.To)})").FirstOrDefault()}. " +
                     "Start every rank with the same command and files");
         }
     }
@@ -186,7 +186,7 @@ public sealed class Trainer : IDisposable
         var identity = description.Identity();
         if (recorded != null)
         {
-            if (RunConfig.Difference(recorded.Identity(), identity) is { } difference)
+            if (JsonDifferences.First(recorded.Identity(), identity) is { } difference)
             {
                 string context = difference.StartsWith("data", StringComparison.Ordinal)
                     ? $" (the run read {recorded.Data.Source}; this one reads {dataRecord.Source})"
@@ -195,7 +195,7 @@ public sealed class Trainer : IDisposable
                     $"run folder {run.Path} holds another run: {difference}{context}. Resume it with the settings it was started with, or start a new run with another --out");
             }
             // Settings outside the identity (epochs, learning rate, ...) may change on resume; config.json records each change.
-            if (Writes && recorded.Amended(description.Experiment, Checkpoints.Latest(run)?.Epoch ?? 0) is { } amended)
+            if (Writes && recorded.Amended(description.Experiment, run.LatestCheckpoint()?.Epoch ?? 0) is { } amended)
             {
                 run.WriteConfig(amended);
                 SettingsAmended?.Invoke(this, amended.Amendments![^1]);
@@ -204,42 +204,25 @@ public sealed class Trainer : IDisposable
         else if (Writes) run.WriteConfig(description);
         if (Writes) group?.Barrier();
 
-        var metrics = new List<EpochMetrics>();
-        var policies = new List<PolicyRecord>();
-        Checkpoint? checkpoint = Checkpoints.Latest(run);
-        if (checkpoint != null)
-        {
-            if (RunConfig.Difference(checkpoint.Identity, identity) is { } difference)
-                throw new RunFolderException($"checkpoint {checkpoint.Folder} is from a different run: {difference}");
-            Restore(checkpoint, metrics, policies);
-        }
-        // The logs follow the checkpoint: lines after it (a crash before its write) go, lines it covers come back.
-        if (Writes) run.RewriteLogs(metrics, policies);
+        var stage = new ResumableStage<(EpochMetrics Metrics, PolicyRecord Policies)>(
+            [RunFolder.MetricsFile, RunFolder.PoliciesFile],
+            [StatePart.Of("model", model), StatePart.Of("optimizer", optimizer), .. method.StateParts],
+            epoch => RunEpoch(epoch, run), e => [e.Metrics.ToJson(), e.Policies.ToJson()]);
+        var runner = new StageRunner<(EpochMetrics Metrics, PolicyRecord Policies)>(run.Path, identity, stage, writes: Writes);
+        Checkpoint? checkpoint = runner.Resume().Checkpoint;
 
         var results = new List<EpochMetrics>();
-        int first = (checkpoint?.Epoch ?? 0) + 1;
-        if (first > config.Epochs) return results;
+        if (runner.EpochsDone >= config.Epochs) return results;
         if (method is IStagedMethod staged
             && !staged.Prepare(new StageContext(run.Path, data.Train, normalizer, identity, cancel, line => StageProgress?.Invoke(this, line), checkpoint != null)))
             return results;
-        using (board = Writes ? new TensorBoardLog(run.Path, (long)(first - 1) * loader.BatchesPerEpoch + 1) : null)
-        {
-            for (int epoch = first; epoch <= config.Epochs && !cancel.IsCancellationRequested; epoch++)
+        using (board = Writes ? new TensorBoardLog(run.Path, (long)runner.EpochsDone * loader.BatchesPerEpoch + 1) : null)
+            runner.Train(config.Epochs, cancel, e =>
             {
-                (EpochMetrics m, PolicyRecord p) = RunEpoch(epoch, run);
-                metrics.Add(m);
-                policies.Add(p);
-                if (Writes)
-                {
-                    Checkpoints.Save(run, epoch, identity, CheckpointParts(metrics, policies));
-                    run.AppendLine(RunFolder.MetricsFile, m.ToJson());
-                    run.AppendLine(RunFolder.PoliciesFile, p.ToJson());
-                    LogEpoch(board!, m, p);
-                }
-                results.Add(m);
-                EpochCompleted?.Invoke(this, m);
-            }
-        }
+                if (Writes) LogEpoch(board!, e.Metrics, e.Policies);
+                results.Add(e.Metrics);
+                EpochCompleted?.Invoke(this, e.Metrics);
+            });
         board = null;
         // The others read the folder after this (the last epoch's lines): rank 0 has written it by now.
         group?.Barrier();
@@ -298,8 +281,6 @@ public sealed class Trainer : IDisposable
         return ImageGrid.EncodePng(PolicyAugment.Grid(images, applied, space, generator), (int)n, labels, 2, out height, out width);
     }
 
-    const string MetricsPart = "metrics", PoliciesPart = "policies";
-
     /// <summary>The model's and the method's state, serialised as the checkpoint holds them.</summary>
     byte[] StateBytes()
     {
@@ -310,31 +291,6 @@ public sealed class Trainer : IDisposable
             return bytes.ToArray(); // also after a writer closed it
         }
         return [.. Of(s => model.save(s)), .. method.StateParts.SelectMany(p => Of(p.Save))];
-    }
-
-    IReadOnlyDictionary<string, Action<Stream>> CheckpointParts(IReadOnlyList<EpochMetrics> metrics, IReadOnlyList<PolicyRecord> policies)
-    {
-        static Action<Stream> Text(string text) => s => s.Write(new UTF8Encoding(false).GetBytes(text));
-        var parts = new Dictionary<string, Action<Stream>>
-        {
-            ["model"] = s => model.save(s),
-            ["optimizer"] = s => { using var w = new BinaryWriter(s, Encoding.UTF8, leaveOpen: true); optimizer.save_state_dict(w); },
-            [MetricsPart] = Text(RunFolder.Lines(metrics.Select(m => m.ToJson()))),
-            [PoliciesPart] = Text(RunFolder.Lines(policies.Select(p => p.ToJson()))),
-        };
-        foreach (var part in method.StateParts) parts.Add(part.Name, part.Save);
-        return parts;
-    }
-
-    void Restore(Checkpoint checkpoint, List<EpochMetrics> metrics, List<PolicyRecord> policies)
-    {
-        checkpoint.Read("model", s => model.load(s, strict: true));
-        checkpoint.Read("optimizer", s => { using var r = new BinaryReader(s); optimizer.load_state_dict(r); });
-        foreach (var part in method.StateParts) checkpoint.Read(part.Name, part.Load);
-        string where = Path.Combine(checkpoint.Folder, MetricsPart + ".bin");
-        metrics.AddRange(RunFolder.ParseJsonLines(checkpoint.ReadText(MetricsPart), where).Select((l, i) => EpochMetrics.FromJson(l, $"{where}:{i + 1}")));
-        where = Path.Combine(checkpoint.Folder, PoliciesPart + ".bin");
-        policies.AddRange(RunFolder.ParseJsonLines(checkpoint.ReadText(PoliciesPart), where).Select((l, i) => PolicyRecord.FromJson(l, $"{where}:{i + 1}")));
     }
 
     (EpochMetrics, PolicyRecord) RunEpoch(int epoch, RunFolder run)
@@ -530,7 +486,7 @@ public sealed class Trainer : IDisposable
 
     TrainingDivergedException Diverged(int epoch, int step, double value, RunFolder run)
     {
-        Checkpoint? last = Checkpoints.Latest(run);
+        Checkpoint? last = run.LatestCheckpoint();
         string kept = last == null ? "no checkpoint had been written yet" : $"the last good checkpoint (epoch {last.Epoch}) is kept in {last.Folder}";
         return new TrainingDivergedException(
             $"the training loss became {value} at epoch {epoch}, step {step}; the run stopped and {kept}. Lower the learning rate ({config.LearningRate.Description}) or check the data.");

@@ -5,24 +5,22 @@ using System.Linq;
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
 
-namespace AdvAA.Core.Training;
+namespace AdvAA.Core;
 
 /// <summary>
-/// Checkpoints in <c>run/checkpoint/epoch-NNNN/</c>: one file per part (model, optimizer,
+/// Checkpoints in <c>checkpoint/epoch-NNNN/</c> of a run or stage folder: one file per part (model, optimizer,
 /// controller, ...) plus <c>state.json</c>, which records the epoch, the run's identity and each
 /// part's SHA-256. A checkpoint is written in a temporary folder and renamed into place when
 /// complete, so the newest <c>epoch-*</c> folder is always whole; older ones are then removed.
 /// </summary>
 public static class Checkpoints
 {
+    /// <summary>The folder of a run's or stage's checkpoints.</summary>
+    public const string FolderName = "checkpoint";
     public const string StateFile = "state.json";
     const string Prefix = "epoch-";
 
-    /// <summary>Writes a complete checkpoint for <paramref name="epoch"/>; returns its folder.</summary>
-    public static string Save(RunFolder run, int epoch, JsonObject identity, IReadOnlyDictionary<string, Action<Stream>> parts) =>
-        Save(run.File(RunFolder.CheckpointFolder), epoch, identity, parts);
-
-    /// <summary>Writes a complete checkpoint for <paramref name="epoch"/> into the folder <paramref name="root"/> (a stage's own); keeps only it.</summary>
+    /// <summary>Writes a complete checkpoint for <paramref name="epoch"/> into the folder <paramref name="root"/>; keeps only it.</summary>
     public static string Save(string root, int epoch, JsonObject identity, IReadOnlyDictionary<string, Action<Stream>> parts)
     {
         Directory.CreateDirectory(root);
@@ -66,8 +64,8 @@ public static class Checkpoints
         return final;
     }
 
-    /// <summary>The newest complete checkpoint of a run, or null when it has none.</summary>
-    public static Checkpoint? Latest(RunFolder run) => Latest(run.File(RunFolder.CheckpointFolder));
+    /// <summary>The newest complete checkpoint of the run or stage in <paramref name="folder"/> (in its <see cref="FolderName"/>), or null.</summary>
+    public static Checkpoint? LatestOf(string folder) => Latest(Path.Combine(folder, FolderName));
 
     /// <summary>The newest complete checkpoint in the folder <paramref name="root"/>, or null.</summary>
     public static Checkpoint? Latest(string root)
@@ -85,6 +83,20 @@ public static class Checkpoints
         using var stream = File.OpenRead(file);
         return Convert.ToHexStringLower(SHA256.HashData(stream));
     }
+}
+
+/// <summary>A named part of a stage's state in a checkpoint (file <c>&lt;name&gt;.bin</c>): a network, an optimiser, a method's state.</summary>
+public sealed record StatePart(string Name, Action<Stream> Save, Action<Stream> Load)
+{
+    /// <summary>A network's weights and buffers (TorchSharp's format), loaded strictly.</summary>
+    public static StatePart Of(string name, TorchSharp.torch.nn.Module network) =>
+        new(name, s => network.save(s), s => network.load(s, strict: true));
+
+    /// <summary>An optimiser's state (momentum buffers, Adam's moments, step counts).</summary>
+    public static StatePart Of(string name, TorchSharp.Modules.OptimizerHelper optimizer) =>
+        new(name,
+            s => { using var w = new BinaryWriter(s, System.Text.Encoding.UTF8, leaveOpen: true); optimizer.save_state_dict(w); },
+            s => { using var r = new BinaryReader(s); optimizer.load_state_dict(r); });
 }
 
 /// <summary>A complete checkpoint on disk: its state and verified access to its parts.</summary>
