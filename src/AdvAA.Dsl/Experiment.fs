@@ -462,48 +462,76 @@ module Experiment =
         | Some s -> s
         | None -> defaultLearningRate 0.1 e
 
-    let private check (name: string) lo hi (e: Experiment) (s: Schedule) =
-        match Schedule.validate name lo hi (float e.Epochs) s with
-        | Ok() -> ()
-        | Error message -> fail message
-
     let private checkName (name: string) =
         if String.IsNullOrWhiteSpace name || name = "." || name = ".." || name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 then
-            fail (sprintf "Name = \"%s\": expected a name that can head a folder name (no '/', not empty)" name)
+            raise (DslException(sprintf "Name = \"%s\": expected a name that can head a folder name (no '/', not empty)" name, Some "Name"))
 
-    let private coreSchedule (s: Schedule) = EpochSchedule(Schedule.toFunc s, Schedule.describe s)
+    let private coreSchedule (s: Schedule) = EpochSchedule(Schedule.toFunc s, Schedule.describe s, List.toArray (Schedule.breakpoints s))
+
+    /// The experiment's fields that set a method parameter: (field as a script writes it, the
+    /// parameter, its value, whether the field holds its default). A field at its default sets the
+    /// parameter only where the method has it.
+    let private methodFields (e: Experiment) : (string * string * objnull * bool) list =
+        let c, d = e.Controller, defaults.Controller
+        let isOne (s: Schedule) = Schedule.describe s = "1"
+        [ match e.Instances with
+          | Some s -> "Instances", "instances", box (coreSchedule s), false
+          | None -> ()
+          "MagnitudeScale", "magnitude_scale", box (coreSchedule e.MagnitudeScale), isOne e.MagnitudeScale
+          "PolicyProbability", "policy_probability", box (coreSchedule e.PolicyProbability), isOne e.PolicyProbability
+          match e.CutoutSize with
+          | Some size -> "CutoutSize", "cutout", box size, false
+          | None -> ()
+          "Controller", "sub_policies", box c.SubPolicies, (c.SubPolicies = d.SubPolicies)
+          "Controller", "ops_per_sub_policy", box c.OpsPerSubPolicy, (c.OpsPerSubPolicy = d.OpsPerSubPolicy)
+          "Controller", "embedding", box c.Embedding, (c.Embedding = d.Embedding)
+          "Controller", "hidden", box c.Hidden, (c.Hidden = d.Hidden)
+          "Controller", "controller_lr", box c.LearningRate, (c.LearningRate = d.LearningRate)
+          "Controller", "entropy_weight", box c.EntropyWeight, (c.EntropyWeight = d.EntropyWeight) ]
+
+    /// The field of the experiment that set a Core setting (`ConfigException.Setting`: "epochs",
+    /// "method.n"): for a method parameter the `Parameters` entry that names it, else the field
+    /// that sets it, else `Method`; for the others the field of the same name ("batch_size" is
+    /// `BatchSize`).
+    let fieldOfSetting (e: Experiment) (setting: string | null) : string option =
+        match setting with
+        | null
+        | "" -> None
+        | "method" -> Some "Method"
+        | s when s.StartsWith("method.", StringComparison.Ordinal) ->
+            let parameter = s.Substring "method.".Length
+            let named (name: string) =
+                let name = name.Trim()
+                String.Equals(name, parameter, StringComparison.OrdinalIgnoreCase) || name.EndsWith("." + parameter, StringComparison.OrdinalIgnoreCase)
+            if e.Parameters |> List.exists (fst >> named) then Some "Parameters"
+            else
+                match methodFields e |> List.tryFind (fun (_, p, _, isDefault) -> p = parameter && not isDefault) with
+                | Some(field, _, _, _) -> Some field
+                | None -> Some "Method"
+        | "search_space" -> Some "Space"
+        | s -> Some(s.Split('_') |> Array.map (fun w -> if w = "" then w else string (Char.ToUpperInvariant w[0]) + w.Substring 1) |> String.concat "")
+
+    /// A Core error as the DSL's, with the field that set the setting at fault; the message starts
+    /// with that field where Core names the setting otherwise ("Instances: adversarial.instances = 0: ...").
+    let private fromCore (e: Experiment) (ex: ConfigException) =
+        let field = fieldOfSetting e ex.Setting
+        let squeeze (text: string) = text.Replace(" ", "").Replace("_", "").ToLowerInvariant()
+        match field with
+        | Some f when not ((squeeze ex.Message).StartsWith(squeeze f, StringComparison.Ordinal)) -> DslException(sprintf "%s: %s" f ex.Message, field)
+        | _ -> DslException(ex.Message, field)
 
     /// The method spec of the experiment: the case's values, then the fields that set method
     /// parameters (Instances, CutoutSize, MagnitudeScale, PolicyProbability, Controller), then
-    /// Parameters. A field set for a method without that parameter is an error naming both;
-    /// schedules are checked over the whole run against the parameter's range from Core.
+    /// Parameters. A field set for a method without that parameter is an error naming both; the
+    /// values are checked by Core when the experiment is (`toConfig`).
     let methodSpec (e: Experiment) : MethodSpec =
         let guard f =
-            try f () with :? ConfigException as ex -> fail ex.Message
+            try f () with :? ConfigException as ex -> raise (fromCore e ex)
         let mutable spec = guard (fun () -> Method.spec e.Method)
-        let methodName = spec.Name
-        let set (field: string) (parameter: string) (value: obj) (isDefault: bool) =
+        for field, parameter, value, isDefault in methodFields e do
             if spec.HasParameter parameter then spec <- guard (fun () -> spec.With(parameter, value))
-            elif not isDefault then fail (sprintf "%s is set, but method %s has no parameter '%s' (see advaa methods)" field methodName parameter)
-        let schedule (field: string) (parameter: string) (s: Schedule) (isDefault: bool) =
-            if spec.HasParameter parameter then
-                let p = spec.Parameter parameter
-                check field p.Min p.Max e s
-            set field parameter (coreSchedule s) isDefault
-        match e.Instances with
-        | Some s -> schedule "Instances" "instances" s false
-        | None -> ()
-        let isOne (s: Schedule) = Schedule.describe s = "1"
-        schedule "MagnitudeScale" "magnitude_scale" e.MagnitudeScale (isOne e.MagnitudeScale)
-        schedule "PolicyProbability" "policy_probability" e.PolicyProbability (isOne e.PolicyProbability)
-        e.CutoutSize |> Option.iter (fun c -> set "CutoutSize" "cutout" c false)
-        let c, d = e.Controller, defaults.Controller
-        set "Controller.SubPolicies" "sub_policies" c.SubPolicies (c.SubPolicies = d.SubPolicies)
-        set "Controller.OpsPerSubPolicy" "ops_per_sub_policy" c.OpsPerSubPolicy (c.OpsPerSubPolicy = d.OpsPerSubPolicy)
-        set "Controller.Embedding" "embedding" c.Embedding (c.Embedding = d.Embedding)
-        set "Controller.Hidden" "hidden" c.Hidden (c.Hidden = d.Hidden)
-        set "Controller.LearningRate" "controller_lr" c.LearningRate (c.LearningRate = d.LearningRate)
-        set "Controller.EntropyWeight" "entropy_weight" c.EntropyWeight (c.EntropyWeight = d.EntropyWeight)
+            elif not isDefault then
+                raise (DslException(sprintf "%s is set, but method %s has no parameter '%s' (see advaa methods)" field spec.Name parameter, Some field))
         for name, value in e.Parameters do
             spec <- guard (fun () -> spec.WithText(name, value))
         spec
@@ -511,16 +539,7 @@ module Experiment =
     /// The Core configuration; validates everything and names the first bad value.
     let toConfig (e: Experiment) : TrainConfig =
         checkName e.Name
-        if e.Epochs < 1 then fail (sprintf "Epochs = %d: expected at least 1" e.Epochs)
-        try
-            TorchBackend.ParseDevice e.Device |> ignore
-        with :? BackendException ->
-            fail (sprintf "Device = \"%s\": expected auto, cpu or cuda" e.Device)
-        match e.Data with
-        | DataPath p when String.IsNullOrWhiteSpace p -> fail "Data = DataPath \"\": give a folder or archive, or EmbeddedSample"
-        | _ -> ()
         let lr = learningRate e
-        check "LearningRate" TrainConfig.MinLearningRate TrainConfig.MaxLearningRate e lr
         let config =
             TrainConfig(
                 Method = methodSpec e,
@@ -531,6 +550,7 @@ module Experiment =
                 Data =
                     (match e.Data with
                      | EmbeddedSample -> null
+                     | DataPath p when String.IsNullOrWhiteSpace p -> p
                      | DataPath p -> Path.GetFullPath p),
                 TrainLimit = (e.TrainLimit |> Option.map int64 |> Option.toNullable),
                 TestLimit = (e.TestLimit |> Option.map int64 |> Option.toNullable),
@@ -551,9 +571,8 @@ module Experiment =
             )
         try
             config.Validate()
-        with
-        | :? ConfigException as ex -> fail ex.Message
-        | :? AugmentException as ex -> fail ex.Message
+        with :? ConfigException as ex ->
+            raise (fromCore e ex)
 
     /// Checks the experiment (as `toConfig` does) and returns it unchanged.
     let validate (e: Experiment) : Experiment =
@@ -627,24 +646,6 @@ module Experiment =
         with :? IOException | :? UnauthorizedAccessException ->
             None
 
-    /// The fields of an experiment, as a script writes them.
-    let private fieldNames =
-        lazy
-            ([ typeof<Experiment>; typeof<Controller> ]
-             |> List.collect (fun t -> Reflection.FSharpType.GetRecordFields t |> Array.map (fun p -> p.Name) |> List.ofArray))
-
-    /// The field a validation message is about: the one it names first, as the DSL writes it
-    /// (`BatchSize`) or as Core's messages do (`batch size`).
-    let private fieldOf (message: string) =
-        fieldNames.Value
-        |> List.choose (fun field ->
-            let spaced = Regex.Replace(field, "(?<=[a-z])([A-Z])", " $1").ToLowerInvariant()
-            let m = Regex.Match(message, sprintf @"\b(?:%s|%s)\b" field (Regex.Escape spaced))
-            if m.Success then Some(m.Index, field) else None)
-        |> List.sortBy fst
-        |> List.tryHead
-        |> Option.map snd
-
     /// Line and column (1-based) of the first `field =` in the script at or after line `from`
     /// (after the line naming `experiment`, when given and found).
     let private fieldPosition (path: string) (from: int) (experiment: string option) (field: string) =
@@ -668,9 +669,9 @@ module Experiment =
     /// (or `let experiments`) line.
     let resolveScript (path: string) (overrides: Overrides) (declared: ScriptExperiments) : Result<ScriptExperiments, ScriptError list> =
         let line, column = bindingPosition path declared.ValueName |> Option.defaultValue (0, 0)
-        let errorAt (experiment: string option) (field: string) message =
+        let errorAt (experiment: string option) (field: string option) message =
             let line, column =
-                fieldOf field
+                field
                 |> Option.bind (fieldPosition path line experiment)
                 |> Option.defaultValue (line, column)
             { File = path
@@ -679,7 +680,7 @@ module Experiment =
               Severity = ScriptSeverity.Error
               Code = None
               Message = message }
-        let error message = errorAt None "" message
+        let error message = errorAt None None message
         let resolved =
             match declared with
             | ScriptExperiments.Single e -> ScriptExperiments.Single(withOverrides overrides e)
@@ -709,7 +710,7 @@ module Experiment =
                         validate e |> ignore
                     with :? DslException as ex ->
                         let single = match declared with ScriptExperiments.Single _ -> true | _ -> false
-                        errorAt (if single then None else Some e.Name) ex.Message (
+                        errorAt (if single then None else Some e.Name) ex.Field (
                             match declared with
                             | ScriptExperiments.Single _ -> ex.Message
                             | ScriptExperiments.Several _ -> sprintf "experiment '%s': %s" e.Name ex.Message

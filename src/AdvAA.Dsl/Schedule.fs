@@ -185,7 +185,8 @@ module Schedule =
 
     /// Epochs where the schedule changes shape (milestones, ends of ramps, piece boundaries):
     /// validation checks them besides its uniform grid, so jumps are never stepped over.
-    let rec private breakpoints (s: Schedule) : float list =
+    /// Epochs where the schedule changes shape (steps, the ends of pieces and warm-ups): validation checks them besides its grid.
+    let rec breakpoints (s: Schedule) : float list =
         match s with
         | Constant _ -> []
         | Linear(_, _, n)
@@ -201,31 +202,21 @@ module Schedule =
         | Map(_, inner)
         | Clamp(_, _, inner) -> breakpoints inner
 
-    /// Intervals of the uniform validation grid over the whole run (0.01 epoch for 200 epochs).
-    let private gridIntervals = 20_000
-
-    /// Ok when `s` stays within [lo, hi] over epochs 0..totalEpochs (checked on a fine grid, both
-    /// ends and every breakpoint); else an error naming the schedule, the first epoch where it
-    /// leaves the range and its value there.
-    let validate (name: string) (lo: float) (hi: float) (totalEpochs: float) (s: Schedule) : Result<unit, string> =
+    /// Ok when `s` stays within [lo, hi] over epochs 0..totalEpochs (Core's check of every
+    /// schedule: a fine grid, every whole and half epoch and every breakpoint); else an error naming
+    /// the schedule, the first epoch where it leaves the range and its value there.
+    let validate (name: string) (lo: float) (hi: float) (totalEpochs: int) (s: Schedule) : Result<unit, string> =
         if not (lo <= hi) then
             Error(sprintf "schedule '%s': the allowed range [%s, %s] is empty" name (num lo) (num hi))
-        elif not (totalEpochs > 0.0) || Double.IsInfinity totalEpochs then
-            Error(sprintf "schedule '%s': the run length must be a positive number of epochs, got %s" name (num totalEpochs))
+        elif totalEpochs < 1 then
+            Error(sprintf "schedule '%s': the run length must be at least 1 epoch, got %d" name totalEpochs)
         else
-            let grid = Seq.init (gridIntervals + 1) (fun i -> totalEpochs * float i / float gridIntervals)
-            let outside =
-                Seq.append grid (breakpoints s)
-                |> Seq.filter (fun e -> e >= 0.0 && e <= totalEpochs)
-                |> Seq.sort
-                |> Seq.tryPick (fun e ->
-                    let v = at s e
-                    if v >= lo && v <= hi then None else Some(e, v))
-            match outside with
+            let core = AdvAA.Core.EpochSchedule(Func<float, float>(at s), describe s, List.toArray (breakpoints s))
+            match core.FirstInvalid(totalEpochs, fun v -> v >= lo && v <= hi) |> Option.ofNullable with
             | None -> Ok()
-            | Some(e, v) ->
+            | Some(struct (epoch, value)) ->
                 let range = if Double.IsPositiveInfinity hi then sprintf "[%s, ∞)" (num lo) else sprintf "[%s, %s]" (num lo) (num hi)
-                Error(sprintf "schedule '%s' = %s leaves %s at epoch %s: its value there is %s" name (describe s) range (num e) (num v))
+                Error(sprintf "schedule '%s' = %s leaves %s at epoch %s: its value there is %s" name (describe s) range (num epoch) (num value))
 
     /// The schedule as a delegate from epoch to value, for AdvAA.Core.
     let toFunc (s: Schedule) : Func<float, float> = Func<float, float>(at s)

@@ -355,7 +355,7 @@ let tests =
             expectScriptError [ "check"; typo ] [ typo + ":2:"; "error FS0001" ]
             let bad = dir.File "bad.fsx"
             File.WriteAllLines(bad, [ "open AdvAA.Dsl"; ""; "let experiment ="; "    { Experiment.defaults with"; "        Name = \"tiny\"; Epochs = 0 }" ])
-            expectScriptError [ "run"; bad ] [ bad + ":5:24: error: Epochs = 0: expected at least 1" ]
+            expectScriptError [ "run"; bad ] [ bad + ":5:24: error: epochs = 0: expected at least 1" ]
             // Core's message names the setting in words; the error still points at the field's line.
             let batch = dir.File "batch.fsx"
             File.WriteAllLines(batch, [ "open AdvAA.Dsl"; "let experiment ="; "    { Experiment.defaults with"; "        Name = \"tiny\""; "        // BatchSize = 32"; "        BatchSize = 0 }" ])

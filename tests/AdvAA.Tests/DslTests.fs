@@ -225,19 +225,19 @@ let tests =
         }
 
         test "validation names the bad value" {
-            containsAll (invalid { tiny with Epochs = 0 }) [ "Epochs = 0"; "at least 1" ]
-            containsAll (invalid { tiny with Instances = Some(Schedule.constant 0.0) }) [ "Instances"; "leaves [1, 4096]"; "0" ]
+            containsAll (invalid { tiny with Epochs = 0 }) [ "epochs = 0"; "at least 1" ]
+            containsAll (invalid { tiny with Instances = Some(Schedule.constant 0.0) }) [ "Instances: adversarial.instances = 0"; "1..4096" ]
             containsAll (invalid { tiny with Instances = Some(Schedule.linear 8.0 0.0 1.0) }) [ "Instances"; "linear 8→0 over 1"; "epoch" ]
-            containsAll (invalid { tiny with LearningRate = Some(Schedule.constant -0.1) }) [ "LearningRate"; "-0.1" ]
-            containsAll (invalid { tiny with MagnitudeScale = Schedule.constant 20.0 }) [ "MagnitudeScale"; "20" ]
-            containsAll (invalid { tiny with PolicyProbability = Schedule.linear 0.5 1.5 1.0 }) [ "PolicyProbability"; "[0, 1]" ]
+            containsAll (invalid { tiny with LearningRate = Some(Schedule.constant -0.1) }) [ "learning rate = -0.1"; "at epoch 0" ]
+            containsAll (invalid { tiny with MagnitudeScale = Schedule.constant 20.0 }) [ "MagnitudeScale: adversarial.magnitude_scale = 20"; "0..10" ]
+            containsAll (invalid { tiny with PolicyProbability = Schedule.linear 0.5 1.5 1.0 }) [ "PolicyProbability: adversarial.policy_probability = linear 0.5→1.5 over 1"; "0..1" ]
             containsAll (invalid { tiny with Model = "vgg" }) [ "unknown model 'vgg'"; "small" ]
             containsAll (invalid { tiny with BatchSize = 0 }) [ "batch size = 0"; "at least 1" ]
             containsAll (invalid { tiny with TrainLimit = Some 0 }) [ "train limit = 0"; "at least 1" ]
-            containsAll (invalid { tiny with Device = "tpu" }) [ "Device = \"tpu\""; "auto, cpu or cuda" ]
+            containsAll (invalid { tiny with Device = "tpu" }) [ "device = tpu"; "auto, cpu or cuda" ]
             containsAll (invalid { tiny with Name = "a/b" }) [ "Name = \"a/b\"" ]
-            containsAll (invalid { tiny with Data = DataPath "" }) [ "DataPath \"\"" ]
-            containsAll (invalid { tiny with Controller = { tiny.Controller with SubPolicies = 0 } }) [ "adversarial.sub_policies = 0"; "1..1000" ]
+            containsAll (invalid { tiny with Data = DataPath "" }) [ "data = \"\""; "a folder or archive" ]
+            containsAll (invalid { tiny with Controller = { tiny.Controller with SubPolicies = 0 } }) [ "Controller: adversarial.sub_policies = 0"; "1..1000" ]
             containsAll (invalid { tiny with Method = FixedPolicy(Policy.ofPairs [ [ "Blur", 3 ] ]) }) [ "policy.policy"; "unknown op 'Blur'" ]
             containsAll (invalid { tiny with Method = FixedPolicy(Policy.ofPairs [ [ "Rotate", 12 ] ]) }) [ "level 12 of Rotate"; "0..9" ]
             containsAll (invalid { tiny with Method = RandAugment(0, 9) }) [ "randaugment.n = 0"; "1..64" ]
@@ -275,16 +275,43 @@ let tests =
                 | Error es -> es |> List.map ScriptError.format
             Expect.equal
                 (errors (Experiment.resolveScript path { Overrides.None with Epochs = Some 0 } (ScriptExperiments.Single tiny)))
-                [ path + ":4:6: error: Epochs = 0: expected at least 1" ]
+                [ path + ":4:6: error: epochs = 0: expected at least 1" ]
                 "the override is validated, reported at the binding"
             let listed =
                 errors (Experiment.resolveScript path Overrides.None (ScriptExperiments.Several [ tiny; { tiny with Out = Some "x"; Epochs = -1 } ]))
             Expect.equal listed.Length 3 "duplicate name, Out in a list, bad epochs"
-            containsAll (String.concat "\n" listed) [ path + ":5:5: error: "; "'tiny' is used 2 times"; "Out is set"; "experiment 'tiny': Epochs = -1" ]
+            containsAll (String.concat "\n" listed) [ path + ":5:5: error: "; "'tiny' is used 2 times"; "Out is set"; "experiment 'tiny': epochs = -1" ]
             let ok = Experiment.resolveScript path { Overrides.None with Out = Some "group" } (ScriptExperiments.Several [ tiny; { tiny with Name = "b" } ])
             match ok with
             | Ok(ScriptExperiments.Several es) -> Expect.isTrue (es |> List.forall (fun e -> e.Out.IsNone)) "--out names the group, not each run"
             | _ -> failtest "expected two experiments"
+        }
+
+        test "Core's errors carry the setting's path; the script host points at the field that set it" {
+            let settingOf (e: Experiment) =
+                try
+                    Experiment.toConfig e |> ignore
+                    failtest "expected an error"
+                    None
+                with :? DslException as ex -> ex.Field
+            Expect.equal (settingOf { tiny with BatchSize = 0 }) (Some "BatchSize") "batch_size is BatchSize"
+            Expect.equal (settingOf { tiny with EvalEvery = 0 }) (Some "EvalEvery") "eval_every is EvalEvery"
+            Expect.equal (settingOf { tiny with Instances = Some(Schedule.constant 0.0) }) (Some "Instances") "method.instances set by Instances"
+            Expect.equal (settingOf { tiny with Controller = { tiny.Controller with Hidden = 0 } }) (Some "Controller") "method.hidden set by Controller"
+            Expect.equal (settingOf { tiny with Controller = { tiny.Controller with Hidden = 0 }; Parameters = [ "hidden", "0" ] }) (Some "Parameters") "Parameters set last"
+            Expect.equal (settingOf { tiny with Method = RandAugment(0, 9) }) (Some "Method") "a method's own value"
+            use dir = new TempDir()
+            let path = dir.File "exp.fsx"
+            File.WriteAllLines(
+                path,
+                [ "open AdvAA.Dsl"
+                  "let experiment ="
+                  "    { Experiment.defaults with"
+                  "        Name = \"tiny\""
+                  "        Parameters = [ \"hidden\", \"0\" ] }" ])
+            match Experiment.resolveScript path Overrides.None (ScriptExperiments.Single { tiny with Parameters = [ "hidden", "0" ] }) with
+            | Error [ problem ] -> Expect.equal (problem.Line, problem.Column) (5, 9) "the Parameters line"
+            | other -> failtestf "expected one error, got %A" other
         }
 
         test "describe shows the resolved experiment" {

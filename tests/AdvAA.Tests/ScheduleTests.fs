@@ -107,29 +107,29 @@ let tests =
         }
 
         test "validate accepts a schedule that stays in range" {
-            Expect.equal (Schedule.validate "lr" 0.0 1.0 200.0 (Schedule.warmup 5.0 paperLr)) (Ok()) "in range"
+            Expect.equal (Schedule.validate "lr" 0.0 1.0 200 (Schedule.warmup 5.0 paperLr)) (Ok()) "in range"
         }
 
         test "validate names the schedule, the first epoch outside and the value" {
-            let message = errorOf (Schedule.validate "magnitude" 0.0 1.0 20.0 (Schedule.linear 0.0 2.0 20.0))
+            let message = errorOf (Schedule.validate "magnitude" 0.0 1.0 20 (Schedule.linear 0.0 2.0 20.0))
             Expect.equal message "schedule 'magnitude' = linear 0→2 over 20 leaves [0, 1] at epoch 10.001: its value there is 1.0001" "message"
         }
 
         test "validate checks milestones between grid points and both ends" {
             // 7.00003 is no grid point (a 0.0005-epoch grid for 10 epochs): found as a milestone.
             let jump = Schedule.step 0.5 3.0 [ 7.00003 ]
-            containsAll (errorOf (Schedule.validate "p" 0.0 1.0 10.0 jump)) [ "'p'"; "at epoch 7.00003:"; "value there is 1.5" ]
+            containsAll (errorOf (Schedule.validate "p" 0.0 1.0 10 jump)) [ "'p'"; "at epoch 7.00003:"; "value there is 1.5" ]
             let late = Schedule.linear 0.0 1.0 10.0
-            containsAll (errorOf (Schedule.validate "p" 0.0 0.99999999 10.0 late)) [ "at epoch 10:"; "value there is 1" ]
+            containsAll (errorOf (Schedule.validate "p" 0.0 0.99999999 10 late)) [ "at epoch 10:"; "value there is 1" ]
             let early = Schedule.linear 2.0 0.5 10.0
-            containsAll (errorOf (Schedule.validate "p" 0.0 1.0 10.0 early)) [ "at epoch 0:"; "value there is 2" ]
+            containsAll (errorOf (Schedule.validate "p" 0.0 1.0 10 early)) [ "at epoch 0:"; "value there is 2" ]
         }
 
         test "validate reports NaN values and a bad range or length" {
             let nan = Schedule.map (fun _ -> Double.NaN) (Schedule.constant 1.0)
-            containsAll (errorOf (Schedule.validate "m" 0.0 1.0 10.0 nan)) [ "'m'"; "at epoch 0:"; "NaN" ]
-            containsAll (errorOf (Schedule.validate "m" 1.0 0.0 10.0 (Schedule.constant 1.0))) [ "'m'"; "[1, 0]"; "empty" ]
-            containsAll (errorOf (Schedule.validate "m" 0.0 1.0 0.0 (Schedule.constant 1.0))) [ "'m'"; "positive number of epochs"; "got 0" ]
+            containsAll (errorOf (Schedule.validate "m" 0.0 1.0 10 nan)) [ "'m'"; "at epoch 0:"; "NaN" ]
+            containsAll (errorOf (Schedule.validate "m" 1.0 0.0 10 (Schedule.constant 1.0))) [ "'m'"; "[1, 0]"; "empty" ]
+            containsAll (errorOf (Schedule.validate "m" 0.0 1.0 0 (Schedule.constant 1.0))) [ "'m'"; "at least 1 epoch"; "got 0" ]
         }
 
         test "bad arguments are errors naming the function and the value" {

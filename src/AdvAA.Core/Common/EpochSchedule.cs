@@ -1,5 +1,7 @@
 using System;
+using System.Collections.Generic;
 using System.Globalization;
+using System.Linq;
 
 namespace AdvAA.Core;
 
@@ -12,13 +14,35 @@ public sealed class EpochSchedule
 {
     readonly Func<double, double> at;
 
-    public EpochSchedule(Func<double, double> at, string description)
+    /// <param name="breakpoints">Epochs where the schedule changes shape (steps, the ends of pieces): validation checks them besides its grid.</param>
+    public EpochSchedule(Func<double, double> at, string description, IReadOnlyList<double>? breakpoints = null)
     {
         ArgumentNullException.ThrowIfNull(at);
         ArgumentException.ThrowIfNullOrWhiteSpace(description);
         this.at = at;
         Description = description;
+        Breakpoints = breakpoints ?? [];
     }
+
+    public IReadOnlyList<double> Breakpoints { get; }
+
+    /// <summary>Intervals of the validation grid over the whole run (0.01 epoch for 200 epochs).</summary>
+    const int GridIntervals = 20_000;
+
+    /// <summary>
+    /// The first epoch of a run of <paramref name="epochs"/> where the value is not <paramref name="valid"/>
+    /// (NaN and infinities never are), and the value there; null when it stays valid. Checked on a
+    /// fine grid, at every whole and half epoch and at every breakpoint.
+    /// </summary>
+    public (double Epoch, double Value)? FirstInvalid(int epochs, Func<double, bool> valid) =>
+        Enumerable.Range(0, GridIntervals + 1).Select(i => epochs * (double)i / GridIntervals)
+            .Concat(Enumerable.Range(0, 2 * epochs + 1).Select(i => i / 2.0))
+            .Concat(Breakpoints)
+            .Where(e => e >= 0 && e <= epochs)
+            .Order()
+            .Select(e => (Epoch: e, Value: At(e)))
+            .Cast<(double Epoch, double Value)?>()
+            .FirstOrDefault(p => !(double.IsFinite(p!.Value.Value) && valid(p.Value.Value)));
 
     /// <summary>A readable formula, e.g. "cosine 0.1→0 over 200" or "8".</summary>
     public string Description { get; }

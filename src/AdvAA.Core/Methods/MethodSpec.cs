@@ -68,11 +68,11 @@ public abstract record MethodSpec
         {
             string method = key[..dot];
             if (!string.Equals(method, Name, StringComparison.OrdinalIgnoreCase))
-                throw new ConfigException($"parameter '{name}' is for method '{method}', but the method is '{Name}'");
+                throw new ConfigException($"parameter '{name}' is for method '{method}', but the method is '{Name}'", "method");
             key = key[(dot + 1)..];
         }
         return Parameters.FirstOrDefault(p => string.Equals(p.Name, key, StringComparison.OrdinalIgnoreCase))
-            ?? throw new ConfigException($"method '{Name}' has no parameter '{key}': its parameters are {string.Join(", ", Parameters.Select(p => p.Name))}");
+            ?? throw new ConfigException($"method '{Name}' has no parameter '{key}': its parameters are {string.Join(", ", Parameters.Select(p => p.Name))}", "method");
     }
 
     public bool HasParameter(string name) => Parameters.Any(p => string.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase));
@@ -96,7 +96,7 @@ public abstract record MethodSpec
     {
         foreach (var p in Parameters)
             if (p.Problem(p.Get(this), epochs) is { } problem)
-                throw new ConfigException($"{Name}.{p.Name} = {problem}");
+                throw new ConfigException($"{Name}.{p.Name} = {problem}", p.Setting);
         Check(epochs, space);
         return Resolve(epochs, space);
     }
@@ -109,7 +109,7 @@ public abstract record MethodSpec
 
     /// <summary>An error naming one of this method's parameters and its value.</summary>
     protected ConfigException Bad(string parameter, object? value, string expected) =>
-        new($"{Name}.{parameter} = {MethodParameter.Show(value)}: expected {expected}");
+        new($"{Name}.{parameter} = {MethodParameter.Show(value)}: expected {expected}", MethodParameter.SettingOf(parameter));
 
     /// <summary>
     /// The spec ready to train, after <see cref="Check"/>: values derived from the parameters that the
@@ -172,6 +172,9 @@ public sealed class MethodParameter
 
     public string Name { get; }
     public string Description { get; }
+    /// <summary>The parameter's path in config.json's experiment ("method.n"), as <see cref="ConfigException.Setting"/> names it.</summary>
+    public string Setting => SettingOf(Name);
+    public static string SettingOf(string parameter) => $"method.{parameter}";
     public double Min { get; }
     public double Max { get; }
     public bool MinExclusive { get; }
@@ -223,10 +226,10 @@ public sealed class MethodParameter
             int i when ValueType == typeof(double) => (double)i,
             double d when ValueType == typeof(EpochSchedule) => EpochSchedule.Constant(d),
             int i when ValueType == typeof(EpochSchedule) => EpochSchedule.Constant(i),
-            _ => throw new ConfigException($"{spec.Name}.{Name}: a {value.GetType().Name} cannot be {Article(Kind)}"),
+            _ => throw new ConfigException($"{spec.Name}.{Name}: a {value.GetType().Name} cannot be {Article(Kind)}", Setting),
         };
         if (typed == null && ValueType.IsValueType)
-            throw new ConfigException($"{spec.Name}.{Name}: {Article(Kind)} is required");
+            throw new ConfigException($"{spec.Name}.{Name}: {Article(Kind)} is required", Setting);
         var clone = (MethodSpec)spec.GetType().GetMethod("<Clone>$")!.Invoke(spec, null)!;
         property.SetValue(clone, typed);
         return clone;
@@ -236,7 +239,7 @@ public sealed class MethodParameter
     public object Parse(string text, string source)
     {
         string t = text.Trim();
-        ConfigException Bad() => new($"{source} = {text}: expected {Article(Kind)}");
+        ConfigException Bad() => new($"{source} = {text}: expected {Article(Kind)}", Setting);
         if (ValueType == typeof(int))
             return int.TryParse(t, NumberStyles.Integer, CultureInfo.InvariantCulture, out int i) ? i : throw Bad();
         if (ValueType == typeof(double) || ValueType == typeof(EpochSchedule))
@@ -249,7 +252,7 @@ public sealed class MethodParameter
         if (ValueType == typeof(PolicyDocument))
         {
             try { return PolicyJson.ReadDocument(t); }
-            catch (AugmentException e) { throw new ConfigException($"{source}: {e.Message}"); }
+            catch (AugmentException e) { throw new ConfigException($"{source}: {e.Message}", Setting); }
         }
         return t.Length > 0 ? t : throw Bad();
     }
@@ -268,16 +271,11 @@ public sealed class MethodParameter
             case double d when !InRange(d):
                 return Expected(d);
             case EpochSchedule s:
-                for (int e = 0; e <= epochs; e++)
-                    foreach (double t in new[] { (double)e, e + 0.5 })
-                    {
-                        if (t > epochs) continue;
-                        double v;
-                        try { v = s.At(t); }
-                        catch (InvalidOperationException) { return $"{s.Description}: a recorded schedule that cannot be evaluated"; }
-                        if (!InRange(v))
-                            return $"{s.Description}: {Show(v)} at epoch {Show(t)}, expected values in {(RangeText.Length > 0 ? RangeText : "finite numbers")}";
-                    }
+                (double Epoch, double Value)? outside;
+                try { outside = s.FirstInvalid(epochs, InRange); }
+                catch (InvalidOperationException) { return $"{s.Description}: a recorded schedule that cannot be evaluated"; }
+                if (outside is var (epoch, v))
+                    return $"{s.Description}: {Show(v)} at epoch {Show(epoch)}, expected values in {(RangeText.Length > 0 ? RangeText : "finite numbers")}";
                 return null;
             default:
                 return null;

@@ -32,7 +32,7 @@ public sealed record PolicySpec : CopiesSpec
         catch (AugmentException e)
         {
             // A file's errors begin with its path; others say which parameter they are about.
-            throw new ConfigException(policy.Source != null && e.Message.StartsWith(policy.Source, StringComparison.Ordinal) ? e.Message : $"{Name}.policy: {e.Message}");
+            throw new ConfigException(policy.Source != null && e.Message.StartsWith(policy.Source, StringComparison.Ordinal) ? e.Message : $"{Name}.policy: {e.Message}", MethodParameter.SettingOf("policy"));
         }
     }
 
@@ -60,7 +60,7 @@ public sealed class FixedPoliciesMethod : InstancePoliciesMethod
         }
         catch (AugmentException e)
         {
-            throw new ConfigException(e.Message);
+            throw new ConfigException(e.Message, MethodParameter.SettingOf("policy"));
         }
         ops.DetachFromDisposeScope();
         levels.DetachFromDisposeScope();

@@ -74,7 +74,7 @@ public sealed record TandaSpec : CopiesSpec
         if (!Generators.Contains(Generator)) throw Bad("generator", Generator, string.Join(", ", Generators));
         if (DiversityOn is not ("features" or "pixels")) throw Bad("diversity_on", DiversityOn, "features or pixels");
         try { TransformationSet.Parse(space, Tfs); }
-        catch (AugmentException e) { throw new ConfigException($"{Name}.tfs = {Tfs}: {e.Message}"); }
+        catch (AugmentException e) { throw new ConfigException($"{Name}.tfs = {Tfs}: {e.Message}", MethodParameter.SettingOf("tfs")); }
         if (From is string from) Pretrained(from, space);
     }
 
@@ -88,17 +88,17 @@ public sealed record TandaSpec : CopiesSpec
         {
             RunFolder run = RunFolder.Open(from);
             if (run.ReadConfig().Experiment.Method is not TandaSpec source || source.Generator == "random")
-                throw new ConfigException($"tanda.from = {from}: the run did not train a TANDA generator (its method is not tanda with generator lstm or mean-field)");
+                throw new ConfigException($"tanda.from = {from}: the run did not train a TANDA generator (its method is not tanda with generator lstm or mean-field)", MethodParameter.SettingOf("from"));
             Checkpoint stage = Checkpoints.LatestOf(Path.Combine(run.Path, TandaMethod.StageFolder))
-                ?? throw new ConfigException($"tanda.from = {from}: the run has no trained generator ({TandaMethod.StageFolder}/{Checkpoints.FolderName} is missing)");
+                ?? throw new ConfigException($"tanda.from = {from}: the run has no trained generator ({TandaMethod.StageFolder}/{Checkpoints.FolderName} is missing)", MethodParameter.SettingOf("from"));
             if (stage.Epoch < source.TanEpochs)
-                throw new ConfigException($"tanda.from = {from}: its stage 1 stopped at epoch {stage.Epoch} of {source.TanEpochs}; resume that run first");
+                throw new ConfigException($"tanda.from = {from}: its stage 1 stopped at epoch {stage.Epoch} of {source.TanEpochs}; resume that run first", MethodParameter.SettingOf("from"));
             TransformationSet.Parse(space, source.Tfs);
             return (source, stage);
         }
         catch (Exception e) when (e is RunFolderException or AugmentException)
         {
-            throw new ConfigException($"tanda.from = {from}: {e.Message}");
+            throw new ConfigException($"tanda.from = {from}: {e.Message}", MethodParameter.SettingOf("from"));
         }
     }
 

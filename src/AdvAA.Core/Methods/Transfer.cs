@@ -65,7 +65,7 @@ public sealed record TransferSpec : MethodSpec
         }
         catch (Exception e) when (e is RunFolderException or AugmentException)
         {
-            throw new ConfigException($"{Name}.from = {from}: {e.Message}");
+            throw new ConfigException($"{Name}.from = {from}: {e.Message}", MethodParameter.SettingOf("from"));
         }
     }
 

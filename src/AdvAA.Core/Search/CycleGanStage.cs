@@ -8,7 +8,6 @@ using System.Text.Json.Nodes;
 using System.Threading;
 using AdvAA.Core.Augment;
 using AdvAA.Core.Data;
-using AdvAA.Core.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 

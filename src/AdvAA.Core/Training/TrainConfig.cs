@@ -1,5 +1,6 @@
 using System;
 using System.IO;
+using System.Runtime.CompilerServices;
 using AdvAA.Core.Augment;
 using AdvAA.Core.Backend;
 using AdvAA.Core.Methods;
@@ -77,45 +78,60 @@ public sealed record TrainConfig
     /// <summary>A copy with another method spec (for callers that cannot use a <c>with</c> expression).</summary>
     public TrainConfig WithMethod(MethodSpec method) => this with { Method = method };
 
-    /// <summary>Checks every setting; the first bad one is an error naming it and its value.</summary>
+    /// <summary>
+    /// Checks every setting; the first bad one is an error naming it and its value, with its path
+    /// (<see cref="ConfigException.Setting"/>). The only place an experiment is validated: the DSL
+    /// and the CLI build a config and call this.
+    /// </summary>
     public TrainConfig Validate()
     {
+        if (validated.TryGetValue(this, out _)) return this;
         try
         {
             ModelRegistry.Check(Model, Dropout);
         }
         catch (ArgumentException e)
         {
-            throw new ConfigException(UserMessages.Of(e));
+            throw new ConfigException(UserMessages.Of(e), e.ParamName == "dropout" ? "dropout" : "model");
         }
-        Require(Epochs >= 1, "epochs", Epochs, "at least 1");
-        Require(BatchSize >= 1, "batch size", BatchSize, "at least 1");
-        Require(Dropout is >= 0 and < 1, "dropout", Dropout, "in [0, 1)");
-        Require(TrainLimit is null or >= 1, "train limit", TrainLimit, "at least 1");
-        Require(TestLimit is null or >= 1, "test limit", TestLimit, "at least 1");
-        Require(ValidationSize is null or >= 1, "validation size", ValidationSize, "at least 1");
-        Require(EvalEvery >= 1, "evaluation interval", EvalEvery, "at least 1 epoch");
-        Require(Momentum is >= 0 and < 1, "momentum", Momentum, "in [0, 1)");
-        Require(WeightDecay >= 0, "weight decay", WeightDecay, "at least 0");
-        Require(EvalBatchSize >= 1, "evaluation batch size", EvalBatchSize, "at least 1");
+        Require(Epochs >= 1, "epochs", "epochs", Epochs, "at least 1");
+        Require(BatchSize >= 1, "batch_size", "batch size", BatchSize, "at least 1");
+        Require(Dropout is >= 0 and < 1, "dropout", "dropout", Dropout, "in [0, 1)");
+        Require(Data is null || Data.Trim().Length > 0, "data", "data", "\"\"", "a folder or archive (or none: the embedded sample)");
+        Require(TrainLimit is null or >= 1, "train_limit", "train limit", TrainLimit, "at least 1");
+        Require(TestLimit is null or >= 1, "test_limit", "test limit", TestLimit, "at least 1");
+        Require(ValidationSize is null or >= 1, "validation_size", "validation size", ValidationSize, "at least 1");
+        Require(EvalEvery >= 1, "eval_every", "evaluation interval", EvalEvery, "at least 1 epoch");
+        Require(Momentum is >= 0 and < 1, "momentum", "momentum", Momentum, "in [0, 1)");
+        Require(WeightDecay >= 0, "weight_decay", "weight decay", WeightDecay, "at least 0");
+        Require(EvalBatchSize >= 1, "eval_batch_size", "evaluation batch size", EvalBatchSize, "at least 1");
+        try { TorchBackend.ParseDevice(Device); }
+        catch (BackendException) { throw new ConfigException($"device = {Device}: expected auto, cpu or cuda", "device"); }
         try { Precisions.Parse(Precision); }
-        catch (BackendException e) { throw new ConfigException(e.Message); }
-        Require(MemoryFormat is MemoryFormats.ChannelsLast or MemoryFormats.Nchw, "memory format", MemoryFormat, $"{MemoryFormats.ChannelsLast} or {MemoryFormats.Nchw}");
+        catch (BackendException e) { throw new ConfigException(e.Message, "precision"); }
+        Require(MemoryFormat is MemoryFormats.ChannelsLast or MemoryFormats.Nchw, "memory_format", "memory format", MemoryFormat, $"{MemoryFormats.ChannelsLast} or {MemoryFormats.Nchw}");
         try { Mix?.Checked(); }
-        catch (AugmentException e) { throw new ConfigException(e.Message); }
-        for (int e = 0; e <= Epochs; e++)
-            foreach (double t in new[] { (double)e, e + 0.5 })
-            {
-                if (t > Epochs) continue;
-                double lr = LearningRate.At(t);
-                Require(double.IsFinite(lr) && lr >= MinLearningRate && lr <= MaxLearningRate, "learning rate", $"{lr} at epoch {t}", "finite and at least 0");
-            }
-        return this with { Method = Method.Validate(Epochs, Space) };
+        catch (AugmentException e) { throw new ConfigException(e.Message, "mix"); }
+        if (LearningRate.FirstInvalid(Epochs, lr => lr >= MinLearningRate && lr <= MaxLearningRate) is var (epoch, rate))
+            throw new ConfigException($"learning rate = {LearningRate.Description}: {rate} at epoch {epoch}, expected finite and at least 0", "learning_rate");
+        try
+        {
+            var ready = this with { Method = Method.Validate(Epochs, Space) };
+            validated.AddOrUpdate(ready, ready);
+            return ready;
+        }
+        catch (AugmentException e)
+        {
+            throw new ConfigException(e.Message, "method");
+        }
     }
 
-    static void Require(bool ok, string name, object? value, string expected)
+    /// <summary>The configs <see cref="Validate"/> returned: validating one again (the Trainer after the DSL) returns it at once; a changed copy is another object and is checked.</summary>
+    static readonly ConditionalWeakTable<TrainConfig, TrainConfig> validated = new();
+
+    static void Require(bool ok, string setting, string name, object? value, string expected)
     {
-        if (!ok) throw new ConfigException($"{name} = {value ?? "null"}: expected {expected}");
+        if (!ok) throw new ConfigException($"{name} = {value ?? "null"}: expected {expected}", setting);
     }
 
     /// <summary>
