@@ -146,10 +146,18 @@ let tests =
             let validate (spec: MethodSpec) () = box (spec.Validate(10, SearchSpace.Default))
             bad (validate ((MethodRegistry.Defaults "randaugment").With("m", 31))) [ "randaugment.m = 31"; "0..30" ]
             bad (validate ((MethodRegistry.Defaults "adversarial").With("controller_lr", 0.0))) [ "adversarial.controller_lr = 0"; "> 0" ]
-            bad (validate ((MethodRegistry.Defaults "fixed").With("instances", EpochSchedule((fun e -> 8.0 - e), "linear 8→-2")))) [ "fixed.instances"; "linear 8→-2"; "at epoch 7.5" ]
+            bad (validate ((MethodRegistry.Defaults "fixed").With("instances", EpochSchedule((fun e -> 8.0 - e), "linear 8→-2")))) [ "fixed.instances"; "linear 8→-2"; "0.9995 at epoch 7.0005" ]
             bad (fun () -> box ((MethodRegistry.Defaults "trivialaugment").WithText("wide", "yes"))) [ "trivialaugment.wide = yes"; "true or false" ]
             bad (fun () -> box ((MethodRegistry.Defaults "baseline").With("n", 2))) [ "method 'baseline' has no parameter 'n'"; "cutout, instances" ]
             bad (fun () -> box (MethodRegistry.Get "magic")) [ "unknown method 'magic'"; "transfer" ]
+            let settingOf (f: unit -> obj) =
+                try
+                    f () |> ignore
+                    None
+                with :? ConfigException as e -> Option.ofObj e.Setting
+            Expect.equal (settingOf (validate ((MethodRegistry.Defaults "randaugment").With("m", 31)))) (Some "method.m") "a range names the parameter's path"
+            Expect.equal (settingOf (validate ((MethodRegistry.Defaults "uncertainty").With("keep", 9)))) (Some "method.keep") "so does a method's own rule"
+            Expect.equal (settingOf (fun () -> box (TrainConfig(Epochs = 0).Validate()))) (Some "epochs") "and the trainer's settings theirs"
             bad (validate (MethodRegistry.Defaults "transfer")) [ "transfer.from = (none)"; "expected a path" ]
             bad (validate ((MethodRegistry.Defaults "transfer").With("from", "/nonexistent/run"))) [ "transfer.from = /nonexistent/run"; "does not exist" ]
         }
