@@ -719,56 +719,62 @@ module Experiment =
                         ) ]
         if problems.IsEmpty then Ok resolved else Error problems
 
-    /// The grid a study folder was started with (study.json): on a resume, a changed or removed run
-    /// is an error naming the first difference, new runs (arms, seeds) are added; the first time, it
-    /// is recorded.
+    /// The grid a study folder was started with (study.json: every run's experiment as config.json
+    /// writes it). On a resume a removed run, or a run whose identity changed (its method, model,
+    /// seed, batch, subsets, ... — what a run folder's resume also refuses), is an error naming the
+    /// first difference; other settings may change (each run records its amendments) and new runs
+    /// (arms, seeds) are added. The first time, it is recorded.
     let private checkStudyFolder (folder: string) (study: Study) (runs: (string * TrainConfig) list) =
-        // Boxed values of the record: strings, numbers, and nulls for absent options.
-        let node (value: objnull) : JsonNode | null =
-            match value with
-            | null -> null
-            | :? string as s -> JsonValue.Create s
-            | :? int as i -> JsonValue.Create i
-            | :? int64 as i -> JsonValue.Create i
-            | v -> JsonValue.Create(string v)
         let current = JsonObject()
         current["format"] <- JsonValue.Create "advaa-study"
+        current["format_version"] <- JsonValue.Create 2
         current["name"] <- JsonValue.Create study.Name
         let entries = JsonObject()
         for name, config in runs do
-            let r = JsonObject()
-            r["method"] <- config.Method.Identity()
-            for key, value in
-                [ "model", box config.Model; "epochs", box config.Epochs; "batch_size", box config.BatchSize; "seed", box config.Seed
-                  "data", box (Option.ofObj config.Data |> Option.defaultValue "(embedded sample)"); "learning_rate", box config.LearningRate.Description
-                  "train_limit", box config.TrainLimit; "test_limit", box config.TestLimit; "validation_size", box config.ValidationSize
-                  "eval_every", box config.EvalEvery; "precision", box config.Precision; "memory_format", box config.MemoryFormat ] do
-                r[key] <- node value
-            entries[name] <- r
+            entries[name] <- config.ToJson()
         current["runs"] <- entries
         let path = Path.Combine(folder, "study.json")
         if File.Exists path then
             let recorded =
-                try JsonNode.Parse(File.ReadAllText path)
+                try
+                    match JsonNode.Parse(File.ReadAllText path) with
+                    | :? JsonObject as o -> o
+                    | _ -> raise (RunFolderException(sprintf "%s: expected a JSON object" path))
                 with :? Text.Json.JsonException as e -> raise (RunFolderException(sprintf "%s: malformed JSON: %s" path e.Message))
-            // New arms or seeds may be added to a study; the recorded runs must stay as they were.
             let recordedRuns =
-                match recorded with
-                | :? JsonObject as o ->
-                    match o["runs"] with
-                    | :? JsonObject as r -> [ for kv in r -> kv.Key ]
-                    | _ -> []
+                match recorded["runs"] with
+                | :? JsonObject as r -> [ for kv in r -> kv.Key, kv.Value ]
                 | _ -> []
-            let comparable = current.DeepClone().AsObject()
-            let comparableRuns = (nonNull comparable["runs"]).AsObject()
-            for name in [ for kv in comparableRuns -> kv.Key ] do
-                if not (List.contains name recordedRuns) then comparableRuns.Remove name |> ignore
-            match JsonDifferences.First(recorded, comparable) with
-            | null ->
-                if comparableRuns.Count < entries.Count then
-                    AtomicFile.Write(path, current.ToJsonString(JsonOptions.Indented) + "\n")
+            let configs = dict runs
+            // Study folders before format 2 recorded a few settings by hand; they are compared as they were.
+            let version = match recorded["format_version"] with | :? JsonValue as v -> v.GetValue<int>() | _ -> 1
+            let clone (node: JsonNode | null) : JsonNode | null =
+                match node with
+                | null -> null
+                | n -> n.DeepClone()
+            let kept (name: string) (entry: JsonNode | null) : (JsonNode | null) * (JsonNode | null) =
+                match configs.TryGetValue name, entry with
+                | (false, _), _ -> entry, null
+                | (true, config), (:? JsonObject as old) when version = 1 ->
+                    let now = config.ToJson()
+                    if isNull now["data"] then now["data"] <- JsonValue.Create "(embedded sample)"
+                    let projected = JsonObject()
+                    for kv in old do
+                        let value: JsonNode | null = if kv.Key = "method" then config.Method.Identity() else clone now[kv.Key]
+                        projected[kv.Key] <- value
+                    old, projected
+                | (true, config), (:? JsonObject as old) ->
+                    TrainConfig.FromJson(old, sprintf "%s: runs.%s" path name).Identity(), config.Identity()
+                | (true, _), other -> other, null
+            let before, now = JsonObject(), JsonObject()
+            for name, entry in recordedRuns do
+                let b, n = kept name entry
+                before[name] <- clone b
+                now[name] <- clone n
+            match JsonDifferences.First(before, now) with
+            | null -> AtomicFile.Write(path, current.ToJsonString(JsonOptions.Indented) + "\n")
             | difference ->
-                raise (RunFolderException(sprintf "study folder %s holds another grid: %s. Resume it with the study it was started with (arms and seeds may be added), or start a new one with another --out" folder difference))
+                raise (RunFolderException(sprintf "study folder %s holds another grid: runs.%s. Resume it with the study it was started with (arms and seeds may be added), or start a new one with another --out" folder difference))
         else
             AtomicFile.Write(path, current.ToJsonString(JsonOptions.Indented) + "\n")
 

@@ -35,7 +35,7 @@ let load (folder: string) : RunData =
     let config = run.ReadConfig()
     let metrics = List.ofSeq (run.ReadMetrics())
     if metrics.IsEmpty then fail metricsPath "no epochs recorded yet"
-    let space = config.Experiment.SearchSpace
+    let space = config.Experiment.Space
     { Folder = full
       Name = nonNull (Path.GetFileName full)
       Config = config

@@ -28,7 +28,7 @@ let policyGrid (run: RunData) (count: int) (png: string) : string option =
     | None -> None
     | Some(last, recorded) ->
         try
-            let space = run.Config.Experiment.SearchSpace.Rebuild(null, Path.Combine(run.Folder, RunFolder.ConfigFile))
+            let space = run.Config.Experiment.Space.WithCustomOps(null, Path.Combine(run.Folder, RunFolder.ConfigFile))
             let policies = List.ofSeq recorded
             use images = testImages run count
             use generator = new torch.Generator(0UL)

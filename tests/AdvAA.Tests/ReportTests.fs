@@ -16,10 +16,9 @@ let private ops = [ "ShearX"; "Rotate"; "Invert" ]
 /// A run folder as the trainer writes it (through the same typed records), with known numbers.
 let writeRun (dir: string) (name: string) (method: string) (accuracies: float list) =
     let folder = RunFolder.Create(Path.Combine(dir, name))
-    let space = SearchSpaceRecord(10, [| OpRecord("ShearX", 0.0, 0.3, true, false); OpRecord("Rotate", 0.0, 30.0, true, false); OpRecord("Invert", 0.0, 0.0, false, false) |])
+    let space = SearchSpace([| for op in ops -> OpTable.Get op |], 10)
     let experiment =
-        ExperimentRecord(MethodRegistry.Defaults method, "small", 0.0, null, Nullable(), Nullable(), accuracies.Length, 128, 0L, "cpu",
-            "0.1", 0.9, true, 5e-4, space, 500, "fp32", "channels-last", Nullable(), 1, null)
+        TrainConfig(Method = MethodRegistry.Defaults method, Epochs = accuracies.Length, Device = "cpu", Space = space, Precision = "fp32")
     let data = DataRecord("embedded-sample", "(embedded)", 2000L, 1000L, [| 3; 32; 32 |], [| "cat"; "dog" |], [| 0.5; 0.5; 0.5 |], [| 0.25; 0.25; 0.25 |], "0/0")
     folder.WriteConfig(RunConfig("0.1.0", "0.107.0", "2.10.0", "cpu", "cpu", "AMD EPYC (family 26, model 2, AVX-512 BF16), 2 cores", "2026-12-01T00:00:00Z", experiment, data, 510000L, RunOrigin("advaa train", [| "--method"; method |])))
     let policy (stages: (string * int) list) = Policy([| SubPolicy([| for op, level in stages -> PolicyStage(op, level) |]) |])

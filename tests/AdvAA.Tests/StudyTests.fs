@@ -84,6 +84,27 @@ let tests =
             use again = new StringWriter()
             Expect.equal (Experiment.execute (session again) None (Some folder) (ScriptExperiments.Grid tinyStudy)) ExitCode.ok "complete"
             containsAll (again.ToString()) [ "the run was already complete" ]
+            // study.json records each run's experiment as config.json does; a folder of the format before
+            // (a few settings by hand, no format_version) is still resumed, and rewritten in the new one.
+            let studyPath = Path.Combine(folder, "study.json")
+            let written = JsonNode.Parse(File.ReadAllText studyPath) |> nonNull
+            Expect.equal (number written["format_version"]) 2.0 "format 2"
+            let legacy = JsonObject()
+            legacy["format"] <- JsonValue.Create "advaa-study"
+            legacy["name"] <- JsonValue.Create tinyStudy.Name
+            let legacyRuns = JsonObject()
+            for kv in (nonNull written["runs"]).AsObject() do
+                let entry = (nonNull kv.Value).AsObject()
+                let old = JsonObject()
+                for key in [ "method"; "model"; "epochs"; "batch_size"; "seed"; "data"; "learning_rate"; "train_limit"; "test_limit"; "validation_size"; "eval_every"; "precision"; "memory_format" ] do
+                    old[key] <- (match entry[key] with null -> null | v -> v.DeepClone())
+                if isNull old["data"] then old["data"] <- JsonValue.Create "(embedded sample)"
+                legacyRuns[kv.Key] <- old
+            legacy["runs"] <- legacyRuns
+            File.WriteAllText(studyPath, legacy.ToJsonString())
+            use legacyOut = new StringWriter()
+            Expect.equal (Experiment.execute (session legacyOut) None (Some folder) (ScriptExperiments.Grid tinyStudy)) ExitCode.ok "a format-1 study.json resumes"
+            Expect.equal (number (JsonNode.Parse(File.ReadAllText studyPath) |> nonNull).["format_version"]) 2.0 "and is rewritten as format 2"
             let other = { tinyStudy with Arms = [ { tinyStudy.Arms[0] with Method = Cutout; Name = "baseline" }; tinyStudy.Arms[1] ] }
             let msg = throwsMessage<RunFolderException> (fun () -> Experiment.execute (session again) None (Some folder) (ScriptExperiments.Grid other) |> ignore)
             containsAll msg [ "study folder"; "holds another grid"; "runs.baseline-s1.method.name: recorded \"baseline\", now \"cutout\"" ]

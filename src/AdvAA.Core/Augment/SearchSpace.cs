@@ -2,6 +2,7 @@ using System;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Linq;
+using System.Text.Json.Nodes;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -70,6 +71,74 @@ public sealed class SearchSpace
         }).ToArray();
         return new SearchSpace(ops, Levels, CustomOps);
     }
+
+    /// <summary>The space as config.json records it: the levels, then the ops in op-id order with their ranges and signs (custom ones marked).</summary>
+    public JsonObject ToJson() => new()
+    {
+        ["levels"] = Levels,
+        ["ops"] = new JsonArray(Ops.Select(o =>
+        {
+            var op = new JsonObject { ["name"] = o.Name, ["low"] = o.Low, ["high"] = o.High, ["signed"] = o.Signed };
+            if (o.Kind == OpKind.Custom) op["custom"] = true;
+            return (JsonNode?)op;
+        }).ToArray()),
+    };
+
+    /// <summary>
+    /// A recorded space: built-in ops from the op table with the recorded ranges and signs; a custom
+    /// op keeps its name, range and sign, but its code is only in the script that defined it, so
+    /// applying it is an error until <see cref="WithCustomOps"/> gives the code.
+    /// </summary>
+    public static SearchSpace FromJson(JsonObject json, string where)
+    {
+        var recorded = RecordJson.Array(json, "ops", where).Select((n, i) =>
+        {
+            string at = $"{where}: ops[{i}]";
+            var o = n as JsonObject ?? throw new RunFolderException($"{at} is not an object");
+            return (Name: RecordJson.Value<string>(o, "name", at), Low: RecordJson.Number(o, "low", at), High: RecordJson.Number(o, "high", at),
+                Signed: RecordJson.Value<bool>(o, "signed", at), Custom: RecordJson.Optional<bool>(o, "custom", at) ?? false);
+        }).ToArray();
+        try
+        {
+            var ops = recorded.Select(o =>
+            {
+                if (o.Custom) return OpDefinition.Custom(o.Name, $"user op {o.Name}", o.Low, o.High, o.Signed);
+                var op = OpTable.Get(o.Name);
+                return op.HasMagnitude ? op.WithRange(o.Low, o.High).WithSigned(o.Signed) : op;
+            }).ToArray();
+            return new SearchSpace(ops, RecordJson.Value<int>(json, "levels", where),
+                recorded.Where(o => o.Custom).Select(o => (ICustomOp)new RecordedCustomOp(o.Name)).ToArray());
+        }
+        catch (AugmentException e)
+        {
+            throw new RunFolderException($"{where}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// This space with the code of its custom ops (a recorded space has only their names), matched
+    /// by name in <paramref name="code"/>; a custom op without code is an error naming it.
+    /// </summary>
+    public SearchSpace WithCustomOps(IReadOnlyList<ICustomOp>? code, string where)
+    {
+        if (!CustomOps.Any(c => c is RecordedCustomOp)) return this;
+        var given = code ?? [];
+        var missing = CustomOps.Where(c => c is RecordedCustomOp && !given.Any(g => string.Equals(g.Name, c.Name, StringComparison.OrdinalIgnoreCase))).Select(c => c.Name).ToArray();
+        if (missing.Length > 0)
+            throw new AugmentException($"{where} has the custom op{(missing.Length > 1 ? "s" : "")} {string.Join(", ", missing)}, whose code only the script that defined {(missing.Length > 1 ? "them" : "it")} has");
+        return new SearchSpace(Ops, Levels, CustomOps.Select(c => c is RecordedCustomOp
+            ? given.First(g => string.Equals(g.Name, c.Name, StringComparison.OrdinalIgnoreCase)) : c).ToArray());
+    }
+
+    /// <summary>A custom op read back from a record: its name without its code.</summary>
+    sealed class RecordedCustomOp(string name) : ICustomOp
+    {
+        public string Name { get; } = name;
+        public Tensor Apply(Tensor images, Tensor magnitudes) =>
+            throw new AugmentException($"custom op '{Name}' was read back from a run folder; its code is only in the script that defined it");
+    }
+
+    public IReadOnlyList<string> OpNames => Ops.Select(o => o.Name).ToArray();
 
     public IReadOnlyList<OpDefinition> Ops { get; }
     public int Levels { get; }

@@ -104,8 +104,8 @@ public sealed class TransferSource
         if (records.Length < planned || records.Any(r => r.Policies is null))
             throw new RunFolderException(
                 $"{run.Path} ({config.Experiment.Method.Name}) records no policies for every epoch in {RunFolder.PoliciesFile}: transfer needs a run of a method that draws or learns policies (adversarial, random)");
-        var space = config.Experiment.SearchSpace.Rebuild(customOps, $"{run.Path}'s search space");
-        var content = new StringBuilder(config.Experiment.SearchSpace.ToJson().ToJsonString());
+        var space = config.Experiment.Space.WithCustomOps(customOps, $"{run.Path}'s search space");
+        var content = new StringBuilder(config.Experiment.Space.ToJson().ToJsonString());
         foreach (var r in records) content.Append('\n').Append((r with { InstanceLosses = [], NormalizedLosses = null, Distribution = null }).ToJson().ToJsonString());
         string sha = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(content.ToString())));
         return new TransferSource(run.Path, space, records.OrderBy(r => r.Epoch).Select(r => r.Policies!).ToArray(), sha);

@@ -9,57 +9,6 @@ using AdvAA.Core.Methods;
 
 namespace AdvAA.Core.Training;
 
-/// <summary>A search space as config.json records it: the ops in controller order with their ranges and signs, and the levels.</summary>
-public sealed record SearchSpaceRecord(int Levels, IReadOnlyList<OpRecord> Ops)
-{
-    public static SearchSpaceRecord Of(SearchSpace space) =>
-        new(space.Levels, space.Ops.Select(o => new OpRecord(o.Name, o.Low, o.High, o.Signed, o.Kind == OpKind.Custom)).ToArray());
-
-    public JsonObject ToJson() => new()
-    {
-        ["levels"] = Levels,
-        ["ops"] = new JsonArray(Ops.Select(o =>
-        {
-            var op = new JsonObject { ["name"] = o.Name, ["low"] = o.Low, ["high"] = o.High, ["signed"] = o.Signed };
-            if (o.Custom) op["custom"] = true;
-            return (JsonNode?)op;
-        }).ToArray()),
-    };
-
-    public static SearchSpaceRecord FromJson(JsonObject json, string where) =>
-        new(RecordJson.Value<int>(json, "levels", where),
-            RecordJson.Array(json, "ops", where).Select((n, i) =>
-            {
-                string at = $"{where}: ops[{i}]";
-                var o = n as JsonObject ?? throw new RunFolderException($"{at} is not an object");
-                return new OpRecord(RecordJson.Value<string>(o, "name", at), RecordJson.Number(o, "low", at), RecordJson.Number(o, "high", at),
-                    RecordJson.Value<bool>(o, "signed", at), RecordJson.Optional<bool>(o, "custom", at) ?? false);
-            }).ToArray());
-
-    public IReadOnlyList<string> OpNames => Ops.Select(o => o.Name).ToArray();
-
-    /// <summary>
-    /// The space again: built-in ops from the op table with the recorded ranges and signs; custom ops
-    /// need their code, matched by name in <paramref name="customOps"/> (else an error naming them).
-    /// </summary>
-    public SearchSpace Rebuild(IReadOnlyList<ICustomOp>? customOps = null, string where = "the recorded search space")
-    {
-        var customs = customOps ?? [];
-        var missing = Ops.Where(o => o.Custom && !customs.Any(c => string.Equals(c.Name, o.Name, StringComparison.OrdinalIgnoreCase))).Select(o => o.Name).ToArray();
-        if (missing.Length > 0)
-            throw new AugmentException($"{where} has the custom op{(missing.Length > 1 ? "s" : "")} {string.Join(", ", missing)}, whose code only the script that defined {(missing.Length > 1 ? "them" : "it")} has");
-        var ops = Ops.Select(o =>
-        {
-            if (o.Custom) return OpDefinition.Custom(o.Name, $"user op {o.Name}", o.Low, o.High, o.Signed);
-            var op = OpTable.Get(o.Name);
-            return op.HasMagnitude ? op.WithRange(o.Low, o.High).WithSigned(o.Signed) : op;
-        }).ToArray();
-        return new SearchSpace(ops, Levels, customs.Where(c => Ops.Any(o => o.Custom && string.Equals(o.Name, c.Name, StringComparison.OrdinalIgnoreCase))).ToArray());
-    }
-}
-
-public sealed record OpRecord(string Name, double Low, double High, bool Signed, bool Custom);
-
 /// <summary>
 /// The data a run trained on, as config.json records it: where it was read from (an absolute path),
 /// its format, sizes, classes, statistics and a content hash that a resumed run must match.
@@ -96,58 +45,6 @@ public sealed record DataRecord(string Format, string Source, long TrainImages, 
     };
 }
 
-/// <summary>The resolved experiment as config.json's "experiment" records it (schedules by description).</summary>
-public sealed record ExperimentRecord(
-    MethodSpec Method, string Model, double Dropout, string? Data, long? TrainLimit, long? TestLimit,
-    int Epochs, int BatchSize, long Seed, string Device, string LearningRate, double Momentum, bool Nesterov,
-    double WeightDecay, SearchSpaceRecord SearchSpace, int EvalBatchSize, string Precision, string MemoryFormat,
-    long? ValidationSize, int EvalEvery, LabelMixing? Mix, string? Init = null, bool FrozenBatchNorm = false)
-{
-    public JsonObject ToJson() => new()
-    {
-        ["method"] = Method.ToJson(),
-        ["model"] = Model,
-        ["dropout"] = Dropout,
-        ["data"] = Data,  // null: the embedded sample
-        ["train_limit"] = TrainLimit,
-        ["test_limit"] = TestLimit,
-        ["epochs"] = Epochs,
-        ["batch_size"] = BatchSize,
-        ["seed"] = Seed,
-        ["device"] = Device,
-        ["learning_rate"] = LearningRate,
-        ["momentum"] = Momentum,
-        ["nesterov"] = Nesterov,
-        ["weight_decay"] = WeightDecay,
-        ["search_space"] = SearchSpace.ToJson(),
-        ["eval_batch_size"] = EvalBatchSize,
-        ["precision"] = Precision,
-        ["memory_format"] = MemoryFormat,
-        ["validation_size"] = ValidationSize,
-        ["eval_every"] = EvalEvery,
-        ["mix"] = Mix?.ToJson(),
-        ["init"] = Init,  // null: a fresh initialisation
-        ["frozen_batch_norm"] = FrozenBatchNorm ? true : null,  // absent: batch norm trains (runs before it was recorded)
-    };
-
-    public static ExperimentRecord FromJson(JsonObject json, string where) => new(
-        MethodRegistry.FromJson(RecordJson.Object(json, "method", where), $"{where}: method"),
-        RecordJson.Value<string>(json, "model", where), RecordJson.Number(json, "dropout", where),
-        RecordJson.OptionalText(json, "data", where),
-        RecordJson.Optional<long>(json, "train_limit", where), RecordJson.Optional<long>(json, "test_limit", where),
-        RecordJson.Value<int>(json, "epochs", where), RecordJson.Value<int>(json, "batch_size", where),
-        RecordJson.Value<long>(json, "seed", where), RecordJson.Value<string>(json, "device", where),
-        RecordJson.Value<string>(json, "learning_rate", where), RecordJson.Number(json, "momentum", where),
-        RecordJson.Value<bool>(json, "nesterov", where), RecordJson.Number(json, "weight_decay", where),
-        SearchSpaceRecord.FromJson(RecordJson.Object(json, "search_space", where), $"{where}: search_space"),
-        RecordJson.Value<int>(json, "eval_batch_size", where),
-        RecordJson.Value<string>(json, "precision", where), RecordJson.Value<string>(json, "memory_format", where),
-        RecordJson.Optional<long>(json, "validation_size", where), RecordJson.Value<int>(json, "eval_every", where),
-        json["mix"] is JsonObject mix ? LabelMixing.FromJson(mix, $"{where}: mix") : null,
-        RecordJson.OptionalText(json, "init", where),
-        RecordJson.Optional<bool>(json, "frozen_batch_norm", where) ?? false);
-}
-
 /// <summary>How a run was started: the program (e.g. "advaa train", "dotnet fsi") and its arguments (without --out and --resume).</summary>
 public sealed record RunOrigin(string Program, IReadOnlyList<string> Arguments)
 {
@@ -164,7 +61,7 @@ public sealed record RunOrigin(string Program, IReadOnlyList<string> Arguments)
 /// <summary>config.json: the run format, the versions, the device and the machine (its CPU; null in runs recorded before it), the experiment, the data, how the run was started.</summary>
 public sealed record RunConfig(
     string? AdvaaVersion, string? TorchSharpVersion, string? LibTorchVersion, string Backend, string Device, string? Machine,
-    string Created, ExperimentRecord Experiment, DataRecord Data, long ModelParameters, RunOrigin? Origin,
+    string Created, TrainConfig Experiment, DataRecord Data, long ModelParameters, RunOrigin? Origin,
     PrecisionChoice? PrecisionChoice = null, IReadOnlyList<Amendment>? Amendments = null)
 {
     /// <summary>The run folder format this AdvAA writes and resumes (config.json's "format_version").</summary>
@@ -199,7 +96,7 @@ public sealed record RunConfig(
             RecordJson.OptionalText(json, "libtorch_version", where), RecordJson.Value<string>(json, "backend", where),
             RecordJson.Value<string>(json, "device", where), RecordJson.OptionalText(json, "machine", where),
             RecordJson.Value<string>(json, "created", where),
-            ExperimentRecord.FromJson(RecordJson.Object(json, "experiment", where), $"{where}: experiment"),
+            TrainConfig.FromJson(RecordJson.Object(json, "experiment", where), $"{where}: experiment"),
             DataRecord.FromJson(RecordJson.Object(json, "data", where), $"{where}: data"),
             RecordJson.Value<long>(json, "model_parameters", where),
             json["origin"] is JsonObject origin ? RunOrigin.FromJson(origin, $"{where}: origin") : null,
@@ -214,7 +111,7 @@ public sealed record RunConfig(
     /// the config with that experiment and, when a setting outside the identity changed (epochs, the
     /// learning rate, ...), an amendment recording each change; null when nothing changed.
     /// </summary>
-    public RunConfig? Amended(ExperimentRecord now, int afterEpoch)
+    public RunConfig? Amended(TrainConfig now, int afterEpoch)
     {
         var changes = JsonDifferences.All(Experiment.ToJson(), now.ToJson()).ToArray();
         if (changes.Length == 0) return null;
@@ -226,24 +123,14 @@ public sealed record RunConfig(
     /// its parameters, the search space where the method uses one, the model, the seed, the batch,
     /// the data's identity.
     /// </summary>
-    public JsonObject Identity() => new()
+    public JsonObject Identity()
     {
-        ["format_version"] = FormatVersion,
-        ["method"] = Experiment.Method.Identity(),
-        ["search_space"] = Experiment.Method.UsesSearchSpace ? Experiment.SearchSpace.ToJson() : null,
-        ["model"] = Experiment.Model,
-        ["dropout"] = Experiment.Dropout,
-        ["classes"] = Data.Classes.Length,
-        ["seed"] = Experiment.Seed,
-        ["batch_size"] = Experiment.BatchSize,
-        ["train_limit"] = Experiment.TrainLimit,
-        ["test_limit"] = Experiment.TestLimit,
-        ["validation_size"] = Experiment.ValidationSize,
-        ["mix"] = Experiment.Mix?.ToJson(),
-        ["precision"] = Experiment.Precision,
-        ["memory_format"] = Experiment.MemoryFormat,
-        ["data"] = Data.Identity(),
-    };
+        var identity = new JsonObject { ["format_version"] = FormatVersion };
+        foreach (var (key, value) in Experiment.Identity()) identity[key] = value?.DeepClone();
+        identity["classes"] = Data.Classes.Length;
+        identity["data"] = Data.Identity();
+        return identity;
+    }
 }
 
 /// <summary>Settings outside a run's identity that a resume changed (epochs, the learning rate, ...), recorded in config.json: after which epoch, when, and each setting's old and new value.</summary>

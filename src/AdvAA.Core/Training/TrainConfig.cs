@@ -1,6 +1,7 @@
 using System;
 using System.IO;
 using System.Runtime.CompilerServices;
+using System.Text.Json.Nodes;
 using AdvAA.Core.Augment;
 using AdvAA.Core.Backend;
 using AdvAA.Core.Methods;
@@ -135,13 +136,95 @@ public sealed record TrainConfig
     }
 
     /// <summary>
-    /// The resolved experiment as config.json records it, with the search space the run trains with
-    /// (sized to its images) and the data path made absolute.
+    /// The experiment as a run records it (config.json's "experiment"): this config with the search
+    /// space the run trains with (sized to its images), the precision it chose, and the data and
+    /// initial weights as absolute paths.
     /// </summary>
-    public ExperimentRecord Record(SearchSpace sizedSpace, Precision precision) => new(
-        Method, Model, Dropout, Data is null ? null : Path.GetFullPath(Data), TrainLimit, TestLimit, Epochs, BatchSize, Seed, Device,
-        LearningRate.Description, Momentum, Nesterov, WeightDecay, SearchSpaceRecord.Of(sizedSpace), EvalBatchSize,
-        Precisions.Name(precision), MemoryFormat, ValidationSize, EvalEvery, Mix, Init is null ? null : Path.GetFullPath(Init), FrozenBatchNorm);
+    public TrainConfig Record(SearchSpace sizedSpace, Precision precision) => this with
+    {
+        Space = sizedSpace,
+        Precision = Precisions.Name(precision),
+        Data = Data is null ? null : Path.GetFullPath(Data),
+        Init = Init is null ? null : Path.GetFullPath(Init),
+    };
+
+    /// <summary>The experiment's settings by their JSON names (schedules by description); <see cref="Origin"/> and <see cref="Profile"/> are how a run is started and watched, not what it trains, and are not part of it.</summary>
+    public JsonObject ToJson() => new()
+    {
+        ["method"] = Method.ToJson(),
+        ["model"] = Model,
+        ["dropout"] = Dropout,
+        ["data"] = Data,  // null: the embedded sample
+        ["train_limit"] = TrainLimit,
+        ["test_limit"] = TestLimit,
+        ["epochs"] = Epochs,
+        ["batch_size"] = BatchSize,
+        ["seed"] = Seed,
+        ["device"] = Device,
+        ["learning_rate"] = LearningRate.Description,
+        ["momentum"] = Momentum,
+        ["nesterov"] = Nesterov,
+        ["weight_decay"] = WeightDecay,
+        ["search_space"] = Space.ToJson(),
+        ["eval_batch_size"] = EvalBatchSize,
+        ["precision"] = Precision,
+        ["memory_format"] = MemoryFormat,
+        ["validation_size"] = ValidationSize,
+        ["eval_every"] = EvalEvery,
+        ["mix"] = Mix?.ToJson(),
+        ["init"] = Init,  // null: a fresh initialisation
+        ["frozen_batch_norm"] = FrozenBatchNorm ? true : null,  // absent: batch norm trains (runs before it was recorded)
+    };
+
+    /// <summary>An experiment as <see cref="ToJson"/> wrote it; schedules other than constants come back by description only.</summary>
+    public static TrainConfig FromJson(JsonObject json, string where) => new()
+    {
+        Method = MethodRegistry.FromJson(RecordJson.Object(json, "method", where), $"{where}: method"),
+        Model = RecordJson.Value<string>(json, "model", where),
+        Dropout = RecordJson.Number(json, "dropout", where),
+        Data = RecordJson.OptionalText(json, "data", where),
+        TrainLimit = RecordJson.Optional<long>(json, "train_limit", where),
+        TestLimit = RecordJson.Optional<long>(json, "test_limit", where),
+        Epochs = RecordJson.Value<int>(json, "epochs", where),
+        BatchSize = RecordJson.Value<int>(json, "batch_size", where),
+        Seed = RecordJson.Value<long>(json, "seed", where),
+        Device = RecordJson.Value<string>(json, "device", where),
+        LearningRate = EpochSchedule.Recorded(RecordJson.Value<string>(json, "learning_rate", where)),
+        Momentum = RecordJson.Number(json, "momentum", where),
+        Nesterov = RecordJson.Value<bool>(json, "nesterov", where),
+        WeightDecay = RecordJson.Number(json, "weight_decay", where),
+        Space = SearchSpace.FromJson(RecordJson.Object(json, "search_space", where), $"{where}: search_space"),
+        EvalBatchSize = RecordJson.Value<int>(json, "eval_batch_size", where),
+        Precision = RecordJson.Value<string>(json, "precision", where),
+        MemoryFormat = RecordJson.Value<string>(json, "memory_format", where),
+        ValidationSize = RecordJson.Optional<long>(json, "validation_size", where),
+        EvalEvery = RecordJson.Value<int>(json, "eval_every", where),
+        Mix = json["mix"] is JsonObject mix ? LabelMixing.FromJson(mix, $"{where}: mix") : null,
+        Init = RecordJson.OptionalText(json, "init", where),
+        FrozenBatchNorm = RecordJson.Optional<bool>(json, "frozen_batch_norm", where) ?? false,
+    };
+
+    /// <summary>
+    /// What a resumed run (and a resumed study's run) must share with the one that started: the
+    /// method with all its parameters, the search space where the method uses one, the model, the
+    /// seed, the batch, the subsets, label mixing, precision and layout. The rest (epochs, the
+    /// learning rate, the device, the data's path, ...) may change; a run records each change.
+    /// </summary>
+    public JsonObject Identity() => new()
+    {
+        ["method"] = Method.Identity(),
+        ["search_space"] = Method.UsesSearchSpace ? Space.ToJson() : null,
+        ["model"] = Model,
+        ["dropout"] = Dropout,
+        ["seed"] = Seed,
+        ["batch_size"] = BatchSize,
+        ["train_limit"] = TrainLimit,
+        ["test_limit"] = TestLimit,
+        ["validation_size"] = ValidationSize,
+        ["mix"] = Mix?.ToJson(),
+        ["precision"] = Precision,
+        ["memory_format"] = MemoryFormat,
+    };
 }
 
 /// <summary>The layouts of input batches.</summary>

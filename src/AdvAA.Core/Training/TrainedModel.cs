@@ -40,7 +40,7 @@ public sealed class TrainedModel : IDisposable
         Config = config;
         Epoch = checkpoint.Epoch;
         Device = device;
-        ExperimentRecord experiment = config.Experiment;
+        TrainConfig experiment = config.Experiment;
         // config.json records the precision the run resolved "auto" to.
         precision = Precisions.Parse(experiment.Precision) ?? Precision.Fp32;
         channelsLast = experiment.MemoryFormat == MemoryFormats.ChannelsLast;
