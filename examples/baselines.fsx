@@ -35,14 +35,14 @@ let handWritten =
           [ "Posterize", 6; "Contrast", 5 ] ]
 
 /// The paper's M = 8 copies of each batch cost 8x a baseline step; 4 keeps a CPU run short.
-let m = Some(Schedule.constant 4.0)
+let m = Schedule.constant 4.0
 
 let experiments =
-    [ { common with Name = "baseline"; Method = Baseline }
-      { common with Name = "fixed"; Method = Fixed; Instances = m }
-      { common with Name = "random"; Method = Random; Instances = m }
-      { common with Name = "adversarial"; Method = Adversarial; Instances = m }
-      { common with Name = "autoaugment"; Method = AutoAugment }
-      { common with Name = "hand-written"; Method = FixedPolicy handWritten } ]
+    [ { common with Name = "baseline"; Method = Method.baseline }
+      { common with Name = "fixed"; Method = Method.fixedCopies |> Method.instances m }
+      { common with Name = "random"; Method = Method.random |> Method.instances m }
+      { common with Name = "adversarial"; Method = Method.adversarial |> Method.instances m }
+      { common with Name = "autoaugment"; Method = Method.autoAugment }
+      { common with Name = "hand-written"; Method = Method.policy handWritten } ]
 
 Experiment.mainAll experiments

@@ -44,9 +44,11 @@ let experiment =
     { Experiment.defaults with
         Name = "custom-space"
         Space = space
-        // Every sampled level is multiplied by this (rounded down): from 30% to full strength.
-        MagnitudeScale = Schedule.linear 0.3 1.0 (float epochs)
-        Instances = Some(Schedule.constant 4.0)
+        Method =
+            Method.adversarial
+            |> Method.instances (Schedule.constant 4.0)
+            // Every sampled level is multiplied by this (rounded down): from 30% to full strength.
+            |> Method.set "magnitude_scale" (Schedule.linear 0.3 1.0 (float epochs))
         BatchSize = 64
         Epochs = epochs
         Device = "cpu" }

@@ -40,11 +40,15 @@ let experiment =
         Name = "patching"
         Data = DataPath benchmark
         Model = "small"
-        // Camel.oracle uses the benchmark's exact counterparts instead of stage 1's translations;
-        // GroupDro true is class-conditional group DRO alone, Baseline plain ERM.
-        Method = Camel { Camel.defaults with Consistency = 10.0; GanEpochs = 3 }
-        // Stage 1's networks by name, as `advaa methods camel` lists them.
-        Parameters = [ "gan_filters", "16"; "gan_blocks", "3" ]
+        // Method.camelOracle uses the benchmark's exact counterparts instead of stage 1's translations;
+        // Method.groupDro true is class-conditional group DRO alone, Method.baseline plain ERM.
+        // CAMEL's parameters by name, as `advaa methods camel` lists them.
+        Method =
+            Method.camel
+            |> Method.set "consistency" 10.0
+            |> Method.set "gan_epochs" 3
+            |> Method.set "gan_filters" 16
+            |> Method.set "gan_blocks" 3
         BatchSize = 128
         Epochs = 10
         EvalEvery = 2 }

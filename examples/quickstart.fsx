@@ -22,9 +22,8 @@ let experiment =
         Name = "quickstart"
         Data = EmbeddedSample
         Model = "small"
-        Method = Adversarial
         // The paper's M = 8 and N = 128 cost 1,024 images per step; a quarter keeps a CPU run short.
-        Instances = Some(Schedule.constant 4.0)
+        Method = Method.adversarial |> Method.instances (Schedule.constant 4.0)
         BatchSize = 64
         Epochs = 12
         // LearningRate = None: the paper's for this model, a cosine from 0.1 to 0 over the epochs.

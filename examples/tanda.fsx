@@ -25,17 +25,17 @@ let experiment =
         Name = "tanda"
         Data = EmbeddedSample
         Model = "small"
+        // TANDA's parameters by name, as `advaa methods tanda` lists them.
         Method =
-            TandaMethod
-                { Tanda.defaults with
-                    Generator = Lstm // or MeanField; RandomSequences is TANDA's uniform comparison
-                    Length = 10
-                    // TFs: ops of the experiment's search space at fixed levels; Tfs.all is every op at every level.
-                    Tfs = Tfs.only [ for op in [ "Rotate"; "ShearX"; "TranslateY"; "Color"; "Contrast"; "Brightness"; "Equalize"; "Posterize" ] do
-                                       for level in [ 2; 5; 8 ] -> op, level ]
-                    TanEpochs = 5 }
-        // TANDA's other settings by name, as `advaa methods tanda` lists them.
-        Parameters = [ "generator_lr", "0.001"; "diversity", "0.0025" ]
+            Method.tanda
+            |> Method.set "generator" "lstm" // or "mean-field"; "random" is TANDA's uniform comparison
+            |> Method.set "length" 10
+            // TFs: ops of the experiment's search space at fixed levels; Tfs.all is every op at every level.
+            |> Method.set "tfs" (Tfs.only [ for op in [ "Rotate"; "ShearX"; "TranslateY"; "Color"; "Contrast"; "Brightness"; "Equalize"; "Posterize" ] do
+                                                for level in [ 2; 5; 8 ] -> op, level ])
+            |> Method.set "tan_epochs" 5
+            |> Method.set "generator_lr" 0.001
+            |> Method.set "diversity" 0.0025
         BatchSize = 64
         Epochs = 15 }
 

@@ -33,10 +33,10 @@ let study =
     { Name = "patching-spurious"
       Seeds = [ 1L; 2L ]
       Arms =
-        [ { common with Name = "erm"; Method = Baseline }
-          { common with Name = "gdro"; Method = GroupDro false }
-          { common with Name = "sgdro"; Method = GroupDro true }
-          { common with Name = "camel-oracle"; Method = Camel Camel.oracle }
-          { common with Name = "camel"; Method = Camel { Camel.defaults with GanEpochs = 3 } } ] }
+        [ { common with Name = "erm"; Method = Method.baseline }
+          { common with Name = "gdro"; Method = Method.groupDro false }
+          { common with Name = "sgdro"; Method = Method.groupDro true }
+          { common with Name = "camel-oracle"; Method = Method.camelOracle }
+          { common with Name = "camel"; Method = Method.camel |> Method.set "gan_epochs" 3 } ] }
 
 Experiment.mainStudy study

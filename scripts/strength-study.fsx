@@ -12,14 +12,18 @@
 
 open AdvAA.Dsl
 
-let common = { Setting2k.common "advaa run scripts/strength-study.fsx /data/cifar10" with Instances = Some(Schedule.constant 4.0) }
+let common = Setting2k.common "advaa run scripts/strength-study.fsx /data/cifar10"
+
+let m4 = Schedule.constant 4.0
 
 let mild magnitude probability =
     { common with
         Name = sprintf "random-ms%g-pp%g" magnitude probability
-        Method = Random
-        MagnitudeScale = Schedule.constant magnitude
-        PolicyProbability = Schedule.constant probability }
+        Method =
+            Method.random
+            |> Method.instances m4
+            |> Method.set "magnitude_scale" (Schedule.constant magnitude)
+            |> Method.set "policy_probability" (Schedule.constant probability) }
 
 let study =
     { Name = "strength-check"
@@ -29,7 +33,7 @@ let study =
           mild 0.5 0.75
           mild 0.75 0.5
           mild 0.75 0.75
-          { common with Name = "random"; Method = Random }
-          { common with Name = "randaugment-m4"; Method = Method.ofName "randaugment" } ] }
+          { common with Name = "random"; Method = Method.random |> Method.instances m4 }
+          { common with Name = "randaugment-m4"; Method = Method.named "randaugment" |> Method.instances m4 } ] }
 
 Experiment.mainStudy study

@@ -15,31 +15,29 @@ open AdvAA.Dsl
 
 let common = Setting2k.common "scripts/study.sh /data/cifar10"
 
-let m4 = Some(Schedule.constant 4.0)
+let m4 = Schedule.constant 4.0
 
 let study =
     { Name = "cifar10-2k"
       Seeds = [ 1L; 2L ]
       Arms =
-        [ { common with Name = "baseline"; Method = Baseline }
-          { common with Name = "fixed"; Method = Fixed; Instances = m4 }
-          { common with Name = "random"; Method = Random; Instances = m4 }
-          { common with Name = "adversarial"; Method = Adversarial; Instances = m4 }
+        [ { common with Name = "baseline"; Method = Method.baseline }
+          { common with Name = "fixed"; Method = Method.fixedCopies |> Method.instances m4 }
+          { common with Name = "random"; Method = Method.random |> Method.instances m4 }
+          { common with Name = "adversarial"; Method = Method.adversarial |> Method.instances m4 }
           // The paper's controller takes 200 Adam steps at 0.00035 in 200 epochs; 60 epochs give it 60.
           // A budget-aware variant scales its learning rate by 200/60 (the same total movement).
           { common with
               Name = "adversarial-lr-x3.3"
-              Method = Adversarial
-              Instances = m4
-              Controller = { common.Controller with LearningRate = 0.00035 * 200.0 / 60.0 } }
-          { common with Name = "trivialaugment"; Method = TrivialAugment true }
-          { common with Name = "trivialaugment-m4"; Method = TrivialAugment true; Instances = m4 }
-          { common with Name = "randaugment"; Method = Method.ofName "randaugment" }
-          { common with Name = "randaugment-m4"; Method = Method.ofName "randaugment"; Instances = m4 }
-          { common with Name = "autoaugment"; Method = AutoAugment }
-          { common with Name = "autoaugment-m4"; Method = AutoAugment; Instances = m4 }
-          { common with Name = "uncertainty"; Method = Uncertainty(4, 1) }
+              Method = Method.adversarial |> Method.instances m4 |> Method.set "controller_lr" (0.00035 * 200.0 / 60.0) }
+          { common with Name = "trivialaugment"; Method = Method.trivialAugment true }
+          { common with Name = "trivialaugment-m4"; Method = Method.trivialAugment true |> Method.instances m4 }
+          { common with Name = "randaugment"; Method = Method.named "randaugment" }
+          { common with Name = "randaugment-m4"; Method = Method.named "randaugment" |> Method.instances m4 }
+          { common with Name = "autoaugment"; Method = Method.autoAugment }
+          { common with Name = "autoaugment-m4"; Method = Method.autoAugment |> Method.instances m4 }
+          { common with Name = "uncertainty"; Method = Method.uncertainty 4 1 }
           // M = 4 kept copies per image, as the other M-arms train on, from twice as many candidates.
-          { common with Name = "uncertainty-m4"; Method = Uncertainty(8, 4) } ] }
+          { common with Name = "uncertainty-m4"; Method = Method.uncertainty 8 4 } ] }
 
 Experiment.mainStudy study

@@ -27,7 +27,7 @@ let common =
         TrainLimit = Some 5000
         EvalEvery = 5 }
 
-let tanda generator = TandaMethod { Tanda.defaults with Generator = generator; TanEpochs = 3 }
+let tanda generator = Method.tanda |> Method.set "generator" generator |> Method.set "tan_epochs" 3
 
 // TANDA's own image TFs are mild and label-preserving (small rotations, shears, shifts, colour and
 // contrast tweaks); the paper's 160 TFs include Invert, Solarize, SamplePairing and 14-pixel shifts,
@@ -48,12 +48,12 @@ let study =
     { Name = "tanda-cifar10-5k"
       Seeds = [ 1L; 2L ]
       Arms =
-        [ { common with Name = "baseline"; Method = Baseline }
-          { common with Name = "random-sequences"; Method = tanda RandomSequences }
-          { common with Name = "tanda-mean-field"; Method = tanda MeanField }
-          { common with Name = "tanda-lstm"; Method = tanda Lstm }
-          { common with Name = "random-sequences-mild"; Method = tanda RandomSequences; Space = mild }
-          { common with Name = "tanda-mean-field-mild"; Method = tanda MeanField; Space = mild }
-          { common with Name = "tanda-lstm-mild"; Method = tanda Lstm; Space = mild } ] }
+        [ { common with Name = "baseline"; Method = Method.baseline }
+          { common with Name = "random-sequences"; Method = tanda "random" }
+          { common with Name = "tanda-mean-field"; Method = tanda "mean-field" }
+          { common with Name = "tanda-lstm"; Method = tanda "lstm" }
+          { common with Name = "random-sequences-mild"; Method = tanda "random"; Space = mild }
+          { common with Name = "tanda-mean-field-mild"; Method = tanda "mean-field"; Space = mild }
+          { common with Name = "tanda-lstm-mild"; Method = tanda "lstm"; Space = mild } ] }
 
 Experiment.mainStudy study

@@ -27,6 +27,6 @@ let run (args: ParseResults<MethodsArgs>) =
         if i > 0 then printfn ""
         for line in render e do printfn "%s" line)
     printfn ""
-    printfn "Set a parameter with --param name=value (advaa train, advaa run), or in a script with the Method case,"
-    printfn "the experiment's Instances, CutoutSize, MagnitudeScale, PolicyProbability, Controller, or Parameters."
+    printfn "Set a parameter with --param name=value (advaa train, advaa run), or in a script with"
+    printfn "Method.set: Method = Method.named \"randaugment\" |> Method.set \"n\" 3."
     ExitCode.ok

@@ -81,10 +81,13 @@ let experiment (results: ParseResults<TrainArgs>) : Experiment =
         | (_, flag) :: (_, other) :: _, _ -> raise (DslException(sprintf "%s and %s exclude each other: each implies its own method" flag other))
         | [ name, flag ], Some m when m.Trim().ToLowerInvariant() <> name ->
             raise (DslException(sprintf "%s trains with method '%s', but --method %s was given" flag name m))
-        | [ "policy", _ ], _ -> FixedPolicy(Policy.ofFile (results.GetResult TrainArgs.Policy))
-        | [ _ ], _ -> Transfer(results.GetResult TrainArgs.From)
-        | _, Some _ when tanda -> TandaMethod { Tanda.defaults with From = results.TryGetResult TrainArgs.From }
-        | _, Some m -> Method.ofName m
+        | [ "policy", _ ], _ -> Method.policy (Policy.ofFile (results.GetResult TrainArgs.Policy))
+        | [ _ ], _ -> Method.transfer (results.GetResult TrainArgs.From)
+        | _, Some _ when tanda ->
+            match results.TryGetResult TrainArgs.From with
+            | Some run -> Method.tanda |> Method.set "from" (Path.GetFullPath run)
+            | None -> Method.tanda
+        | _, Some m -> Method.named m
         | _, None -> d.Method
     let model = defaultArg (results.TryGetResult(TrainArgs.Model)) d.Model
     let bounds (message: string) : unit = results.Raise(message, ErrorCode.CommandLine, false)
@@ -92,11 +95,19 @@ let experiment (results: ParseResults<TrainArgs>) : Experiment =
     let e =
         { d with
             Name = sprintf "%s-%s" (Method.name method) (model.Trim().ToLowerInvariant())
-            Method = method
+            // --instances and --cutout are --param instances=M and --param cutout=PIXELS, set before the --param flags.
+            Method =
+                [ match results.TryGetResult(TrainArgs.Instances) |> atLeast "--instances" 1 with
+                  | Some m -> "instances", string m
+                  | None -> ()
+                  match results.TryGetResult(TrainArgs.Cutout) |> atLeast "--cutout" 0 with
+                  | Some pixels -> "cutout", string pixels
+                  | None -> ()
+                  yield! results.GetResults TrainArgs.Param |> List.map (CommandLine.parameter (fun message -> results.Raise(message, ErrorCode.CommandLine, true))) ]
+                |> List.fold (fun m (name, value) -> Method.setText name value m) method
             Model = model
             Data = results.TryGetResult(TrainArgs.Data) |> Option.map DataPath |> Option.defaultValue d.Data
             Epochs = defaultArg (results.TryGetResult(TrainArgs.Epochs) |> atLeast "--epochs" 1) d.Epochs
-            Instances = results.TryGetResult(TrainArgs.Instances) |> atLeast "--instances" 1 |> Option.map (float >> Schedule.constant)
             BatchSize = defaultArg (results.TryGetResult(TrainArgs.Batch) |> atLeast "--batch" 1) d.BatchSize
             Seed = defaultArg (results.TryGetResult(TrainArgs.Seed)) d.Seed
             Device = defaultArg (results.TryGetResult(TrainArgs.Device) |> CommandLineParam.device bounds) d.Device
@@ -106,17 +117,14 @@ let experiment (results: ParseResults<TrainArgs>) : Experiment =
             Dropout = defaultArg (results.TryGetResult(TrainArgs.Dropout) |> atLeast "--dropout" 0.0) d.Dropout
             Init = results.TryGetResult TrainArgs.Init
             FrozenBatchNorm = results.Contains TrainArgs.Frozen_Bn
-            CutoutSize = results.TryGetResult(TrainArgs.Cutout) |> atLeast "--cutout" 0
             Precision = defaultArg (results.TryGetResult TrainArgs.Precision |> CommandLineParam.precision bounds) d.Precision
             MemoryFormat =
                 defaultArg
                     (results.TryGetResult TrainArgs.Memory_Format
                      |> CommandLineParam.oneOf bounds "--memory-format" "channels-last or nchw" (fun f -> f = MemoryFormats.ChannelsLast || f = MemoryFormats.Nchw))
                     d.MemoryFormat
-            Mix = results.TryGetResult TrainArgs.Mix |> Option.map (CommandLineParam.mix (fun message -> results.Raise(message, ErrorCode.CommandLine, true)))
-            Parameters =
-                results.GetResults TrainArgs.Param
-                |> List.map (CommandLine.parameter (fun message -> results.Raise(message, ErrorCode.CommandLine, true))) }
+            Mix = results.TryGetResult TrainArgs.Mix |> Option.map (CommandLineParam.mix (fun message -> results.Raise(message, ErrorCode.CommandLine, true))) }
+
     // The schedule's shape depends on the model and the epochs: set it last.
     match results.TryGetResult(TrainArgs.Lr) with
     | Some lr when not (lr > 0.0) -> bounds (sprintf "--lr %g: expected a rate above 0" lr); e

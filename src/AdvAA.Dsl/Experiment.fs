@@ -29,115 +29,79 @@ module DataSource =
         | None, NonNull path when path <> "" -> DataPath path
         | None, _ -> raise (DslException(sprintf "give the data: %s (or set %s)" usage variable))
 
-/// TANDA's transformation functions: ops of the experiment's search space at fixed levels.
-type Tfs =
-    /// Every op of the search space at every level (160 TFs for `Space.paper`; custom ops included).
-    | AllTfs
-    /// These (op, level) pairs.
-    | OnlyTfs of (string * int) list
-
-/// TANDA's TF sets.
+/// TANDA's transformation functions (its `tfs` parameter): ops of the experiment's search space at fixed levels.
 [<RequireQualifiedAccess>]
 module Tfs =
-    /// Every op of the experiment's search space at every level.
-    let all = AllTfs
+    /// Every op of the experiment's search space at every level (160 TFs for `Space.paper`; custom ops included).
+    let all = AdvAA.Core.Search.TransformationSet.All
     /// Only these (op, level) pairs, e.g. `Tfs.only [ "Rotate", 7; "ShearX", 3 ]`.
-    let only (tfs: (string * int) list) = OnlyTfs tfs
-    /// The text Core reads ("all" or "Rotate:7, ShearX:3").
-    let text (tfs: Tfs) =
-        match tfs with
-        | AllTfs -> AdvAA.Core.Search.TransformationSet.All
-        | OnlyTfs pairs -> pairs |> List.map (fun (op, level) -> sprintf "%s:%d" op level) |> String.concat ", "
+    let only (tfs: (string * int) list) = tfs |> List.map (fun (op, level) -> sprintf "%s:%d" op level) |> String.concat ", "
 
-/// TANDA's generator of TF sequences.
-type TandaGenerator =
-    /// An LSTM feeding back its previous TF (TANDA's best on CIFAR-10).
-    | Lstm
-    /// An independent categorical per position.
-    | MeanField
-    /// Uniform random sequences, no stage 1 (TANDA's comparison).
-    | RandomSequences
+/// How each batch is augmented (and, for the adversarial method, how policies are learned): a
+/// method of AdvAA.Core's registry with its parameters, which Core defines, defaults and checks
+/// (`advaa methods` lists them). `Method.named "randaugment" |> Method.set "n" 3`, or a helper.
+[<RequireQualifiedAccess>]
+module Method =
+    let private guard f =
+        try
+            f ()
+        with :? ConfigException as e ->
+            raise (DslException(e.Message, Some "Method"))
 
-/// TANDA: stage 1 trains the generator against a discriminator, stage 2 the target on its sequences.
-/// `advaa methods tanda` lists the other parameters (set them with `Parameters`).
-type Tanda =
-    { Generator: TandaGenerator
-      /// TFs per sequence.
-      Length: int
-      Tfs: Tfs
-      /// Stage 1's passes over the training images.
-      TanEpochs: int
-      /// A TANDA run whose trained generator to reuse (stage 1 is skipped).
-      From: string option }
+    /// The method with this name (case-insensitive) and the registry's defaults.
+    let named (name: string) : MethodSpec = guard (fun () -> MethodRegistry.Defaults name)
 
-/// Where CAMEL's translations of an image into its class's subgroups come from.
-type Translations =
-    /// Stage 1: a CycleGAN per class between its two subgroups (in RUN/stage1).
-    | Learned
-    /// The data's exact counterparts (the spurious benchmark's patch added or removed): separates stage 1's quality from stage 2's.
-    | Oracle
+    /// The method with one parameter set: an int, a float, a bool, a text, a `Schedule` (M, a
+    /// magnitude scale, a probability per epoch) or a policy (`Policy.ofPairs`); Core checks the
+    /// name now and the value when the experiment is validated.
+    let set (parameter: string) (value: 'T) (m: MethodSpec) : MethodSpec =
+        let value: objnull =
+            match box value with
+            | :? Schedule as s -> Schedule.toCore s
+            | v -> v
+        guard (fun () -> m.With(parameter, value))
 
-/// CAMEL model patching (Goel et al. 2020): subgroup consistency over an image's translations into
-/// its class's subgroups + class-conditional group DRO. `advaa methods camel` lists the stage-1
-/// parameters (set them with `Parameters`).
-type Camel =
-    { Translations: Translations
-      /// λ, the weight of the subgroup consistency loss.
-      Consistency: float
-      /// Epochs over which λ ramps up linearly from 0.
-      ConsistencyWarmup: float
-      /// η, the step size of the group weights' exponentiated-gradient update.
-      DroStep: float
-      /// C of the generalisation adjustment C/√n_g in the group weights' update.
-      DroAdjustment: float
-      /// Stage 1's passes over each class's larger subgroup.
-      GanEpochs: int }
+    /// The method with one parameter parsed from text, as `--param name=value` gives it ("n", "3"; "randaugment.n" too).
+    let setText (parameter: string) (text: string) (m: MethodSpec) : MethodSpec = guard (fun () -> m.WithText(parameter, text))
 
-/// How each batch is augmented (and, for the adversarial method, how policies are learned). Each
-/// case is one method of AdvAA.Core's registry (`advaa methods`); its defaults come from there.
-[<NoEquality; NoComparison>]
-type Method =
+    /// The registry name of a method (as the CLI and config.json write it).
+    let name (m: MethodSpec) = m.Name
+
     /// Standard augmentation only: random crop of the 4-pixel padded image + horizontal flip.
-    | Baseline
+    let baseline = named "baseline"
     /// Standard augmentation + Cutout 16.
-    | Cutout
+    let cutout = named "cutout"
     /// AutoAugment's published CIFAR-10 policy, then standard augmentation + Cutout.
-    | AutoAugment
+    let autoAugment = named "autoaugment"
     /// RandAugment: `n` ops per image, all at level `m` (of 31).
-    | RandAugment of n: int * m: int
-    /// TrivialAugment, with its wide ranges or the paper's.
-    | TrivialAugment of wide: bool
+    let randAugment (n: int) (m: int) = named "randaugment" |> set "n" n |> set "m" m
+    /// TrivialAugment, with its wide ranges (true) or the paper's.
+    let trivialAugment (wide: bool) = named "trivialaugment" |> set "wide" wide
     /// A given policy: one every copy draws from (`Policy.ofPairs`, `Policy.ofTriples`), or one per
     /// instance (`Policy.ofFile` of what `advaa policy export` writes).
-    | FixedPolicy of PolicyDocument
+    let policy (document: PolicyDocument) = named "policy" |> set "policy" document
     /// M copies of each batch with standard augmentation only, no Cutout (the paper's "Fixed").
-    | Fixed
+    let fixedCopies = named "fixed"
     /// M copies, each augmented by a random policy drawn every epoch (the paper's "Random").
-    | Random
+    let random = named "random"
     /// Adversarial AutoAugment: M policies from the LSTM controller, which learns to raise the loss.
-    | Adversarial
+    let adversarial = named "adversarial"
     /// Uncertainty-based sampling: K random candidates per image, S of them kept in proportion to their loss.
-    | Uncertainty of candidates: int * keep: int
+    let uncertainty (candidates: int) (keep: int) = named "uncertainty" |> set "candidates" candidates |> set "keep" keep
     /// The policies another run learned, replayed epoch by epoch (the paper's §4.6): its folder.
-    | Transfer of run: string
-    /// TANDA (Ratner et al. 2017): a learned generator of TF sequences (`Tanda.defaults` and change what you need).
-    | TandaMethod of Tanda
+    let transfer (run: string) = named "transfer" |> set "from" (IO.Path.GetFullPath run)
+    /// TANDA (Ratner et al. 2017): an LSTM generator of TF sequences trained against a
+    /// discriminator (stage 1), then M copies transformed by its sequences; `set "generator"`,
+    /// `"length"`, `"tfs"` (`Tfs.only`), `"tan_epochs"`, `"from"` change it.
+    let tanda = named "tanda"
     /// Group DRO over the data's (class, subgroup) groups (Sagawa et al. 2019), or class-conditional (CAMEL's SGDRO).
-    | GroupDro of classConditional: bool
-    /// CAMEL model patching (`Camel.defaults`, `Camel.oracle`, and change what you need).
-    | Camel of Camel
-    /// Any method of the registry by name with its defaults (e.g. one added in C# that has no case
-    /// here yet); `Parameters` and the experiment's fields set its parameters.
-    | Named of method: string
-
-/// The policy controller's shape and training (random uses the shape; defaults from AdvAA.Core).
-type Controller =
-    { SubPolicies: int
-      OpsPerSubPolicy: int
-      Embedding: int
-      Hidden: int
-      LearningRate: float
-      EntropyWeight: float }
+    let groupDro (classConditional: bool) = named (if classConditional then "sgdro" else "gdro")
+    /// CAMEL model patching (Goel et al. 2020) with translations learned by a CycleGAN per class.
+    let camel = named "camel"
+    /// CAMEL with the data's exact counterparts as translations (no stage 1).
+    let camelOracle = named "camel-oracle"
+    /// M, the augmented copies of each batch, per epoch (any copy method).
+    let instances (m: Schedule) (spec: MethodSpec) = set "instances" m spec
 
 /// An experiment: what to train, on what, how long, and where the run folder goes. Start from
 /// `Experiment.defaults` and change what you need: `{ Experiment.defaults with Epochs = 30 }`.
@@ -163,17 +127,10 @@ type Experiment =
         Init: string option
         /// Batch-norm layers keep their running statistics (fine-tuning from Init; data-parallel runs that equal one process).
         FrozenBatchNorm: bool
-        Method: Method
-        /// The ops, ranges and levels that policies are made of (adversarial, random, uncertainty, FixedPolicy).
+        /// The method and its parameters (`Method.adversarial`, `Method.named "randaugment" |> Method.set "n" 3`).
+        Method: MethodSpec
+        /// The ops, ranges and levels that policies are made of (adversarial, random, uncertainty, policy).
         Space: Space
-        Controller: Controller
-        /// M, the augmented copies of each batch, per epoch; None: the method's default (8 for fixed,
-        /// random and adversarial, 1 for the others). Any copy method takes it.
-        Instances: Schedule option
-        /// Multiplies every sampled level (rounded down, clamped to the levels), e.g. to ramp magnitudes up.
-        MagnitudeScale: Schedule
-        /// Probability that a sample's policy is applied at all (standard augmentation always is).
-        PolicyProbability: Schedule
         /// None: the paper's, from 0.1 (step ×0.2 at 30/60/80% of the epochs for wrn-28-10, cosine to 0 otherwise).
         LearningRate: Schedule option
         Momentum: float
@@ -181,11 +138,6 @@ type Experiment =
         WeightDecay: float
         /// Label mixing after the method, on the normalised inputs: `Some(Mix.mixup 1.0)`, `Mix.cutmix`.
         Mix: LabelMixing option
-        /// Side of the Cutout square in pixels after the method's augmentation (0: none); None: the
-        /// method's default (16 where its paper uses Cutout, 0 for baseline and fixed).
-        CutoutSize: int option
-        /// Any method parameter by name, as `--param name=value` sets it (`advaa methods` lists them).
-        Parameters: (string * string) list
         Epochs: int
         /// N: images per instance per step (the batch before the M copies).
         BatchSize: int
@@ -245,130 +197,6 @@ type ScriptExperiments =
         | Grid _ -> "study"
         | Show _ -> "demo"
 
-/// The methods of AdvAA.Core's registry as `Method` cases.
-[<RequireQualifiedAccess>]
-module Method =
-    let private fail message = raise (DslException message)
-
-    let private defaults<'Spec when 'Spec :> MethodSpec> (name: string) = MethodRegistry.Defaults name :?> 'Spec
-
-    /// The registry name of a method (as the CLI and config.json write it).
-    let name (m: Method) =
-        match m with
-        | Baseline -> "baseline"
-        | Cutout -> "cutout"
-        | AutoAugment -> "autoaugment"
-        | RandAugment _ -> "randaugment"
-        | TrivialAugment _ -> "trivialaugment"
-        | FixedPolicy _ -> "policy"
-        | Fixed -> "fixed"
-        | Random -> "random"
-        | Adversarial -> "adversarial"
-        | Uncertainty _ -> "uncertainty"
-        | Transfer _ -> "transfer"
-        | TandaMethod _ -> "tanda"
-        | GroupDro classConditional -> if classConditional then "sgdro" else "gdro"
-        | Camel c ->
-            match c.Translations with
-            | Learned -> "camel"
-            | Oracle -> "camel-oracle"
-        | Named n -> (MethodRegistry.Get n).Name
-
-    /// TANDA with the registry's defaults.
-    let tandaDefaults: Tanda =
-        let s = defaults<TandaSpec> "tanda"
-        { Generator =
-            (match s.Generator with
-             | "mean-field" -> MeanField
-             | "random" -> RandomSequences
-             | _ -> Lstm)
-          Length = s.Length
-          Tfs = AllTfs
-          TanEpochs = s.TanEpochs
-          From = Option.ofObj s.From }
-
-    /// CAMEL with learned translations and the registry's defaults.
-    let camelDefaults: Camel =
-        let s = defaults<PatchingSpec> "camel"
-        { Translations = Learned
-          Consistency = s.Consistency
-          ConsistencyWarmup = s.ConsistencyWarmup
-          DroStep = s.DroStep
-          DroAdjustment = s.DroAdjustment
-          GanEpochs = s.GanEpochs }
-
-    /// The method with this name (case-insensitive) and its default parameters.
-    let ofName (text: string) : Method =
-        let entry =
-            try
-                MethodRegistry.Get text
-            with :? ConfigException as e ->
-                fail e.Message
-        match entry.Name with
-        | "baseline" -> Baseline
-        | "cutout" -> Cutout
-        | "autoaugment" -> AutoAugment
-        | "randaugment" ->
-            let s = defaults<RandAugmentSpec> entry.Name
-            RandAugment(s.N, s.M)
-        | "trivialaugment" -> TrivialAugment (defaults<TrivialAugmentSpec> entry.Name).Wide
-        | "fixed" -> Fixed
-        | "random" -> Random
-        | "adversarial" -> Adversarial
-        | "uncertainty" ->
-            let s = defaults<UncertaintySpec> entry.Name
-            Uncertainty(s.Candidates, s.Keep)
-        | "policy" -> fail "method 'policy' needs a policy: FixedPolicy (Policy.ofPairs [...]) in a script, or --policy FILE"
-        | "transfer" -> fail "method 'transfer' needs a run to replay: Transfer \"runs/<run>\" in a script, or --from RUN"
-        | "tanda" -> TandaMethod tandaDefaults
-        | "gdro" -> GroupDro false
-        | "sgdro" -> GroupDro true
-        | "camel" -> Camel camelDefaults
-        | "camel-oracle" -> Camel { camelDefaults with Translations = Oracle }
-        | other -> Named other
-
-    /// The Core spec of the case: the registry's defaults with the case's own values.
-    let spec (m: Method) : MethodSpec =
-        let d =
-            try
-                MethodRegistry.Defaults(name m)
-            with :? ConfigException as e ->
-                fail e.Message
-        match m with
-        | RandAugment(n, mm) -> d.With("n", n).With("m", mm)
-        | TrivialAugment wide -> d.With("wide", wide)
-        | FixedPolicy p -> d.With("policy", p)
-        | Uncertainty(k, s) -> d.With("candidates", k).With("keep", s)
-        | Transfer run -> d.With("from", IO.Path.GetFullPath run)
-        | TandaMethod t ->
-            let generator =
-                match t.Generator with
-                | Lstm -> "lstm"
-                | MeanField -> "mean-field"
-                | RandomSequences -> "random"
-            let d = d.With("generator", generator).With("length", t.Length).With("tfs", Tfs.text t.Tfs).With("tan_epochs", t.TanEpochs)
-            match t.From with
-            | Some run -> d.With("from", IO.Path.GetFullPath run)
-            | None -> d
-        | Camel c ->
-            d.With("consistency", c.Consistency).With("consistency_warmup", c.ConsistencyWarmup)
-                .With("dro_step", c.DroStep).With("dro_adjustment", c.DroAdjustment).With("gan_epochs", c.GanEpochs)
-        | _ -> d
-
-/// TANDA's settings.
-[<RequireQualifiedAccess>]
-module Tanda =
-    /// An LSTM generator of 10 TFs over every TF of the experiment's space, 10 stage-1 epochs (the registry's defaults).
-    let defaults: Tanda = Method.tandaDefaults
-
-/// CAMEL's settings.
-[<RequireQualifiedAccess>]
-module Camel =
-    /// Learned translations (stage 1: CycleGANs), the registry's λ, η, C and stage-1 epochs.
-    let defaults: Camel = Method.camelDefaults
-    /// The same with the data's exact counterparts as translations (no stage 1).
-    let oracle: Camel = { defaults with Translations = Oracle }
-
 /// Label mixing after any method (the experiment's `Mix`).
 [<RequireQualifiedAccess>]
 module Mix =
@@ -402,49 +230,37 @@ module Policy =
 
 [<RequireQualifiedAccess>]
 module Experiment =
-    let private fail message = raise (DslException message)
 
-    let private adversarial = MethodRegistry.Defaults "adversarial" :?> AdversarialSpec
+    /// Core's defaults, the one place they are set.
+    let private core = TrainConfig()
 
     /// The paper's settings (Adversarial AutoAugment on CIFAR-10: M = 8, 5 sub-policies of 2 ops,
     /// batch 128, SGD 0.1 with Nesterov momentum and weight decay 5e-4, 200 epochs), on the
-    /// embedded sample with the small model.
+    /// embedded sample with the small model: AdvAA.Core's defaults.
     let defaults: Experiment =
         { Name = "experiment"
           Data = EmbeddedSample
           TrainLimit = None
           TestLimit = None
           ValidationSize = None
-          EvalEvery = 1
-          Model = "small"
-          Dropout = 0.0
+          EvalEvery = core.EvalEvery
+          Model = core.Model
+          Dropout = core.Dropout
           Init = None
-          FrozenBatchNorm = false
-          Method = Adversarial
+          FrozenBatchNorm = core.FrozenBatchNorm
+          Method = core.Method
           Space = Space.paper
-          Controller =
-            { SubPolicies = adversarial.SubPolicies
-              OpsPerSubPolicy = adversarial.OpsPerSubPolicy
-              Embedding = adversarial.Embedding
-              Hidden = adversarial.Hidden
-              LearningRate = adversarial.ControllerLearningRate
-              EntropyWeight = adversarial.EntropyWeight }
-          Instances = None
-          MagnitudeScale = Schedule.constant 1.0
-          PolicyProbability = Schedule.constant 1.0
           LearningRate = None
-          Momentum = 0.9
-          Nesterov = true
-          WeightDecay = 5e-4
-          CutoutSize = None
+          Momentum = core.Momentum
+          Nesterov = core.Nesterov
+          WeightDecay = core.WeightDecay
           Mix = None
-          Parameters = []
-          Epochs = 200
-          BatchSize = 128
-          Seed = 0L
-          Device = "auto"
-          Precision = "auto"
-          MemoryFormat = MemoryFormats.ChannelsLast
+          Epochs = core.Epochs
+          BatchSize = core.BatchSize
+          Seed = core.Seed
+          Device = core.Device
+          Precision = core.Precision
+          MemoryFormat = core.MemoryFormat
           Out = None }
 
     /// The paper's learning rate from `initial`: for wrn-28-10 a step ×0.2 at 30%, 60% and 80% of
@@ -466,75 +282,20 @@ module Experiment =
         if String.IsNullOrWhiteSpace name || name = "." || name = ".." || name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 then
             raise (DslException(sprintf "Name = \"%s\": expected a name that can head a folder name (no '/', not empty)" name, Some "Name"))
 
-    let private coreSchedule (s: Schedule) = EpochSchedule(Schedule.toFunc s, Schedule.describe s, List.toArray (Schedule.breakpoints s))
-
-    /// The experiment's fields that set a method parameter: (field as a script writes it, the
-    /// parameter, its value, whether the field holds its default). A field at its default sets the
-    /// parameter only where the method has it.
-    let private methodFields (e: Experiment) : (string * string * objnull * bool) list =
-        let c, d = e.Controller, defaults.Controller
-        let isOne (s: Schedule) = Schedule.describe s = "1"
-        [ match e.Instances with
-          | Some s -> "Instances", "instances", box (coreSchedule s), false
-          | None -> ()
-          "MagnitudeScale", "magnitude_scale", box (coreSchedule e.MagnitudeScale), isOne e.MagnitudeScale
-          "PolicyProbability", "policy_probability", box (coreSchedule e.PolicyProbability), isOne e.PolicyProbability
-          match e.CutoutSize with
-          | Some size -> "CutoutSize", "cutout", box size, false
-          | None -> ()
-          "Controller", "sub_policies", box c.SubPolicies, (c.SubPolicies = d.SubPolicies)
-          "Controller", "ops_per_sub_policy", box c.OpsPerSubPolicy, (c.OpsPerSubPolicy = d.OpsPerSubPolicy)
-          "Controller", "embedding", box c.Embedding, (c.Embedding = d.Embedding)
-          "Controller", "hidden", box c.Hidden, (c.Hidden = d.Hidden)
-          "Controller", "controller_lr", box c.LearningRate, (c.LearningRate = d.LearningRate)
-          "Controller", "entropy_weight", box c.EntropyWeight, (c.EntropyWeight = d.EntropyWeight) ]
-
     /// The field of the experiment that set a Core setting (`ConfigException.Setting`: "epochs",
-    /// "method.n"): for a method parameter the `Parameters` entry that names it, else the field
-    /// that sets it, else `Method`; for the others the field of the same name ("batch_size" is
-    /// `BatchSize`).
-    let fieldOfSetting (e: Experiment) (setting: string | null) : string option =
+    /// "method.n"): `Method` for the method's parameters, else the field of the same name
+    /// ("batch_size" is `BatchSize`, "search_space" `Space`).
+    let fieldOfSetting (setting: string | null) : string option =
         match setting with
         | null
         | "" -> None
         | "method" -> Some "Method"
-        | s when s.StartsWith("method.", StringComparison.Ordinal) ->
-            let parameter = s.Substring "method.".Length
-            let named (name: string) =
-                let name = name.Trim()
-                String.Equals(name, parameter, StringComparison.OrdinalIgnoreCase) || name.EndsWith("." + parameter, StringComparison.OrdinalIgnoreCase)
-            if e.Parameters |> List.exists (fst >> named) then Some "Parameters"
-            else
-                match methodFields e |> List.tryFind (fun (_, p, _, isDefault) -> p = parameter && not isDefault) with
-                | Some(field, _, _, _) -> Some field
-                | None -> Some "Method"
+        | s when s.StartsWith("method.", StringComparison.Ordinal) -> Some "Method"
         | "search_space" -> Some "Space"
         | s -> Some(s.Split('_') |> Array.map (fun w -> if w = "" then w else string (Char.ToUpperInvariant w[0]) + w.Substring 1) |> String.concat "")
 
-    /// A Core error as the DSL's, with the field that set the setting at fault; the message starts
-    /// with that field where Core names the setting otherwise ("Instances: adversarial.instances = 0: ...").
-    let private fromCore (e: Experiment) (ex: ConfigException) =
-        let field = fieldOfSetting e ex.Setting
-        let squeeze (text: string) = text.Replace(" ", "").Replace("_", "").ToLowerInvariant()
-        match field with
-        | Some f when not ((squeeze ex.Message).StartsWith(squeeze f, StringComparison.Ordinal)) -> DslException(sprintf "%s: %s" f ex.Message, field)
-        | _ -> DslException(ex.Message, field)
-
-    /// The method spec of the experiment: the case's values, then the fields that set method
-    /// parameters (Instances, CutoutSize, MagnitudeScale, PolicyProbability, Controller), then
-    /// Parameters. A field set for a method without that parameter is an error naming both; the
-    /// values are checked by Core when the experiment is (`toConfig`).
-    let methodSpec (e: Experiment) : MethodSpec =
-        let guard f =
-            try f () with :? ConfigException as ex -> raise (fromCore e ex)
-        let mutable spec = guard (fun () -> Method.spec e.Method)
-        for field, parameter, value, isDefault in methodFields e do
-            if spec.HasParameter parameter then spec <- guard (fun () -> spec.With(parameter, value))
-            elif not isDefault then
-                raise (DslException(sprintf "%s is set, but method %s has no parameter '%s' (see advaa methods)" field spec.Name parameter, Some field))
-        for name, value in e.Parameters do
-            spec <- guard (fun () -> spec.WithText(name, value))
-        spec
+    /// A Core error as the DSL's, with the field that set the setting at fault.
+    let private fromCore (ex: ConfigException) = DslException(ex.Message, fieldOfSetting ex.Setting)
 
     /// The Core configuration; validates everything and names the first bad value.
     let toConfig (e: Experiment) : TrainConfig =
@@ -542,7 +303,7 @@ module Experiment =
         let lr = learningRate e
         let config =
             TrainConfig(
-                Method = methodSpec e,
+                Method = e.Method,
                 Model = e.Model,
                 Dropout = e.Dropout,
                 Init = (e.Init |> Option.map Path.GetFullPath |> Option.toObj),
@@ -563,7 +324,7 @@ module Experiment =
                 Precision = e.Precision,
                 MemoryFormat = e.MemoryFormat,
                 Mix = Option.toObj e.Mix,
-                LearningRate = coreSchedule lr,
+                LearningRate = Schedule.toCore lr,
                 Momentum = e.Momentum,
                 Nesterov = e.Nesterov,
                 WeightDecay = e.WeightDecay,
@@ -572,7 +333,7 @@ module Experiment =
         try
             config.Validate()
         with :? ConfigException as ex ->
-            raise (fromCore e ex)
+            raise (fromCore ex)
 
     /// Checks the experiment (as `toConfig` does) and returns it unchanged.
     let validate (e: Experiment) : Experiment =
@@ -592,7 +353,7 @@ module Experiment =
             TrainLimit = Option.orElse e.TrainLimit o.TrainLimit
             TestLimit = Option.orElse e.TestLimit o.TestLimit
             Init = Option.orElse e.Init o.Init
-            Parameters = e.Parameters @ o.Parameters }
+            Method = o.Parameters |> List.fold (fun m (name, value) -> Method.setText name value m) e.Method }
 
     /// A readable summary of the resolved experiment (what `advaa check` prints).
     let describe (e: Experiment) : string list =
@@ -622,8 +383,9 @@ module Experiment =
           match e.Mix with
           | Some mix -> yield sprintf "label mixing   %s: pairs within each copy, lambda ~ Beta(%g, %g)" mix.Name mix.Alpha mix.Alpha
           | None -> ()
-          match e.Method with
-          | FixedPolicy p ->
+          match spec with
+          | :? PolicySpec as policySpec when not (isNull policySpec.Policy) ->
+              let p = nonNull policySpec.Policy
               for i, policy in List.indexed (List.ofSeq p.Policies) do
                   yield sprintf "policy%s %d sub-policies (op, probability, level):" (if p.PerInstance then sprintf " %-7d" (i + 1) else "        ") policy.SubPolicies.Count
                   for sub in policy.SubPolicies do

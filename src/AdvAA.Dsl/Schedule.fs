@@ -220,3 +220,6 @@ module Schedule =
 
     /// The schedule as a delegate from epoch to value, for AdvAA.Core.
     let toFunc (s: Schedule) : Func<float, float> = Func<float, float>(at s)
+
+    /// The schedule as AdvAA.Core takes it: its values, its description and its breakpoints.
+    let toCore (s: Schedule) = AdvAA.Core.EpochSchedule(toFunc s, describe s, List.toArray (breakpoints s))

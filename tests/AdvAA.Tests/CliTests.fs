@@ -67,7 +67,7 @@ let private script (dir: TempDir) (name: string) (lines: string list) =
           ""
           "let experiment ="
           "    { Experiment.defaults with"
-          "        Name = \"tiny\"; Method = Baseline; Epochs = 1; BatchSize = 32"
+          "        Name = \"tiny\"; Method = Method.baseline; Epochs = 1; BatchSize = 32"
           "        TrainLimit = Some 64; TestLimit = Some 50; Device = \"cpu\" }"
           yield! lines ]
     )
@@ -265,7 +265,7 @@ let tests =
             failing [ "--method"; "randaugment"; "--param"; "depth=3" ] 1 [ "method 'randaugment' has no parameter 'depth'"; "n, m" ]
             failing [ "--method"; "randaugment"; "--param"; "m=99" ] 1 [ "randaugment.m = 99"; "0..30" ]
             failing [ "--method"; "adversarial"; "--param"; "hidden=lots" ] 1 [ "adversarial.hidden = lots: expected an integer" ]
-            failing [ "--method"; "uncertainty"; "--instances"; "2" ] 1 [ "Instances is set, but method uncertainty has no parameter 'instances'" ]
+            failing [ "--method"; "uncertainty"; "--instances"; "2" ] 1 [ "method 'uncertainty' has no parameter 'instances'" ]
             failing [ "--from"; dir.File "nowhere" ] 1 [ "transfer.from = " + dir.File "nowhere"; "does not exist" ]
             failing [ "--from"; folder ] 1 [ "records no policies"; "adversarial, random" ]
             failing [ "--from"; folder; "--policy"; folder ] 1 [ "--policy and --from exclude each other" ]

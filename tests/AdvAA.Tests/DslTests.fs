@@ -24,7 +24,7 @@ let private tiny =
         Name = "tiny"
         Epochs = 1
         BatchSize = 32
-        Instances = Some(Schedule.constant 2.0)
+        Method = Method.adversarial |> Method.instances (Schedule.constant 2.0)
         TrainLimit = Some 64
         TestLimit = Some 50
         Device = "cpu" }
@@ -164,24 +164,25 @@ let tests =
             Expect.equal t.Policies[0].SubPolicies[0].Stages[1] (PolicyStage("Contrast", 6, 0.2)) "(op, probability, level)"
         }
 
-        test "methods by name: every registry method but those that need an input has a case with Core's defaults" {
-            for name in MethodRegistry.Names |> Seq.filter (fun n -> n <> "policy" && n <> "transfer") do
-                Expect.equal (Method.name (Method.ofName name)) name "round trip"
-                Expect.equal ((Method.spec (Method.ofName name)).ToJson().ToJsonString()) ((MethodRegistry.Defaults name).ToJson().ToJsonString()) (name + ": the registry's defaults")
-            Expect.equal (Method.name (Method.ofName " Adversarial ")) "adversarial" "case and spaces"
-            containsAll (dslError (fun () -> Method.ofName "magic")) [ "unknown method 'magic'"; "adversarial"; "uncertainty" ]
-            containsAll (dslError (fun () -> Method.ofName "policy")) [ "'policy' needs a policy" ]
-            containsAll (dslError (fun () -> Method.ofName "transfer")) [ "'transfer' needs a run" ]
-        }
-
-        test "Camel and GroupDro: the case's settings reach the patching spec" {
-            let spec = Method.spec (Camel { Camel.oracle with Consistency = 20.0; ConsistencyWarmup = 2.0; DroStep = 0.05; DroAdjustment = 1.0 }) :?> PatchingSpec
-            Expect.equal (spec.Name, spec.Translations, spec.Objective) ("camel-oracle", "oracle", "sgdro") "oracle translations, class-conditional DRO"
-            Expect.equal (spec.Consistency, spec.ConsistencyWarmup, spec.DroStep, spec.DroAdjustment) (20.0, 2.0, 0.05, 1.0) "λ, its warm-up, η and C"
-            let learned = Method.spec (Camel { Camel.defaults with GanEpochs = 7 }) :?> PatchingSpec
-            Expect.equal (learned.Name, learned.Translations, learned.GanEpochs) ("camel", "learned", 7) "stage 1's epochs"
-            Expect.equal ((Method.spec (GroupDro false)) :?> PatchingSpec).Objective "gdro" "group DRO over all groups"
-            Expect.equal ((Method.spec (GroupDro true)) :?> PatchingSpec).Objective "sgdro" "class-conditional"
+        test "methods by name: every registry method with Core's defaults; the helpers are the named method with its parameters set" {
+            for name in MethodRegistry.Names do
+                Expect.equal (Method.name (Method.named name)) name "round trip"
+                Expect.equal ((Method.named name).ToJson().ToJsonString()) ((MethodRegistry.Defaults name).ToJson().ToJsonString()) (name + ": the registry's defaults")
+            Expect.equal (Method.name (Method.named " Adversarial ")) "adversarial" "case and spaces"
+            containsAll (dslError (fun () -> Method.named "magic")) [ "unknown method 'magic'"; "adversarial"; "uncertainty" ]
+            let json (m: MethodSpec) = m.ToJson().ToJsonString()
+            Expect.equal (json (Method.randAugment 3 7)) (json (Method.named "randaugment" |> Method.set "n" 3 |> Method.set "m" 7)) "randAugment"
+            Expect.equal (json (Method.uncertainty 6 2)) (json (Method.named "uncertainty" |> Method.set "candidates" 6 |> Method.set "keep" 2)) "uncertainty"
+            Expect.equal (Method.groupDro false :?> PatchingSpec).Objective "gdro" "group DRO over all groups"
+            Expect.equal (Method.groupDro true :?> PatchingSpec).Objective "sgdro" "class-conditional"
+            let oracle = Method.camelOracle |> Method.set "consistency" 20.0 |> Method.set "dro_step" 0.05 :?> PatchingSpec
+            Expect.equal (oracle.Name, oracle.Translations, oracle.Consistency, oracle.DroStep) ("camel-oracle", "oracle", 20.0, 0.05) "a parameter set by name"
+            let tanda = Method.tanda |> Method.set "generator" "mean-field" |> Method.set "tfs" (Tfs.only [ "Rotate", 7; "ShearX", 3 ]) :?> TandaSpec
+            Expect.equal (tanda.Generator, tanda.Tfs) ("mean-field", "Rotate:7, ShearX:3") "TANDA's generator and TFs"
+            let scheduled = Method.random |> Method.set "magnitude_scale" (Schedule.linear 0.5 1.0 10.0) :?> RandomSpec
+            Expect.equal scheduled.MagnitudeScale.Description "linear 0.5→1 over 10" "a Schedule becomes Core's schedule"
+            containsAll (dslError (fun () -> Method.baseline |> Method.set "n" 2)) [ "method 'baseline' has no parameter 'n'"; "cutout" ]
+            containsAll (dslError (fun () -> Method.adversarial |> Method.set "hidden" "lots")) [ "adversarial.hidden"; "an integer" ]
         }
 
         test "an experiment's Core configuration carries every setting" {
@@ -190,8 +191,7 @@ let tests =
                     Name = "wrn"
                     Model = "wrn-28-10"
                     Data = DataPath "/data/cifar"
-                    Method = RandAugment(3, 7)
-                    Instances = Some(Schedule.linear 2.0 8.0 100.0)
+                    Method = Method.randAugment 3 7 |> Method.instances (Schedule.linear 2.0 8.0 100.0)
                     TrainLimit = Some 1000
                     Seed = 9L }
             let c = Experiment.toConfig e
@@ -205,50 +205,43 @@ let tests =
             Expect.equal c.LearningRate.Description "step 0.1 ×0.2 at 60,120,160" "the paper's step for wrn-28-10 over 200 epochs"
             Expect.equal (c.LearningRate.At 130.0) (0.1 * 0.2 * 0.2) "its value"
             Expect.equal (Experiment.toConfig Experiment.defaults).LearningRate.Description "cosine 0.1→0 over 200" "cosine for the small model"
-            let a =
-                Experiment.toConfig
-                    { e with
-                        Method = Adversarial
-                        MagnitudeScale = Schedule.constant 0.5
-                        CutoutSize = Some 8
-                        Controller = { Experiment.defaults.Controller with SubPolicies = 4; LearningRate = 0.001 } }
-            let adv = a.Method :?> AdversarialSpec
-            Expect.equal (adv.SubPolicies, adv.OpsPerSubPolicy, adv.ControllerLearningRate, adv.Cutout) (4, 2, 0.001, 8) "controller and Cutout"
-            Expect.equal adv.MagnitudeScale.Description "0.5" "magnitude scale"
+            let core = TrainConfig()
+            let d = Experiment.defaults
+            Expect.equal (d.Epochs, d.BatchSize, d.Model, d.Momentum, d.WeightDecay, d.Precision, d.MemoryFormat) (core.Epochs, core.BatchSize, core.Model, core.Momentum, core.WeightDecay, core.Precision, core.MemoryFormat) "the DSL's defaults are Core's"
+            Expect.equal (d.Method.ToJson().ToJsonString()) (core.Method.ToJson().ToJsonString()) "the default method too"
             let p = Policy.ofPairs [ [ "Rotate", 3 ] ]
-            let recorded = (Experiment.toConfig { e with Method = FixedPolicy p; Instances = None }).Method.ToJson()
+            let recorded = (Experiment.toConfig { e with Method = Method.policy p }).Method.ToJson()
             Expect.equal ((nonNull recorded["policy"]).ToJsonString()) ((PolicyJson.ToJson p).ToJsonString()) "the policy's content is recorded"
-            let u = (Experiment.toConfig { e with Method = Uncertainty(6, 2); Instances = None }).Method :?> UncertaintySpec
-            Expect.equal (u.Name, u.Candidates, u.Keep) ("uncertainty", 6, 2) "uncertainty"
-            let withParams = (Experiment.toConfig { e with Parameters = [ "n", "5"; "randaugment.m", "11" ] }).Method :?> RandAugmentSpec
-            Expect.equal (withParams.N, withParams.M) (5, 11) "Parameters set any parameter by name"
+            let o = Experiment.withOverrides { Overrides.None with Parameters = [ "n", "5"; "randaugment.m", "11" ] } e
+            let withParams = (Experiment.toConfig o).Method :?> RandAugmentSpec
+            Expect.equal (withParams.N, withParams.M) (5, 11) "--param sets any parameter by name"
         }
 
         test "validation names the bad value" {
+            let withMethod (f: unit -> MethodSpec) = dslError (fun () -> Experiment.validate { tiny with Method = f () })
             containsAll (invalid { tiny with Epochs = 0 }) [ "epochs = 0"; "at least 1" ]
-            containsAll (invalid { tiny with Instances = Some(Schedule.constant 0.0) }) [ "Instances: adversarial.instances = 0"; "1..4096" ]
-            containsAll (invalid { tiny with Instances = Some(Schedule.linear 8.0 0.0 1.0) }) [ "Instances"; "linear 8→0 over 1"; "epoch" ]
+            containsAll (withMethod (fun () -> tiny.Method |> Method.instances (Schedule.constant 0.0))) [ "adversarial.instances = 0"; "1..4096" ]
+            containsAll (withMethod (fun () -> tiny.Method |> Method.instances (Schedule.linear 8.0 0.0 1.0))) [ "adversarial.instances"; "linear 8→0 over 1"; "epoch" ]
             containsAll (invalid { tiny with LearningRate = Some(Schedule.constant -0.1) }) [ "learning rate = -0.1"; "at epoch 0" ]
-            containsAll (invalid { tiny with MagnitudeScale = Schedule.constant 20.0 }) [ "MagnitudeScale: adversarial.magnitude_scale = 20"; "0..10" ]
-            containsAll (invalid { tiny with PolicyProbability = Schedule.linear 0.5 1.5 1.0 }) [ "PolicyProbability: adversarial.policy_probability = linear 0.5→1.5 over 1"; "0..1" ]
+            containsAll (withMethod (fun () -> tiny.Method |> Method.set "magnitude_scale" (Schedule.constant 20.0))) [ "adversarial.magnitude_scale = 20"; "0..10" ]
+            containsAll (withMethod (fun () -> tiny.Method |> Method.set "policy_probability" (Schedule.linear 0.5 1.5 1.0))) [ "adversarial.policy_probability = linear 0.5→1.5 over 1"; "0..1" ]
             containsAll (invalid { tiny with Model = "vgg" }) [ "unknown model 'vgg'"; "small" ]
             containsAll (invalid { tiny with BatchSize = 0 }) [ "batch size = 0"; "at least 1" ]
             containsAll (invalid { tiny with TrainLimit = Some 0 }) [ "train limit = 0"; "at least 1" ]
             containsAll (invalid { tiny with Device = "tpu" }) [ "device = tpu"; "auto, cpu or cuda" ]
             containsAll (invalid { tiny with Name = "a/b" }) [ "Name = \"a/b\"" ]
             containsAll (invalid { tiny with Data = DataPath "" }) [ "data = \"\""; "a folder or archive" ]
-            containsAll (invalid { tiny with Controller = { tiny.Controller with SubPolicies = 0 } }) [ "Controller: adversarial.sub_policies = 0"; "1..1000" ]
-            containsAll (invalid { tiny with Method = FixedPolicy(Policy.ofPairs [ [ "Blur", 3 ] ]) }) [ "policy.policy"; "unknown op 'Blur'" ]
-            containsAll (invalid { tiny with Method = FixedPolicy(Policy.ofPairs [ [ "Rotate", 12 ] ]) }) [ "level 12 of Rotate"; "0..9" ]
-            containsAll (invalid { tiny with Method = RandAugment(0, 9) }) [ "randaugment.n = 0"; "1..64" ]
-            containsAll (invalid { tiny with Method = RandAugment(2, 31) }) [ "randaugment.m = 31"; "0..30" ]
-            containsAll (invalid { tiny with Method = Uncertainty(2, 3); Instances = None }) [ "uncertainty.keep = 3"; "at most candidates = 2" ]
-            containsAll (invalid { tiny with Method = Uncertainty(4, 1) }) [ "Instances is set"; "uncertainty has no parameter 'instances'" ]
-            containsAll (invalid { tiny with Method = Baseline; MagnitudeScale = Schedule.constant 0.5 }) [ "MagnitudeScale is set"; "baseline" ]
-            containsAll (invalid { tiny with Parameters = [ "hidden", "lots" ] }) [ "adversarial.hidden = lots"; "an integer" ]
-            containsAll (invalid { tiny with Parameters = [ "depth", "3" ] }) [ "no parameter 'depth'"; "hidden" ]
-            containsAll (invalid { tiny with Parameters = [ "randaugment.n", "3" ] }) [ "for method 'randaugment'"; "'adversarial'" ]
-            containsAll (invalid { tiny with CutoutSize = Some -1 }) [ "adversarial.cutout = -1"; "≥ 0" ]
+            containsAll (withMethod (fun () -> tiny.Method |> Method.set "sub_policies" 0)) [ "adversarial.sub_policies = 0"; "1..1000" ]
+            containsAll (withMethod (fun () -> Method.policy (Policy.ofPairs [ [ "Blur", 3 ] ]))) [ "policy.policy"; "unknown op 'Blur'" ]
+            containsAll (withMethod (fun () -> Method.policy (Policy.ofPairs [ [ "Rotate", 12 ] ]))) [ "level 12 of Rotate"; "0..9" ]
+            containsAll (withMethod (fun () -> Method.randAugment 0 9)) [ "randaugment.n = 0"; "1..64" ]
+            containsAll (withMethod (fun () -> Method.randAugment 2 31)) [ "randaugment.m = 31"; "0..30" ]
+            containsAll (withMethod (fun () -> Method.uncertainty 2 3)) [ "uncertainty.keep = 3"; "at most candidates = 2" ]
+            containsAll (withMethod (fun () -> Method.uncertainty 4 1 |> Method.instances (Schedule.constant 2.0))) [ "method 'uncertainty' has no parameter 'instances'" ]
+            containsAll (withMethod (fun () -> Method.named "policy")) [ "policy.policy = (none)"; "a policy file" ]
+            containsAll (withMethod (fun () -> Method.named "transfer")) [ "transfer.from = (none)"; "a path" ]
+            containsAll (withMethod (fun () -> tiny.Method |> Method.set "cutout" -1)) [ "adversarial.cutout = -1"; "≥ 0" ]
+            containsAll (dslError (fun () -> Experiment.withOverrides { Overrides.None with Parameters = [ "randaugment.n", "3" ] } tiny)) [ "for method 'randaugment'"; "'adversarial'" ]
         }
 
         test "overrides replace exactly the given settings" {
@@ -296,10 +289,9 @@ let tests =
                 with :? DslException as ex -> ex.Field
             Expect.equal (settingOf { tiny with BatchSize = 0 }) (Some "BatchSize") "batch_size is BatchSize"
             Expect.equal (settingOf { tiny with EvalEvery = 0 }) (Some "EvalEvery") "eval_every is EvalEvery"
-            Expect.equal (settingOf { tiny with Instances = Some(Schedule.constant 0.0) }) (Some "Instances") "method.instances set by Instances"
-            Expect.equal (settingOf { tiny with Controller = { tiny.Controller with Hidden = 0 } }) (Some "Controller") "method.hidden set by Controller"
-            Expect.equal (settingOf { tiny with Controller = { tiny.Controller with Hidden = 0 }; Parameters = [ "hidden", "0" ] }) (Some "Parameters") "Parameters set last"
-            Expect.equal (settingOf { tiny with Method = RandAugment(0, 9) }) (Some "Method") "a method's own value"
+            Expect.equal (settingOf { tiny with LearningRate = Some(Schedule.constant -1.0) }) (Some "LearningRate") "learning_rate is LearningRate"
+            Expect.equal (settingOf { tiny with Method = tiny.Method |> Method.instances (Schedule.constant 0.0) }) (Some "Method") "method.instances is the method's"
+            Expect.equal (settingOf { tiny with Method = Method.randAugment 0 9 }) (Some "Method") "a method's own value"
             use dir = new TempDir()
             let path = dir.File "exp.fsx"
             File.WriteAllLines(
@@ -308,9 +300,10 @@ let tests =
                   "let experiment ="
                   "    { Experiment.defaults with"
                   "        Name = \"tiny\""
-                  "        Parameters = [ \"hidden\", \"0\" ] }" ])
-            match Experiment.resolveScript path Overrides.None (ScriptExperiments.Single { tiny with Parameters = [ "hidden", "0" ] }) with
-            | Error [ problem ] -> Expect.equal (problem.Line, problem.Column) (5, 9) "the Parameters line"
+                  "        // Method = Method.adversarial"
+                  "        Method = Method.adversarial |> Method.set \"hidden\" 0 }" ])
+            match Experiment.resolveScript path Overrides.None (ScriptExperiments.Single { tiny with Method = Method.adversarial |> Method.set "hidden" 0 }) with
+            | Error [ problem ] -> Expect.equal (problem.Line, problem.Column) (6, 9) "the Method line (not the comment)"
             | other -> failtestf "expected one error, got %A" other
         }
 
@@ -318,7 +311,7 @@ let tests =
             let lines = Experiment.describe { tiny with Space = Space.paper |> Space.add (Space.custom "Noise" (0.0, 8.0) (fun i _ -> i)) }
             let text = String.concat "\n" lines
             containsAll text [ "name           tiny"; "epochs         1, batch 32 per instance"; "instances = 2"; "17 ops, 10 levels"; "Noise          0 → 8            (custom)"; "training images 64" ]
-            let baseline = Experiment.describe { tiny with Method = Baseline } |> String.concat "\n"
+            let baseline = Experiment.describe { tiny with Method = Method.baseline } |> String.concat "\n"
             Expect.isFalse (baseline.Contains "search space") "no space for a method that uses none"
         }
 

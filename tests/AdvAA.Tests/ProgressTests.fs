@@ -9,7 +9,7 @@ open AdvAA.Tests.TestSupport
 
 let private tiny =
     { Experiment.defaults with
-        Name = "tiny"; Method = Baseline; Model = "small"; Epochs = 2; BatchSize = 16; TrainLimit = Some 192; TestLimit = Some 20; Device = "cpu" }
+        Name = "tiny"; Method = Method.baseline; Model = "small"; Epochs = 2; BatchSize = 16; TrainLimit = Some 192; TestLimit = Some 20; Device = "cpu" }
 
 let private trainWith (live: bool) =
     use dir = new TempDir()

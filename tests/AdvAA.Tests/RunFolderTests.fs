@@ -182,7 +182,7 @@ let tests =
             use dir = new TempDir()
             let e =
                 { Experiment.defaults with
-                    Name = "tiny"; Epochs = 1; BatchSize = 32; Instances = Some(Schedule.constant 2.0)
+                    Name = "tiny"; Epochs = 1; BatchSize = 32; Method = Method.adversarial |> Method.instances (Schedule.constant 2.0)
                     TrainLimit = Some 64; TestLimit = Some 50; Device = "cpu" }
             let run = RunFolder.Create(dir.File "run")
             let data = DataSources.EmbeddedSample()
@@ -196,8 +196,8 @@ let tests =
             containsAll (refused { e with Space = Space.paper |> Space.range "Rotate" (0.0, 20.0) } data)
                 [ run.Path; "holds another run"; "search_space.ops[4].high: recorded 30, now 20" ]
             containsAll (refused { e with Space = Space.paper |> Space.signed "ShearX" false } data) [ "search_space.ops[0].signed: recorded true, now false" ]
-            containsAll (refused { e with Controller = { e.Controller with Hidden = 64 } } data) [ "method.hidden: recorded 100, now 64"; "the method now: adversarial" ]
-            containsAll (refused { e with Instances = Some(Schedule.linear 2.0 4.0 10.0) } data) [ "method.instances: recorded \"2\", now \"linear 2→4 over 10\"" ]
+            containsAll (refused { e with Method = e.Method |> Method.set "hidden" 64 } data) [ "method.hidden: recorded 100, now 64"; "the method now: adversarial" ]
+            containsAll (refused { e with Method = e.Method |> Method.instances (Schedule.linear 2.0 4.0 10.0) } data) [ "method.instances: recorded \"2\", now \"linear 2→4 over 10\"" ]
             let struct (fewer, _) = Subsets.Split(data.Train, Nullable 1500L, Nullable())
             let other = DataSplits(fewer, data.Test, data.Format)
             containsAll (refused e other) [ "data.train_images: recorded 2000, now 1500"; "the run read"; "this one reads" ]

@@ -17,8 +17,8 @@ let private tinyStudy =
     { Name = "tiny-study"
       Seeds = [ 1L; 2L ]
       Arms =
-        [ { common with Name = "baseline"; Method = Baseline }
-          { common with Name = "adversarial"; Method = Adversarial; Instances = Some(Schedule.constant 2.0) } ] }
+        [ { common with Name = "baseline"; Method = Method.baseline }
+          { common with Name = "adversarial"; Method = Method.adversarial |> Method.instances (Schedule.constant 2.0) } ] }
 
 let private session (out: TextWriter) =
     { Display = { Out = out; Live = false }
@@ -105,11 +105,11 @@ let tests =
             use legacyOut = new StringWriter()
             Expect.equal (Experiment.execute (session legacyOut) None (Some folder) (ScriptExperiments.Grid tinyStudy)) ExitCode.ok "a format-1 study.json resumes"
             Expect.equal (number (JsonNode.Parse(File.ReadAllText studyPath) |> nonNull).["format_version"]) 2.0 "and is rewritten as format 2"
-            let other = { tinyStudy with Arms = [ { tinyStudy.Arms[0] with Method = Cutout; Name = "baseline" }; tinyStudy.Arms[1] ] }
+            let other = { tinyStudy with Arms = [ { tinyStudy.Arms[0] with Method = Method.cutout; Name = "baseline" }; tinyStudy.Arms[1] ] }
             let msg = throwsMessage<RunFolderException> (fun () -> Experiment.execute (session again) None (Some folder) (ScriptExperiments.Grid other) |> ignore)
             containsAll msg [ "study folder"; "holds another grid"; "runs.baseline-s1.method.name: recorded \"baseline\", now \"cutout\"" ]
             // An added arm runs on a resume (the others are kept) and is recorded; a removed one is refused.
-            let grown = { tinyStudy with Seeds = [ 1L ]; Arms = tinyStudy.Arms @ [ { tinyStudy.Arms[0] with Name = "cutout"; Method = Cutout } ] }
+            let grown = { tinyStudy with Seeds = [ 1L ]; Arms = tinyStudy.Arms @ [ { tinyStudy.Arms[0] with Name = "cutout"; Method = Method.cutout } ] }
             use grownOut = new StringWriter()
             Expect.equal (Experiment.execute (session grownOut) None (Some folder) (ScriptExperiments.Grid { grown with Seeds = [ 1L; 2L ] })) ExitCode.ok (grownOut.ToString())
             Expect.equal ((metrics "cutout-s2").Count) 2 "the new arm ran"
@@ -138,10 +138,10 @@ let tests =
             use dir = new TempDir()
             let path = dir.File "study.fsx"
             File.WriteAllText(path, "")
-            let bad = { tinyStudy with Arms = tinyStudy.Arms @ [ { tinyStudy.Arms[0] with Name = "strange"; Method = Named "magic" } ] }
+            let bad = { tinyStudy with Arms = tinyStudy.Arms @ [ { tinyStudy.Arms[0] with Name = "strange"; Method = Method.randAugment 0 9 } ] }
             match Experiment.resolveScript path Overrides.None (ScriptExperiments.Grid bad) with
             | Ok _ -> failtest "expected an error"
-            | Error problems -> containsAll (problems |> List.map ScriptError.format |> String.concat "\n") [ "study 'tiny-study', arm 'strange-s1'"; "unknown method 'magic'" ]
+            | Error problems -> containsAll (problems |> List.map ScriptError.format |> String.concat "\n") [ "study 'tiny-study', arm 'strange-s1'"; "randaugment.n = 0" ]
             let twice = { tinyStudy with Seeds = [ 1L; 1L ] }
             match Experiment.resolveScript path Overrides.None (ScriptExperiments.Grid twice) with
             | Ok _ -> failtest "expected an error"

@@ -171,7 +171,7 @@ let tests =
                 let parser = Argu.ArgumentParser.Create<AdvAA.Cli.TrainCommand.TrainArgs>()
                 AdvAA.Cli.TrainCommand.experiment (parser.ParseCommandLine(Array.ofList args))
             match (parse [ "--method"; "tanda"; "--from"; "runs/x" ]).Method with
-            | AdvAA.Dsl.TandaMethod t -> Expect.equal t.From (Some "runs/x") "tanda.from"
+            | :? TandaSpec as t -> Expect.equal t.From (System.IO.Path.GetFullPath "runs/x") "tanda.from"
             | m -> failtestf "expected tanda, got %s" (AdvAA.Dsl.Method.name m)
             Expect.equal (AdvAA.Dsl.Method.name (parse [ "--from"; "runs/x" ]).Method) "transfer" "--from alone: transfer"
         }
