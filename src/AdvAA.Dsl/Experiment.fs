@@ -230,7 +230,6 @@ module Policy =
 
 [<RequireQualifiedAccess>]
 module Experiment =
-
     /// Core's defaults, the one place they are set.
     let private core = TrainConfig()
 
