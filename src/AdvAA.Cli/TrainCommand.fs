@@ -39,22 +39,24 @@ type TrainArgs =
 
     interface IArgParserTemplate with
         member a.Usage =
+            // The defaults are Core's (TrainConfig and the registry), the one place they are set.
+            let core = TrainConfig()
             match a with
-            | Method _ -> sprintf "%s (default: adversarial; advaa methods describes each)." (MethodRegistry.Names |> String.concat ", ")
-            | Model _ -> sprintf "%s (default: small)." ModelRegistry.Choices
+            | Method _ -> sprintf "%s (default: %s; advaa methods describes each)." (MethodRegistry.Names |> String.concat ", ") core.Method.Name
+            | Model _ -> sprintf "%s (default: %s)." ModelRegistry.Choices core.Model
             | Data _ -> "a CIFAR-10/100 binary folder, an image folder with train/ and test/, a .tar.gz of one, or a folder with metadata.csv (default: the embedded sample)."
-            | Epochs _ -> "epochs (default: 200)."
-            | Instances _ -> "M, augmented copies of each batch (default: the method's, 8 for fixed, random and adversarial, else 1)."
-            | Batch _ -> "N, images per instance per step (default: 128)."
+            | Epochs _ -> sprintf "epochs (default: %d)." core.Epochs
+            | Instances _ -> "M, augmented copies of each batch: --param instances=M (default: the method's, advaa methods)."
+            | Batch _ -> sprintf "N, images per instance per step (default: %d)." core.BatchSize
             | Lr _ -> "initial learning rate of the paper's schedule: step x0.2 at 30/60/80% of the epochs for wrn-28-10, cosine otherwise (default: 0.1)."
-            | Seed _ -> "random seed (default: 0)."
-            | Device _ -> "auto|cpu|cuda (default: auto)."
+            | Seed _ -> sprintf "random seed (default: %d)." core.Seed
+            | Device _ -> sprintf "auto|cpu|cuda (default: %s)." core.Device
             | Out _ -> "the run folder (must not exist or be empty; default runs/<method>-<model>-<yyyyMMdd-HHmmss>)."
             | Resume _ -> "continue the run in this folder with the options recorded in its config.json (flags given here override them)."
             | Train_Limit _ -> "train on a seeded subset of this many images."
             | Test_Limit _ -> "evaluate on a seeded subset of this many test images."
-            | Dropout _ -> "in-block dropout of wrn-* models (default: 0)."
-            | Cutout _ -> "side of the Cutout square in pixels, 0 for none (default: the method's, 16 where its paper uses Cutout)."
+            | Dropout _ -> sprintf "in-block dropout of wrn-* models (default: %g)." core.Dropout
+            | Cutout _ -> "side of the Cutout square in pixels, 0 for none: --param cutout=PIXELS (default: the method's, advaa methods)."
             | Policy _ -> "a policy file (advaa-policy JSON, e.g. from advaa policy export): trains with method 'policy'."
             | From _ -> "a finished run whose learned policies to replay epoch by epoch: trains with method 'transfer'; with --method tanda, the TANDA run whose trained generator to use."
             | Param _ -> CommandLineParam.usage
