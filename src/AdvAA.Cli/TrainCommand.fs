@@ -130,7 +130,7 @@ let experiment (results: ParseResults<TrainArgs>) : Experiment =
     // The schedule's shape depends on the model and the epochs: set it last.
     match results.TryGetResult(TrainArgs.Lr) with
     | Some lr when not (lr > 0.0) -> bounds (sprintf "--lr %g: expected a rate above 0" lr); e
-    | Some lr -> { e with LearningRate = Some(Experiment.defaultLearningRate lr e) }
+    | Some lr -> { e with LearningRate = Some(Experiment.paperLearningRate lr e) }
     | None -> e
 
 /// The arguments an `advaa train` run recorded in its config.json.

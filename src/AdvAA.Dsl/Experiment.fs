@@ -262,20 +262,10 @@ module Experiment =
           MemoryFormat = core.MemoryFormat
           Out = None }
 
-    /// The paper's learning rate from `initial`: for wrn-28-10 a step ×0.2 at 30%, 60% and 80% of
-    /// the epochs (60/120/160 of 200); for the other models a cosine from `initial` to 0.
-    let defaultLearningRate (initial: float) (e: Experiment) : Schedule =
-        let epochs = float (max e.Epochs 1)
-        if e.Model.Trim().ToLowerInvariant() = "wrn-28-10" then
-            Schedule.step initial 0.2 [ 0.3 * epochs; 0.6 * epochs; 0.8 * epochs ]
-        else
-            Schedule.cosine initial 0.0 epochs
-
-    /// The learning rate the experiment trains with.
-    let learningRate (e: Experiment) =
-        match e.LearningRate with
-        | Some s -> s
-        | None -> defaultLearningRate 0.1 e
+    /// The paper's learning rate from `initial` for the experiment's model and epochs (AdvAA.Core's):
+    /// for wrn-28-10 a step ×0.2 at 30%, 60% and 80% of the epochs, for the other models a cosine to 0.
+    let paperLearningRate (initial: float) (e: Experiment) : Schedule =
+        Schedule.ofCore (TrainConfig.PaperLearningRate(e.Model, e.Epochs, initial))
 
     let private checkName (name: string) =
         if String.IsNullOrWhiteSpace name || name = "." || name = ".." || name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 then
@@ -299,7 +289,6 @@ module Experiment =
     /// The Core configuration; validates everything and names the first bad value.
     let toConfig (e: Experiment) : TrainConfig =
         checkName e.Name
-        let lr = learningRate e
         let config =
             TrainConfig(
                 Method = e.Method,
@@ -323,7 +312,7 @@ module Experiment =
                 Precision = e.Precision,
                 MemoryFormat = e.MemoryFormat,
                 Mix = Option.toObj e.Mix,
-                LearningRate = Schedule.toCore lr,
+                LearningRate = (e.LearningRate |> Option.map Schedule.toCore |> Option.toObj),
                 Momentum = e.Momentum,
                 Nesterov = e.Nesterov,
                 WeightDecay = e.WeightDecay,
@@ -378,7 +367,7 @@ module Experiment =
           yield sprintf "method         %s: %s" spec.Name (MethodRegistry.Get spec.Name).Description
           yield sprintf "parameters     %s" spec.Summary
           yield sprintf "epochs         %d, batch %d per instance, seed %d, device %s, precision %s, %s" e.Epochs e.BatchSize e.Seed e.Device e.Precision e.MemoryFormat
-          yield sprintf "learning rate  %s (SGD, momentum %g%s, weight decay %g)" c.LearningRate.Description e.Momentum (if e.Nesterov then ", Nesterov" else "") e.WeightDecay
+          yield sprintf "learning rate  %s (SGD, momentum %g%s, weight decay %g)" (nonNull c.LearningRate).Description e.Momentum (if e.Nesterov then ", Nesterov" else "") e.WeightDecay
           match e.Mix with
           | Some mix -> yield sprintf "label mixing   %s: pairs within each copy, lambda ~ Beta(%g, %g)" mix.Name mix.Alpha mix.Alpha
           | None -> ()

@@ -35,6 +35,8 @@ type Schedule =
     | Product of Schedule * Schedule
     | Map of (float -> float) * Schedule
     | Clamp of lo: float * hi: float * Schedule
+    /// A schedule AdvAA.Core made (the paper's learning rate).
+    | FromCore of AdvAA.Core.EpochSchedule
 
     static member (*) (a: Schedule, b: Schedule) = Product(a, b)
 
@@ -151,6 +153,7 @@ module Schedule =
             from 0.0 pieces
         | Product(a, b) -> at a epoch * at b epoch
         | Map(f, inner) -> f (at inner epoch)
+        | FromCore s -> s.At epoch
         | Clamp(lo, hi, inner) -> Math.Clamp(at inner epoch, lo, hi)
 
     /// The value at `epoch` rounded to the nearest integer (halves away from zero), e.g. for M.
@@ -182,6 +185,7 @@ module Schedule =
         | Product(a, b) -> sprintf "%s × %s" (operand a) (operand b)
         | Map(_, inner) -> sprintf "map %s" (wrapped inner)
         | Clamp(lo, hi, inner) -> sprintf "clamp %s..%s %s" (num lo) (num hi) (wrapped inner)
+        | FromCore s -> s.Description
 
     /// Epochs where the schedule changes shape (milestones, ends of ramps, piece boundaries):
     /// validation checks them besides its uniform grid, so jumps are never stepped over.
@@ -201,6 +205,7 @@ module Schedule =
         | Product(a, b) -> breakpoints a @ breakpoints b
         | Map(_, inner)
         | Clamp(_, _, inner) -> breakpoints inner
+        | FromCore s -> List.ofSeq s.Breakpoints
 
     /// Ok when `s` stays within [lo, hi] over epochs 0..totalEpochs (Core's check of every
     /// schedule: a fine grid, every whole and half epoch and every breakpoint); else an error naming
@@ -222,4 +227,10 @@ module Schedule =
     let toFunc (s: Schedule) : Func<float, float> = Func<float, float>(at s)
 
     /// The schedule as AdvAA.Core takes it: its values, its description and its breakpoints.
-    let toCore (s: Schedule) = AdvAA.Core.EpochSchedule(toFunc s, describe s, List.toArray (breakpoints s))
+    let toCore (s: Schedule) =
+        match s with
+        | FromCore core -> core
+        | _ -> AdvAA.Core.EpochSchedule(toFunc s, describe s, List.toArray (breakpoints s))
+
+    /// A schedule of AdvAA.Core as a DSL schedule (it composes with the others).
+    let ofCore (s: AdvAA.Core.EpochSchedule) = FromCore s

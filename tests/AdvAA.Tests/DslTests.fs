@@ -205,6 +205,11 @@ let tests =
             Expect.equal c.LearningRate.Description "step 0.1 ×0.2 at 60,120,160" "the paper's step for wrn-28-10 over 200 epochs"
             Expect.equal (c.LearningRate.At 130.0) (0.1 * 0.2 * 0.2) "its value"
             Expect.equal (Experiment.toConfig Experiment.defaults).LearningRate.Description "cosine 0.1→0 over 200" "cosine for the small model"
+            let coreDefault = TrainConfig(Model = "wrn-28-10", Epochs = 100).Validate().LearningRate
+            Expect.equal coreDefault.Description "step 0.1 ×0.2 at 30,60,80" "Core's own default is the paper's schedule too"
+            let fromFlag = Experiment.paperLearningRate 0.2 { Experiment.defaults with Epochs = 10 }
+            Expect.equal (Schedule.describe fromFlag) "cosine 0.2→0 over 10" "--lr: the paper's shape from another rate"
+            Expect.equal (Schedule.at (Schedule.warmup 1.0 fromFlag) 0.5) (0.5 * Schedule.at fromFlag 0.5) "it composes like any schedule"
             let core = TrainConfig()
             let d = Experiment.defaults
             Expect.equal (d.Epochs, d.BatchSize, d.Model, d.Momentum, d.WeightDecay, d.Precision, d.MemoryFormat) (core.Epochs, core.BatchSize, core.Model, core.Momentum, core.WeightDecay, core.Precision, core.MemoryFormat) "the DSL's defaults are Core's"

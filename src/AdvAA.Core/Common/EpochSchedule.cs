@@ -56,6 +56,19 @@ public sealed class EpochSchedule
             ? new(_ => value, value.ToString("R", CultureInfo.InvariantCulture))
             : throw new ArgumentException($"a constant schedule needs a finite value, got {value}", nameof(value));
 
+    /// <summary>A cosine from <paramref name="first"/> at epoch 0 to <paramref name="last"/> at <paramref name="epochs"/>, then <paramref name="last"/>.</summary>
+    public static EpochSchedule Cosine(double first, double last, double epochs) =>
+        new(e => e <= 0 ? first : e >= epochs ? last : last + (first - last) * (1.0 + Math.Cos(Math.PI * e / epochs)) / 2.0,
+            $"cosine {Text(first)}→{Text(last)} over {Text(epochs)}", [epochs]);
+
+    /// <summary><paramref name="initial"/>, multiplied by <paramref name="factor"/> at each milestone epoch.</summary>
+    public static EpochSchedule Step(double initial, double factor, IReadOnlyList<double> milestones) =>
+        new(e => milestones.Aggregate(initial, (v, m) => e >= m ? v * factor : v),
+            $"step {Text(initial)} ×{Text(factor)} at {string.Join(",", milestones.Select(Text))}", milestones.ToArray());
+
+    /// <summary>A number as descriptions write it: its shortest round-trip text.</summary>
+    static string Text(double v) => v.ToString("R", CultureInfo.InvariantCulture);
+
     /// <summary>
     /// A schedule read back from its description: a number is a constant; any other formula can be
     /// shown and compared but not evaluated (only the script that wrote it can).

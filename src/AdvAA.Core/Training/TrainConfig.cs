@@ -41,7 +41,23 @@ public sealed record TrainConfig
     public string Device { get; init; } = "auto";
 
     // Target optimiser: SGD, momentum, Nesterov, weight decay; the learning rate per (fractional) epoch.
-    public EpochSchedule LearningRate { get; init; } = EpochSchedule.Constant(0.1);
+    /// <summary>The learning rate per (fractional) epoch; null: the paper's (<see cref="PaperLearningRate"/> from 0.1), which <see cref="Validate"/> fills in.</summary>
+    public EpochSchedule? LearningRate { get; init; }
+
+    /// <summary>
+    /// The paper's learning rate from <paramref name="initial"/>: for wrn-28-10 a step ×0.2 at 30%,
+    /// 60% and 80% of the epochs (60/120/160 of 200); for the other models a cosine to 0.
+    /// </summary>
+    public static EpochSchedule PaperLearningRate(string model, int epochs, double initial = 0.1)
+    {
+        double length = Math.Max(epochs, 1);
+        return model.Trim().ToLowerInvariant() == "wrn-28-10"
+            ? EpochSchedule.Step(initial, 0.2, [0.3 * length, 0.6 * length, 0.8 * length])
+            : EpochSchedule.Cosine(initial, 0.0, length);
+    }
+
+    /// <summary>The learning rate the run trains with: <see cref="LearningRate"/>, else the paper's.</summary>
+    EpochSchedule Rate => LearningRate ?? PaperLearningRate(Model, Epochs);
     public double Momentum { get; init; } = 0.9;
     public bool Nesterov { get; init; } = true;
     public double WeightDecay { get; init; } = 5e-4;
@@ -113,11 +129,11 @@ public sealed record TrainConfig
         Require(MemoryFormat is MemoryFormats.ChannelsLast or MemoryFormats.Nchw, "memory_format", "memory format", MemoryFormat, $"{MemoryFormats.ChannelsLast} or {MemoryFormats.Nchw}");
         try { Mix?.Checked(); }
         catch (AugmentException e) { throw new ConfigException(e.Message, "mix"); }
-        if (LearningRate.FirstInvalid(Epochs, lr => lr >= MinLearningRate && lr <= MaxLearningRate) is var (epoch, rate))
-            throw new ConfigException($"learning rate = {LearningRate.Description}: {rate} at epoch {epoch}, expected finite and at least 0", "learning_rate");
+        if (Rate.FirstInvalid(Epochs, lr => lr >= MinLearningRate && lr <= MaxLearningRate) is var (epoch, rate))
+            throw new ConfigException($"learning rate = {Rate.Description}: {rate} at epoch {epoch}, expected finite and at least 0", "learning_rate");
         try
         {
-            var ready = this with { Method = Method.Validate(Epochs, Space) };
+            var ready = this with { Method = Method.Validate(Epochs, Space), LearningRate = Rate };
             validated.AddOrUpdate(ready, ready);
             return ready;
         }
@@ -161,7 +177,7 @@ public sealed record TrainConfig
         ["batch_size"] = BatchSize,
         ["seed"] = Seed,
         ["device"] = Device,
-        ["learning_rate"] = LearningRate.Description,
+        ["learning_rate"] = Rate.Description,
         ["momentum"] = Momentum,
         ["nesterov"] = Nesterov,
         ["weight_decay"] = WeightDecay,

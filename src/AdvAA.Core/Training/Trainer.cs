@@ -50,6 +50,7 @@ public sealed class Trainer : IDisposable
     readonly ITrainingMethod method;
     readonly IObjectiveMethod? objective;
     readonly bool channelsLast;
+    readonly EpochSchedule learningRate;
     readonly ProcessGroup? group;
     Precision precision;
     readonly PrecisionChoice precisionChoice;
@@ -78,6 +79,7 @@ public sealed class Trainer : IDisposable
     {
         this.group = group;
         this.config = config.Validate();
+        learningRate = this.config.LearningRate!;  // a validated config has one
         (var train, validation) = Subsets.Split(data.Train, config.TrainLimit, config.ValidationSize);
         // The data's own validation split (an image folder's val/) unless the config carves one from the training images.
         if (validation is null && config.ValidationSize is null && data.Validation is { } own) validation = own.Take(own.Count);
@@ -109,7 +111,7 @@ public sealed class Trainer : IDisposable
         objective = method as IObjectiveMethod;
         if (objective != null && config.Mix is { } mixing)
             throw new ConfigException($"method {config.Method.Name} sets its own objective over the batch's labels and groups; it does not combine with label mixing (--mix {mixing.Text})");
-        optimizer = torch.optim.SGD(model.parameters(), config.LearningRate.At(0), config.Momentum, 0, config.WeightDecay, config.Nesterov);
+        optimizer = torch.optim.SGD(model.parameters(), learningRate.At(0), config.Momentum, 0, config.WeightDecay, config.Nesterov);
         normalizer = Normalizer.FromDataset(train);
         loader = new BatchLoader(train, config.BatchSize, device, shuffle: true, config.Seed, dropLast: true);
         // The data set as read (its identity); the limits are recorded with the experiment.
@@ -318,7 +320,7 @@ public sealed class Trainer : IDisposable
             {
                 using var scope = torch.NewDisposeScope();
                 double at = progress + (double)step / steps;
-                double lr = config.LearningRate.At(at);
+                double lr = learningRate.At(at);
                 foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
 
                 var augmentClock = Stopwatch.StartNew();
@@ -383,7 +385,7 @@ public sealed class Trainer : IDisposable
             double? cleanTrain = last ? Evaluate(data.Train).Accuracy : null;
             double seconds = clock.Elapsed.TotalSeconds;
             var metrics = new EpochMetrics(epoch, trainLoss, correct.item<long>() / (double)Math.Max(seen, 1), test?.Loss, test?.Accuracy,
-                config.LearningRate.At(progress), instanceLosses.Length, instanceLosses, seconds,
+                learningRate.At(progress), instanceLosses.Length, instanceLosses, seconds,
                 seen / Math.Max(trainSeconds, 1e-9), augmentSeconds, methodSeconds, valid?.Loss, valid?.Accuracy, cleanTrain,
                 group is null ? null : reduceSeconds, test?.Groups, record.Metrics.Count > 0 ? record.Metrics : null);
             // The ranks must still agree (model, controller, every metric but the timings): a drift would otherwise go unseen until the results are wrong.
@@ -489,7 +491,7 @@ public sealed class Trainer : IDisposable
         Checkpoint? last = run.LatestCheckpoint();
         string kept = last == null ? "no checkpoint had been written yet" : $"the last good checkpoint (epoch {last.Epoch}) is kept in {last.Folder}";
         return new TrainingDivergedException(
-            $"the training loss became {value} at epoch {epoch}, step {step}; the run stopped and {kept}. Lower the learning rate ({config.LearningRate.Description}) or check the data.");
+            $"the training loss became {value} at epoch {epoch}, step {step}; the run stopped and {kept}. Lower the learning rate ({learningRate.Description}) or check the data.");
     }
 
     /// <summary>Mean loss and accuracy of the model on un-augmented images, in evaluation mode.</summary>
