@@ -1,5 +1,5 @@
 /// `advaa policy export RUN [--epoch E] --out FILE`: a run's learned policies of one epoch as a
-/// policy file that `--policy` (and `FixedPolicy (Policy.ofFile ...)`) reads.
+/// policy file that `--policy` (and `Method.policy (Policy.ofFile ...)`) reads.
 module AdvAA.Cli.PolicyCommand
 
 open System.IO
