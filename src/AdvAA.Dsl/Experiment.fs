@@ -278,8 +278,7 @@ module Experiment =
         match setting with
         | null
         | "" -> None
-        | "method" -> Some "Method"
-        | s when s.StartsWith("method.", StringComparison.Ordinal) -> Some "Method"
+        | s when s = "method" || s.StartsWith("method.", StringComparison.Ordinal) -> Some "Method"
         | "search_space" -> Some "Space"
         | s -> Some(s.Split('_') |> Array.map (fun w -> if w = "" then w else string (Char.ToUpperInvariant w[0]) + w.Substring 1) |> String.concat "")
 
@@ -497,7 +496,14 @@ module Experiment =
                 | _ -> []
             let configs = dict runs
             // Study folders before format 2 recorded a few settings by hand; they are compared as they were.
-            let version = match recorded["format_version"] with | :? JsonValue as v -> v.GetValue<int>() | _ -> 1
+            let version =
+                match recorded["format_version"] with
+                | :? JsonValue as v ->
+                    try
+                        v.GetValue<int>()
+                    with :? InvalidOperationException | :? FormatException ->
+                        raise (RunFolderException(sprintf "%s: format_version is %s: expected a number" path (v.ToJsonString())))
+                | _ -> 1
             let clone (node: JsonNode | null) : JsonNode | null =
                 match node with
                 | null -> null

@@ -207,22 +207,6 @@ module Schedule =
         | Clamp(_, _, inner) -> breakpoints inner
         | FromCore s -> List.ofSeq s.Breakpoints
 
-    /// Ok when `s` stays within [lo, hi] over epochs 0..totalEpochs (Core's check of every
-    /// schedule: a fine grid, every whole and half epoch and every breakpoint); else an error naming
-    /// the schedule, the first epoch where it leaves the range and its value there.
-    let validate (name: string) (lo: float) (hi: float) (totalEpochs: int) (s: Schedule) : Result<unit, string> =
-        if not (lo <= hi) then
-            Error(sprintf "schedule '%s': the allowed range [%s, %s] is empty" name (num lo) (num hi))
-        elif totalEpochs < 1 then
-            Error(sprintf "schedule '%s': the run length must be at least 1 epoch, got %d" name totalEpochs)
-        else
-            let core = AdvAA.Core.EpochSchedule(Func<float, float>(at s), describe s, List.toArray (breakpoints s))
-            match core.FirstInvalid(totalEpochs, fun v -> v >= lo && v <= hi) |> Option.ofNullable with
-            | None -> Ok()
-            | Some(struct (epoch, value)) ->
-                let range = if Double.IsPositiveInfinity hi then sprintf "[%s, ∞)" (num lo) else sprintf "[%s, %s]" (num lo) (num hi)
-                Error(sprintf "schedule '%s' = %s leaves %s at epoch %s: its value there is %s" name (describe s) range (num epoch) (num value))
-
     /// The schedule as a delegate from epoch to value, for AdvAA.Core.
     let toFunc (s: Schedule) : Func<float, float> = Func<float, float>(at s)
 
@@ -234,3 +218,19 @@ module Schedule =
 
     /// A schedule of AdvAA.Core as a DSL schedule (it composes with the others).
     let ofCore (s: AdvAA.Core.EpochSchedule) = FromCore s
+
+    /// Ok when `s` stays within [lo, hi] over epochs 0..totalEpochs (Core's check of every
+    /// schedule: a fine grid, every whole and half epoch and every breakpoint); else an error naming
+    /// the schedule, the first epoch where it leaves the range and its value there.
+    let validate (name: string) (lo: float) (hi: float) (totalEpochs: int) (s: Schedule) : Result<unit, string> =
+        if not (lo <= hi) then
+            Error(sprintf "schedule '%s': the allowed range [%s, %s] is empty" name (num lo) (num hi))
+        elif totalEpochs < 1 then
+            Error(sprintf "schedule '%s': the run length must be at least 1 epoch, got %d" name totalEpochs)
+        else
+            match (toCore s).FirstInvalid(totalEpochs, fun v -> v >= lo && v <= hi) |> Option.ofNullable with
+            | None -> Ok()
+            | Some(struct (epoch, value)) ->
+                let range = if Double.IsPositiveInfinity hi then sprintf "[%s, ∞)" (num lo) else sprintf "[%s, %s]" (num lo) (num hi)
+                Error(sprintf "schedule '%s' = %s leaves %s at epoch %s: its value there is %s" name (describe s) range (num epoch) (num value))
+
