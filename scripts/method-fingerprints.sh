@@ -30,7 +30,7 @@ for folder in "$out"/*/; do
   [ -f "$folder/metrics.jsonl" ] || continue
   metrics=$(python3 -c '
 import json, sys
-timing = {"seconds", "images_per_second", "augment_seconds", "controller_seconds", "reduce_seconds"}
+timing = {"seconds", "images_per_second", "augment_seconds", "controller_seconds", "reduce_seconds", "method_seconds"}
 for line in open(sys.argv[1]):
     record = json.loads(line)
     print(json.dumps({k: v for k, v in record.items() if k not in timing and v is not None}, sort_keys=True))' "$folder/metrics.jsonl" | sha256sum | cut -c1-16)

@@ -103,11 +103,11 @@ let private movement (run: RunData) =
                   MeanLevel = d.Levels |> Array.mapi (fun l s -> float l * s) |> Array.sum
                   Entropy = entropy |> Map.tryFind p.Epoch |> Option.flatten } ]
 
-/// The draws behind one epoch's distribution estimate: policies drawn × sub-policies × ops.
-let private draws (run: RunData) =
+/// The draws behind one epoch's counted distribution (records of earlier versions): policies drawn × sub-policies × ops.
+let private draws (run: RunData) (counted: ControllerDistribution) =
     match run.Config.Experiment.Method with
-    | :? SampledPoliciesSpec as s -> s.SubPolicies * s.OpsPerSubPolicy * AdvAA.Core.Methods.AdversarialMethod.DistributionSamples
-    | _ -> AdvAA.Core.Methods.AdversarialMethod.DistributionSamples * 10
+    | :? SampledPoliciesSpec as s -> s.SubPolicies * s.OpsPerSubPolicy * counted.Rollouts
+    | _ -> counted.Rollouts * 10
 
 let private pct (x: float) = if Double.IsNaN x then "–" else sprintf "%.2f" (100.0 * x)
 /// mean ± sd; one value alone (one seed so far) has no spread to show.
@@ -154,7 +154,7 @@ module private Plots =
         save plot path
 
     /// The controller's distance from uniform per epoch (mean over seeds) and the noise level.
-    let movement (arms: (string * Movement list list) list) (noise: float * float) (path: string) =
+    let movement (arms: (string * Movement list list) list) (noise: (float * float) option) (path: string) =
         use plot = new Plot()
         let palette = Palettes.Category10()
         arms
@@ -168,11 +168,11 @@ module private Plots =
                 s.MarkerSize <- 0.0f
                 s.LinePattern <- pattern
                 s.LegendText <- sprintf "%s: %s" name label)
-        let opNoise, levelNoise = noise
-        let a = plot.Add.HorizontalLine(opNoise, 1.0f, Colors.Gray, LinePattern.Solid)
-        a.LegendText <- "noise of the estimate: ops"
-        let b = plot.Add.HorizontalLine(levelNoise, 1.0f, Colors.Gray, LinePattern.Dashed)
-        b.LegendText <- "noise of the estimate: levels"
+        noise |> Option.iter (fun (opNoise, levelNoise) ->
+            let a = plot.Add.HorizontalLine(opNoise, 1.0f, Colors.Gray, LinePattern.Solid)
+            a.LegendText <- "noise of the counted estimate: ops"
+            let b = plot.Add.HorizontalLine(levelNoise, 1.0f, Colors.Gray, LinePattern.Dashed)
+            b.LegendText <- "noise of the counted estimate: levels")
         plot.Title "Controller: total-variation distance of its op and level distributions from uniform"
         plot.XLabel "epoch"
         plot.YLabel "distance from uniform"
@@ -203,13 +203,17 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
             let moves = [ for _, run in runs -> movement run ]
             if moves |> List.exists (not << List.isEmpty) then yield arm, moves ]
     let images = ResizeArray [ Plots.curves [ for arm, runs in loaded -> arm, List.map snd runs ] (Path.Combine(folder, "test-curves.png")) ]
+    // Exact distributions (and softmax means) have no counting noise; records of earlier versions counted draws.
     let noise =
-        match controllerArms with
-        | (arm, _) :: _ ->
+        controllerArms
+        |> List.tryHead
+        |> Option.bind (fun (arm, _) ->
             let run = loaded |> List.find (fst >> (=) arm) |> snd |> List.head |> snd
-            Some(noiseLevel run.Ops.Length (draws run), noiseLevel run.Levels (draws run))
-        | [] -> None
-    noise |> Option.iter (fun n -> images.Add(Plots.movement controllerArms n (Path.Combine(folder, "controller-movement.png"))))
+            run.Policies
+            |> List.tryPick (fun p -> match p.Distribution with | null -> None | d when d.Counted -> Some d | _ -> None)
+            |> Option.map (fun d -> noiseLevel run.Ops.Length (draws run d), noiseLevel run.Levels (draws run d)))
+    if not controllerArms.IsEmpty then
+        images.Add(Plots.movement controllerArms noise (Path.Combine(folder, "controller-movement.png")))
     let wall = summaries |> List.sumBy (fun (_, rs) -> rs |> List.sumBy (fun r -> r.Seconds))
     let machines = loaded |> runsBy (fun run -> defaultArg (Option.ofObj run.Config.Machine) "not recorded")
     let precisions = loaded |> runsBy (fun run -> run.Config.Experiment.Precision)
@@ -329,10 +333,11 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
         line (sprintf "| %s | %s (%s) | %s | %s |%s %s | %s | %s | %.0f | %s |%s %s |" arm spec.Name spec.Summary
                   (rs |> List.map (fun r -> string r.Seed) |> String.concat ", ") (pm (rs |> List.map (fun r -> r.Final))) groupColumns
                   (pm (rs |> List.map (fun r -> r.Best))) (optional (fun r -> r.Validation)) (optional (fun r -> r.CleanTrain)) ips shares stageColumn (Runner.duration secs))
-    match noise with
-    | Some(opNoise, levelNoise) ->
+    if not controllerArms.IsEmpty then
         line ""
-        line (sprintf "Controller movement (mean over seeds; the estimate's own noise: ops %.3f, levels %.3f):" opNoise levelNoise)
+        match noise with
+        | Some(opNoise, levelNoise) -> line (sprintf "Controller movement (mean over seeds; the counted estimate's own noise: ops %.3f, levels %.3f):" opNoise levelNoise)
+        | None -> line "Controller movement (mean over seeds; exact distributions):"
         line ""
         line "| arm | epoch | ops: distance from uniform | levels: distance from uniform | mean level | entropy |"
         line "|---|---|---|---|---|---|"
@@ -344,7 +349,6 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
                 line (sprintf "| %s | %d | %.3f | %.3f | %.2f | %s |" arm e (ms |> List.averageBy (fun m -> m.OpDistance))
                           (ms |> List.averageBy (fun m -> m.LevelDistance)) (ms |> List.averageBy (fun m -> m.MeanLevel))
                           (if entropies.IsEmpty then "–" else sprintf "%.2f" (List.average entropies)))
-    | None -> ()
     line ""
     for image in images do line (sprintf "![%s](%s)" (Path.GetFileNameWithoutExtension image) (Path.GetFileName image))
     let path = Path.Combine(folder, "summary.md")

@@ -146,8 +146,11 @@ let tests =
             Expect.sequenceEqual (ControllerTrainer.NormalizeLosses losses) expected "(L - mean) / (std + 1e-5)"
             Expect.sequenceEqual (ControllerTrainer.NormalizeLosses [| 2.0; 2.0 |]) [| 0.0; 0.0 |] "no spread"
             Expect.sequenceEqual (ControllerTrainer.NormalizeLosses [| 0.7 |]) [| 0.0 |] "one instance"
-            let msg = throwsMessage<ArgumentException> (fun () -> ControllerTrainer.NormalizeLosses [| 1.0; 2.0; nan |] |> ignore)
-            containsAll msg [ "instance 2"; "NaN"; "finite" ]
+            let withMissing = ControllerTrainer.NormalizeLosses [| 1.0; nan; 3.0 |]
+            Expect.isTrue (Double.IsNaN withMissing[1]) "a unit without a reward (NaN) stays without one"
+            Expect.floatClose close withMissing[2] (1.0 / (sqrt 2.0 + 1e-5)) "the others are normalised among themselves"
+            let msg = throwsMessage<ArgumentException> (fun () -> ControllerTrainer.NormalizeLosses [| 1.0; 2.0; infinity |] |> ignore)
+            containsAll msg [ "unit 2"; "Infinity"; "finite" ]
         }
 
         test "an update takes one Adam step on the REINFORCE loss" {
@@ -161,9 +164,9 @@ let tests =
             let lp, ent = floats s.LogProb, floats s.Entropy
             let expectedLoss = (Array.map2 (fun l n -> -l * n) lp norm |> Array.average) - 1e-5 * Array.average ent
             let before = weights controller
-            let struct (normalized, loss) = trainer.Update(s.Ops, s.Levels, losses)
-            Expect.sequenceEqual normalized norm "returns the normalised losses"
-            Expect.floatClose close loss expectedLoss "mean(-logp · L~) - 1e-5 · mean(entropy)"
+            let step = trainer.Update(s.Ops, s.Levels, losses)
+            Expect.sequenceEqual step.Normalized norm "returns the normalised losses"
+            Expect.floatClose close step.Loss expectedLoss "mean(-logp · L~) - 1e-5 · mean(entropy)"
             let after = weights controller
             for KeyValue (name, values) in before do
                 let change = Array.map2 (fun a b -> abs (a - b)) values after[name] |> Array.max
@@ -194,5 +197,85 @@ let tests =
             Expect.isLessThan shares[0] 0.25 "starts near 1/16"
             let last = shares[130..] |> Array.average
             Expect.isGreaterThan last 0.6 (sprintf "picks op 3 in most choices after 150 updates (last 20: %.2f)" last)
+        }
+
+        test "sub-policy log-probabilities sum to the policy's, and each is its own sub-policy's" {
+            torch.manual_seed 6L |> ignore
+            use controller = new PolicyController(5, 4, subPolicies = 3, opsPerSubPolicy = 2, embeddingSize = 6, hiddenSize = 7, seed = 3L)
+            use gen = new torch.Generator(2UL)
+            use s = controller.Sample(4, gen)
+            use e = controller.EvaluateSubPolicies(s.Ops, s.Levels)
+            Expect.equal e.LogProb.shape [| 4L; 3L |] "[M, Q]"
+            let perSub = floats (e.LogProb.sum(1L))
+            Expect.sequenceEqual (perSub |> Array.map (fun v -> Math.Round(v, 4))) (floats s.LogProb |> Array.map (fun v -> Math.Round(v, 4))) "they sum to the policy's log-probability"
+            // Sub-policies start from a zero state: sub-policy q of a policy has the probability a one-sub-policy rollout of its actions has.
+            let ops, levels = longs s.Ops, longs s.Levels
+            let sub = floats e.LogProb
+            for m in 0 .. 3 do
+                let whole, _ = handRollout controller ops[m * 6 .. m * 6 + 5] levels[m * 6 .. m * 6 + 5]
+                Expect.floatClose close (Array.sum sub[m * 3 .. m * 3 + 2]) whole (sprintf "policy %d by hand" m)
+        }
+
+        test "with zero heads and a prior the untrained controller draws from the prior, at KL 0" {
+            let prior = ControllerPrior.FromWeights([| 1.0; 2.0; 3.0; 4.0 |], [| 5.0; 1.0; 1.0 |])
+            use controller = new PolicyController(4, 3, subPolicies = 2, opsPerSubPolicy = 2, seed = 1L, zeroHeads = true, prior = prior)
+            let marginals = controller.Marginals()
+            Expect.isTrue marginals.Exact "exact: few histories"
+            let struct (ops, levels) = prior.Probabilities
+            for i in 0 .. 3 do Expect.floatClose close marginals.Ops[i] ops[i] (sprintf "op %d's share is the prior's" i)
+            for l in 0 .. 2 do Expect.floatClose close marginals.Levels[l] levels[l] (sprintf "level %d's share is the prior's" l)
+            use gen = new torch.Generator(4UL)
+            use s = controller.Sample(16, gen)
+            use e = controller.EvaluateSubPolicies(s.Ops, s.Levels, prior)
+            Expect.isLessThan (floats (e.Kl.abs().max()) |> Array.head) 1e-6 "KL(controller ‖ prior) = 0 before any step"
+            use uniform = new PolicyController(4, 3, subPolicies = 2, opsPerSubPolicy = 2, seed = 1L, zeroHeads = true)
+            Expect.sequenceEqual ((uniform.Marginals()).Ops |> Array.map (fun p -> Math.Round(p, 6))) [| 0.25; 0.25; 0.25; 0.25 |] "zero heads without a prior: uniform"
+            let msg = throwsMessage<ArgumentException> (fun () -> ControllerPrior.FromWeights([| 1.0; 0.0 |], [| 1.0 |]) |> ignore)
+            containsAll msg [ "ops"; "> 0" ]
+        }
+
+        test "the exact distribution is the expected share of each op and level, enumerated by hand" {
+            use controller = new PolicyController(3, 2, subPolicies = 1, opsPerSubPolicy = 2, embeddingSize = 4, hiddenSize = 5, seed = 11L)
+            // Every sub-policy (o1, l1, o2, l2), its probability from the hand rollout, and its ops' and levels' shares.
+            let opShare, levelShare = Array.zeroCreate 3, Array.zeroCreate 2
+            for o1 in 0L .. 2L do
+                for l1 in 0L .. 1L do
+                    for o2 in 0L .. 2L do
+                        for l2 in 0L .. 1L do
+                            let logProb, _ = handRollout controller [| o1; o2 |] [| l1; l2 |]
+                            let p = exp logProb
+                            opShare[int o1] <- opShare[int o1] + p / 2.0
+                            opShare[int o2] <- opShare[int o2] + p / 2.0
+                            levelShare[int l1] <- levelShare[int l1] + p / 2.0
+                            levelShare[int l2] <- levelShare[int l2] + p / 2.0
+            let exact = controller.Marginals()
+            Expect.isTrue exact.Exact "18 histories: exact"
+            for i in 0 .. 2 do Expect.floatClose close exact.Ops[i] opShare[i] (sprintf "op %d" i)
+            for l in 0 .. 1 do Expect.floatClose close exact.Levels[l] levelShare[l] (sprintf "level %d" l)
+            use gen = new torch.Generator(5UL)
+            let estimate = controller.Marginals(maxHistories = 1, rollouts = 4000, generator = gen)
+            Expect.isFalse estimate.Exact "over the limit: averaged along rollouts"
+            Expect.equal estimate.Rollouts 4000 "rollouts recorded"
+            for i in 0 .. 2 do Expect.floatClose { absolute = 0.01; relative = 0.0 } estimate.Ops[i] opShare[i] (sprintf "op %d, estimated" i)
+        }
+
+        test "a sub-policy update weights each unit's own log-probability and skips units no image drew" {
+            torch.manual_seed 8L |> ignore
+            use controller = new PolicyController(6, 3, subPolicies = 2, opsPerSubPolicy = 1, seed = 2L)
+            let trainer = ControllerTrainer(controller, klWeight = 0.5)
+            use gen = new torch.Generator(3UL)
+            use s = controller.Sample(3, gen)
+            let rewards = [| 0.4; nan; -0.2; 0.9; 0.1; 0.3 |]
+            let normalized = ControllerTrainer.NormalizeLosses rewards
+            use e = controller.EvaluateSubPolicies(s.Ops, s.Levels)
+            let lp, ent, kl = floats e.LogProb, floats e.PolicyEntropy, floats (e.Kl.sum(1L))
+            let present = [ for i in 0 .. 5 do if not (Double.IsNaN rewards[i]) then yield i ]
+            let expected = (present |> List.sumBy (fun i -> -lp[i] * normalized[i])) / 5.0 - 1e-5 * Array.average ent + 0.5 * Array.average kl
+            let step = trainer.UpdateSubPolicies(s.Ops, s.Levels, rewards)
+            Expect.floatClose close step.Loss expected "Σ over the 5 drawn units of −log p · r̃, / 5, − entropy bonus + 0.5 · KL"
+            Expect.floatClose close step.Kl (Array.average kl) "the mean KL from the (uniform) prior"
+            Expect.isTrue (Double.IsNaN step.Normalized[1]) "the unit no image drew has no reward"
+            let msg = throwsMessage<ArgumentException> (fun () -> trainer.UpdateSubPolicies(s.Ops, s.Levels, [| 1.0; 2.0 |]) |> ignore)
+            containsAll msg [ "2 rewards"; "one per instance and sub-policy" ]
         }
     ]

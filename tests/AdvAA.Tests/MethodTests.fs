@@ -145,7 +145,7 @@ let tests =
             let bad (f: unit -> obj) parts = containsAll (throwsMessage<ConfigException> (fun () -> f () |> ignore)) parts
             let validate (spec: MethodSpec) () = box (spec.Validate(10, SearchSpace.Default))
             bad (validate ((MethodRegistry.Defaults "randaugment").With("m", 31))) [ "randaugment.m = 31"; "0..30" ]
-            bad (validate ((MethodRegistry.Defaults "adversarial").With("controller_lr", 0.0))) [ "adversarial.controller_lr = 0"; "> 0" ]
+            bad (validate ((MethodRegistry.Defaults "adversarial").With("controller_lr", -0.1))) [ "adversarial.controller_lr = -0.1"; "0..10" ]
             bad (validate ((MethodRegistry.Defaults "fixed").With("instances", EpochSchedule((fun e -> 8.0 - e), "linear 8→-2")))) [ "fixed.instances"; "linear 8→-2"; "0.9995 at epoch 7.0005" ]
             bad (fun () -> box ((MethodRegistry.Defaults "trivialaugment").WithText("wide", "yes"))) [ "trivialaugment.wide = yes"; "true or false" ]
             bad (fun () -> box ((MethodRegistry.Defaults "baseline").With("n", 2))) [ "method 'baseline' has no parameter 'n'"; "cutout, instances" ]
@@ -215,7 +215,7 @@ let tests =
         test "an exported policy trains on the same images as the run that learned it" {
             use dir = new TempDir()
             let source = trainIn dir "adversarial" (Tiny.Config("adversarial", epochs = 1))
-            let document = AdvAA.Cli.PolicyCommand.exportable source.Path None
+            let document = AdvAA.Cli.PolicyCommand.exportable source.Path None None
             Expect.isTrue document.PerInstance "one policy per instance"
             Expect.equal document.Policies.Count 2 "M = 2"
             let file = dir.File "p.json"

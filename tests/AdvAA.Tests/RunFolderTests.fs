@@ -166,7 +166,7 @@ let tests =
             let expected = [ folder.File RunFolder.ConfigFile; "run format 1"; "this AdvAA reads run format 2" ]
             containsAll (throwsMessage<RunFolderException> (fun () -> Report.load folder.Path |> ignore)) expected
             containsAll (throwsMessage<RunFolderException> (fun () -> train (Tiny.Config("baseline", epochs = 2)) (RunFolder.Open folder.Path) None |> ignore)) expected
-            containsAll (throwsMessage<RunFolderException> (fun () -> AdvAA.Cli.PolicyCommand.exportable folder.Path None |> ignore)) expected
+            containsAll (throwsMessage<RunFolderException> (fun () -> AdvAA.Cli.PolicyCommand.exportable folder.Path None None |> ignore)) expected
         }
 
         test "an atomic write that fails leaves the target as it was and no temporary file" {

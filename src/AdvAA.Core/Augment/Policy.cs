@@ -264,6 +264,18 @@ public static class InstancePolicies
     public static Tensor Apply(Tensor copies, SearchSpace space, Tensor ops, Tensor levels, Tensor? stageProbabilities,
         torch.Generator generator, double magnitudeScale = 1.0, double policyProbability = 1.0)
     {
+        var (augmented, drawn) = ApplyDrawn(copies, space, ops, levels, stageProbabilities, generator, magnitudeScale, policyProbability);
+        drawn.Dispose();
+        return augmented;
+    }
+
+    /// <summary>
+    /// As <see cref="Apply"/>, also giving the sub-policy each copy drew: int64 [M, N] on the copies'
+    /// device, −1 where the policy was not applied (policy probability below 1).
+    /// </summary>
+    public static (Tensor Augmented, Tensor Drawn) ApplyDrawn(Tensor copies, SearchSpace space, Tensor ops, Tensor levels, Tensor? stageProbabilities,
+        torch.Generator generator, double magnitudeScale = 1.0, double policyProbability = 1.0)
+    {
         long m = ops.shape[0], q = ops.shape[1], k = ops.shape[2];
         long n = copies.shape[0] / m;
         if (ops.dim() != 3 || !levels.shape.SequenceEqual(ops.shape) || n * m != copies.shape[0])
@@ -283,12 +295,14 @@ public static class InstancePolicies
         if (magnitudeScale != 1.0)
             chosenLevels = chosenLevels.mul(magnitudeScale).floor_().clamp(0, space.Levels - 1);
         var augmented = BatchAugment.Apply(copies, space, chosenOps.to(device), chosenLevels.to(device), generator, trusted: true);
+        var drawn = choice.to(device);
         if (policyProbability < 1.0)
         {
-            var apply = torch.rand([copies.shape[0]], generator: generator).lt(policyProbability).to(device).view(-1, 1, 1, 1);
-            augmented = torch.where(apply, augmented, copies);
+            var apply = torch.rand([copies.shape[0]], generator: generator).lt(policyProbability).to(device);
+            augmented = torch.where(apply.view(-1, 1, 1, 1), augmented, copies);
+            drawn = torch.where(apply.view(m, n), drawn, torch.full_like(drawn, -1));
         }
-        return augmented.MoveToOuterDisposeScope();
+        return (augmented.MoveToOuterDisposeScope(), drawn.MoveToOuterDisposeScope());
     }
 
     /// <summary>[M, Q, K] tables (ops, levels, stage probabilities or null when all are 1) of policies in a space.</summary>

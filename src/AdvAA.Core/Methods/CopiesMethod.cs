@@ -1,5 +1,7 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
+using AdvAA.Core.Training;
 using AdvAA.Core.Augment;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -83,38 +85,96 @@ public sealed class SourceMethod(MethodContext context, CopiesSpec spec, IPolicy
 }
 
 /// <summary>
-/// Copies augmented by M policies of the search space, one per copy, chosen at the start of each
-/// epoch by <see cref="ChoosePolicies"/> (random draws, the controller, a recorded run, a file).
-/// Records the epoch's policies in policies.jsonl.
+/// Copies augmented by M policies of the search space, one per copy, chosen by
+/// <see cref="ChoosePolicies"/> (random draws, the controller, a recorded run, a file) at the start of
+/// each window of an epoch: the epoch's S steps are cut into <see cref="WindowsFor"/> windows, step s
+/// in window ⌊s·W/S⌋ (one window unless a method learns within epochs). Each window's policies and
+/// instance losses go into policies.jsonl; <see cref="EndWindow"/> lets a method learn from them.
 /// </summary>
 /// <param name="space">The space the policies are over (the run's, or a transfer source's).</param>
 public abstract class InstancePoliciesMethod(MethodContext context, SearchSpace space, int cutout, EpochSchedule magnitudeScale, EpochSchedule policyProbability)
     : CopiesMethod(context, cutout)
 {
-    Tensor? ops, levels, probabilities;
+    Tensor? ops, levels, probabilities, windowLosses;
+    int windows = 1, window, windowSteps;
+    readonly List<PolicyWindow> finished = [];
 
-    /// <summary>The epoch's [M, Q, K] op ids and levels (CPU, int64) and stage probabilities (or null).</summary>
-    protected abstract (Tensor Ops, Tensor Levels, Tensor? Probabilities) ChoosePolicies(EpochContext epoch);
+    /// <summary>The [M, Q, K] op ids and levels (CPU, int64) and stage probabilities (or null) of a window of the epoch.</summary>
+    protected abstract (Tensor Ops, Tensor Levels, Tensor? Probabilities) ChoosePolicies(EpochContext epoch, int window);
+
+    /// <summary>How many windows the epoch is cut into (each draws its own policies).</summary>
+    protected virtual int WindowsFor(EpochContext epoch) => 1;
+
+    /// <summary>A finished window's record, after the method learned from it: its policies and each instance's mean loss over its steps.</summary>
+    protected virtual PolicyWindow EndWindow(IReadOnlyList<Policy> policies, double[] instanceLosses) => new(policies, instanceLosses);
 
     protected override int InstancesFor(EpochContext epoch)
     {
+        finished.Clear();
+        windows = WindowsFor(epoch);
+        Choose(epoch, 0);
+        return (int)ops!.shape[0];
+    }
+
+    void Choose(EpochContext epoch, int chosen)
+    {
         ReleasePolicies();
-        (ops, levels, probabilities) = ChoosePolicies(epoch);
+        (ops, levels, probabilities) = ChoosePolicies(epoch, chosen);
         ops.DetachFromDisposeScope();
         levels.DetachFromDisposeScope();
         probabilities?.DetachFromDisposeScope();
-        return (int)ops.shape[0];
+        window = chosen;
+        windowSteps = 0;
     }
 
-    /// <summary>The current epoch's policies (valid between BeginEpoch and EndEpoch).</summary>
+    /// <summary>The current window's policies (valid between BeginEpoch and EndEpoch).</summary>
     protected (Tensor Ops, Tensor Levels) Current => (ops!, levels!);
 
-    protected override Tensor Augment(Tensor copies, int n, StepContext step) =>
-        InstancePolicies.Apply(copies, space, ops!, levels!, probabilities, Epoch.Streams.Augment,
-            magnitudeScale.At(Epoch.Progress), policyProbability.At(Epoch.Progress));
+    /// <summary>The sub-policy each copy of the current step drew, int64 [M, N] on the device, −1 where no policy was applied; valid in <see cref="Observe"/>.</summary>
+    protected Tensor StepDraws { get; private set; } = null!;
 
-    public override MethodEpochRecord EndEpoch(EpochLosses losses) =>
-        new() { Policies = InstancePolicies.Describe(ops!, levels!, space) };
+    protected override Tensor Augment(Tensor copies, int n, StepContext step)
+    {
+        int now = (int)((long)step.Step * windows / Math.Max(step.Steps, 1));
+        if (now != window)
+        {
+            FinishWindow();
+            Choose(Epoch, now);
+            if (ops!.shape[0] != Instances)
+                throw new InvalidOperationException($"window {now + 1} of epoch {Epoch.Epoch} has {ops.shape[0]} policies, the epoch {Instances}: every window of an epoch must have the same M");
+        }
+        (Tensor augmented, StepDraws) = InstancePolicies.ApplyDrawn(copies, space, ops!, levels!, probabilities, Epoch.Streams.Augment,
+            magnitudeScale.At(Epoch.Progress), policyProbability.At(Epoch.Progress));
+        return augmented;
+    }
+
+    /// <summary>Adds the step's per-instance mean losses to its window's (as the trainer sums the epoch's).</summary>
+    public override void Observe(TrainingBatch batch, Tensor losses)
+    {
+        int m = batch.Instances;
+        if (windowLosses is null)
+        {
+            windowLosses = torch.zeros(m, device: losses.device);
+            windowLosses.DetachFromDisposeScope();
+        }
+        windowLosses.add_(m > 1 ? losses.view(m, -1).mean([1L]) : losses.mean().unsqueeze(0));
+        windowSteps++;
+    }
+
+    void FinishWindow()
+    {
+        double[] losses = windowLosses is null ? new double[ops!.shape[0]]
+            : windowLosses.div(Math.Max(windowSteps, 1)).cpu().data<float>().Select(v => (double)v).ToArray();
+        windowLosses?.Dispose();
+        windowLosses = null;
+        finished.Add(EndWindow(InstancePolicies.Describe(ops!, levels!, space), losses));
+    }
+
+    public override MethodEpochRecord EndEpoch(EpochLosses losses)
+    {
+        FinishWindow();
+        return new() { Windows = finished.ToArray() };
+    }
 
     void ReleasePolicies()
     {
@@ -123,5 +183,9 @@ public abstract class InstancePoliciesMethod(MethodContext context, SearchSpace 
         probabilities?.Dispose();
     }
 
-    public override void Dispose() => ReleasePolicies();
+    public override void Dispose()
+    {
+        ReleasePolicies();
+        windowLosses?.Dispose();
+    }
 }

@@ -57,6 +57,9 @@ public static class MethodRegistry
         MethodSpec spec;
         try { spec = Defaults(name); }
         catch (ConfigException e) { throw new RunFolderException($"{where}: {e.Message}"); }
+        // A record from before a parameter existed ran with what was then in effect, not with today's default.
+        foreach (var parameter in spec.Parameters.Where(p => p.Absent is not null && !json.ContainsKey(p.Name)))
+            spec = parameter.With(spec, parameter.Parse(parameter.Absent!, $"{where}.{parameter.Name}"));
         foreach ((string key, JsonNode? value) in json)
         {
             if (key == "name" || spec.DerivedFields.Contains(key)) continue;

@@ -28,6 +28,8 @@ public sealed class ParameterAttribute(string name, string description) : Attrib
     public bool Text { get; init; }
     /// <summary>A string or policy that may be left unset (null).</summary>
     public bool Optional { get; init; }
+    /// <summary>The value (as text) in effect for a config.json that lacks the parameter, written before it existed; null: the default.</summary>
+    public string? Absent { get; init; }
 }
 
 /// <summary>
@@ -164,6 +166,7 @@ public sealed class MethodParameter
         MinExclusive = attribute.MinExclusive;
         IsText = attribute.Text;
         Optional = attribute.Optional;
+        Absent = attribute.Absent;
         ValueType = property.PropertyType;
         if (!(ValueType == typeof(int) || ValueType == typeof(double) || ValueType == typeof(bool) || ValueType == typeof(string)
               || ValueType == typeof(EpochSchedule) || ValueType == typeof(PolicyDocument)))
@@ -180,6 +183,8 @@ public sealed class MethodParameter
     public bool MinExclusive { get; }
     public bool IsText { get; }
     public bool Optional { get; }
+    /// <summary>The value (as text) a config.json that lacks the parameter had in effect, or null for the default.</summary>
+    public string? Absent { get; }
     public Type ValueType { get; }
 
     /// <summary>The kind of value, as help texts name it.</summary>

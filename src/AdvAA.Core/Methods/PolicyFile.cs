@@ -67,7 +67,7 @@ public sealed class FixedPoliciesMethod : InstancePoliciesMethod
         probabilities?.DetachFromDisposeScope();
     }
 
-    protected override (Tensor Ops, Tensor Levels, Tensor? Probabilities) ChoosePolicies(EpochContext epoch) =>
+    protected override (Tensor Ops, Tensor Levels, Tensor? Probabilities) ChoosePolicies(EpochContext epoch, int window) =>
         (ops.clone(), levels.clone(), probabilities?.clone());
 
     public override void Dispose()

@@ -30,7 +30,7 @@ public sealed record RandomSpec : SampledPoliciesSpec
 public sealed class RandomPoliciesMethod(MethodContext context, RandomSpec spec)
     : InstancePoliciesMethod(context, context.Space, spec.Cutout, spec.MagnitudeScale, spec.PolicyProbability)
 {
-    protected override (Tensor Ops, Tensor Levels, Tensor? Probabilities) ChoosePolicies(EpochContext epoch)
+    protected override (Tensor Ops, Tensor Levels, Tensor? Probabilities) ChoosePolicies(EpochContext epoch, int window)
     {
         long[] shape = [spec.InstancesAt(epoch.Progress), spec.SubPolicies, spec.OpsPerSubPolicy];
         var ops = torch.randint(0, Context.Space.Ops.Count, shape, generator: epoch.Streams.Policy, dtype: ScalarType.Int64);

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using AdvAA.Core.Augment;
 using AdvAA.Core.Data;
+using AdvAA.Core.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -73,8 +74,10 @@ public sealed record StageContext(string RunFolder, ImageDataset Train, Normaliz
 /// <param name="Groups">The training data's (class, subgroup) groups, or null for data without subgroups.</param>
 /// <param name="GroupCounts">Training images per group, in the order of <paramref name="Groups"/>.</param>
 /// <param name="HasCounterparts">Whether the training data knows each image's counterpart in its class's other subgroup.</param>
+/// <param name="StepsPerEpoch">Optimiser steps in an epoch (0 when unknown, outside a trainer).</param>
+/// <param name="Target">The target model, for methods that learn with a copy of it (a teacher); null outside a trainer.</param>
 public sealed record MethodContext(SearchSpace Space, int Classes, int Channels, int Height, int Width, Device Device, int Epochs, long Seed,
-    IReadOnlyList<SubgroupName>? Groups = null, long[]? GroupCounts = null, bool HasCounterparts = false);
+    IReadOnlyList<SubgroupName>? Groups = null, long[]? GroupCounts = null, bool HasCounterparts = false, int StepsPerEpoch = 0, TargetModel? Target = null);
 
 /// <summary>
 /// The start of an epoch. <paramref name="Epoch"/> counts from 1; <paramref name="Progress"/> is the
@@ -122,17 +125,18 @@ public sealed record EpochLosses(double[] InstanceLosses);
 
 /// <summary>
 /// What a method reports at the end of an epoch, for metrics.jsonl and policies.jsonl: the M policies
-/// it applied (null for methods without policies), their normalised losses, the controller's
-/// entropy, loss and distribution, and the seconds the method spent outside building batches.
+/// of each window it applied (null for methods without policies) with what it learned from them, the
+/// controller's distribution and its own metrics.
 /// </summary>
 public sealed record MethodEpochRecord
 {
-    public IReadOnlyList<Policy>? Policies { get; init; }
-    public double[]? NormalizedLosses { get; init; }
     public ControllerDistribution? Distribution { get; init; }
+    /// <summary>The epoch's windows (each with its M policies and what the method learned from them); null for methods without policies.</summary>
+    public IReadOnlyList<PolicyWindow>? Windows { get; init; }
     /// <summary>The method's own values of the epoch, by name (described by its spec's <see cref="MethodSpec.Metrics"/>).</summary>
     public IReadOnlyList<KeyValuePair<string, MetricValue>> Metrics { get; init; } = [];
-    public double Seconds { get; init; }
+    /// <summary>Seconds the method's own work took in the epoch, by part (e.g. "controller", "teacher"); timings, so not compared between runs.</summary>
+    public IReadOnlyList<KeyValuePair<string, double>> Seconds { get; init; } = [];
 
     public static MethodEpochRecord Empty { get; } = new();
 }

@@ -14,7 +14,8 @@ namespace AdvAA.Core.Methods;
 /// <summary>
 /// Policy transfer (the paper's §4.6): a new target trains with the dynamic schedule another run
 /// learned, epoch e taking the M policies the source used at its corresponding epoch (epochs mapped
-/// proportionally when the counts differ), over the source's search space, with no controller.
+/// proportionally when the counts differ) — window by window when the source drew several an epoch —
+/// over the source's search space, with no controller.
 /// The record holds the source's absolute path and a hash of what was replayed, so a resumed run
 /// notices a changed source.
 /// </summary>
@@ -72,10 +73,10 @@ public sealed record TransferSpec : MethodSpec
     public override ITrainingMethod Create(MethodContext context) => new TransferMethod(context, this, Source(context.Space));
 }
 
-/// <summary>A finished run's policies, epoch by epoch, over its search space.</summary>
+/// <summary>A finished run's policies, epoch by epoch and window by window, over its search space.</summary>
 public sealed class TransferSource
 {
-    TransferSource(string folder, SearchSpace space, IReadOnlyList<IReadOnlyList<Policy>> epochs, string sha256)
+    TransferSource(string folder, SearchSpace space, IReadOnlyList<IReadOnlyList<IReadOnlyList<Policy>>> epochs, string sha256)
     {
         Folder = folder;
         Space = space;
@@ -85,8 +86,8 @@ public sealed class TransferSource
 
     public string Folder { get; }
     public SearchSpace Space { get; }
-    /// <summary>The M policies of each source epoch (index 0 = epoch 1).</summary>
-    public IReadOnlyList<IReadOnlyList<Policy>> Epochs { get; }
+    /// <summary>The M policies of each window of each source epoch (index 0 = epoch 1).</summary>
+    public IReadOnlyList<IReadOnlyList<IReadOnlyList<Policy>>> Epochs { get; }
     public string Sha256 { get; }
 
     /// <summary>The source epoch (1-based) that epoch <paramref name="epoch"/> of a run of <paramref name="epochs"/> epochs replays.</summary>
@@ -106,18 +107,20 @@ public sealed class TransferSource
                 $"{run.Path} ({config.Experiment.Method.Name}) records no policies for every epoch in {RunFolder.PoliciesFile}: transfer needs a run of a method that draws or learns policies (adversarial, random)");
         var space = config.Experiment.Space.WithCustomOps(customOps, $"{run.Path}'s search space");
         var content = new StringBuilder(config.Experiment.Space.ToJson().ToJsonString());
-        foreach (var r in records) content.Append('\n').Append((r with { InstanceLosses = [], NormalizedLosses = null, Distribution = null }).ToJson().ToJsonString());
+        foreach (var r in records) content.Append('\n').Append(r.PoliciesOnly().ToJson().ToJsonString());
         string sha = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(content.ToString())));
-        return new TransferSource(run.Path, space, records.OrderBy(r => r.Epoch).Select(r => r.Policies!).ToArray(), sha);
+        return new TransferSource(run.Path, space, records.OrderBy(r => r.Epoch).Select(r => r.WindowPolicies).ToArray(), sha);
     }
 }
 
 public sealed class TransferMethod(MethodContext context, TransferSpec spec, TransferSource source)
     : InstancePoliciesMethod(context, source.Space, spec.Cutout, spec.MagnitudeScale, spec.PolicyProbability)
 {
-    protected override (Tensor Ops, Tensor Levels, Tensor? Probabilities) ChoosePolicies(EpochContext epoch)
-    {
-        var policies = source.Epochs[source.SourceEpoch(epoch.Epoch, Context.Epochs) - 1];
-        return InstancePolicies.Tables(policies, source.Space, $"{source.Folder}, epoch {source.SourceEpoch(epoch.Epoch, Context.Epochs)}");
-    }
+    IReadOnlyList<IReadOnlyList<Policy>> Windows(EpochContext epoch) => source.Epochs[source.SourceEpoch(epoch.Epoch, Context.Epochs) - 1];
+
+    protected override int WindowsFor(EpochContext epoch) => Windows(epoch).Count;
+
+    protected override (Tensor Ops, Tensor Levels, Tensor? Probabilities) ChoosePolicies(EpochContext epoch, int window) =>
+        InstancePolicies.Tables(Windows(epoch)[window], source.Space,
+            $"{source.Folder}, epoch {source.SourceEpoch(epoch.Epoch, Context.Epochs)}{(Windows(epoch).Count > 1 ? $", window {window + 1}" : "")}");
 }

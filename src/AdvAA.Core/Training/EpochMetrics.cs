@@ -30,7 +30,8 @@ public sealed record EpochMetrics(
     double? CleanTrainAccuracy = null,
     double? ReduceSeconds = null,
     IReadOnlyList<KeyValuePair<string, double>>? GroupAccuracy = null,
-    IReadOnlyList<KeyValuePair<string, MetricValue>>? MethodMetrics = null)
+    IReadOnlyList<KeyValuePair<string, MetricValue>>? MethodMetrics = null,
+    IReadOnlyList<KeyValuePair<string, double>>? MethodSeconds = null)
 {
     /// <summary>The method's number of this name, or null when it recorded none.</summary>
     public double? Number(string name) => Method(name) is MetricValue.Number n ? n.Value : null;
@@ -50,7 +51,7 @@ public sealed record EpochMetrics(
         : null;
 
     /// <summary>Fields that measure time, which differ between otherwise identical runs.</summary>
-    public static readonly string[] TimingFields = ["seconds", "images_per_second", "augment_seconds", "controller_seconds", "reduce_seconds"];
+    public static readonly string[] TimingFields = ["seconds", "images_per_second", "augment_seconds", "controller_seconds", "reduce_seconds", "method_seconds"];
 
     public JsonObject ToJson() => WithOptionalFields(new()
     {
@@ -84,14 +85,15 @@ public sealed record EpochMetrics(
         Optional(json, "reduce_seconds", where),
         NamedNumbers(json, "group_accuracy", where),
         json.Where(p => !FixedFields.Contains(p.Key) && p.Value is not null)
-            .Select(p => KeyValuePair.Create(p.Key, MetricValue.FromJson(p.Value, p.Key, where)!)).ToList() is { Count: > 0 } method ? method : null);
+            .Select(p => KeyValuePair.Create(p.Key, MetricValue.FromJson(p.Value, p.Key, where)!)).ToList() is { Count: > 0 } method ? method : null,
+        NamedNumbers(json, "method_seconds", where));
 
     /// <summary>The fields every method's lines share (or the trainer adds); any other field is the method's own.</summary>
     static readonly HashSet<string> FixedFields =
     [
         "epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "val_loss", "val_accuracy", "clean_train_accuracy", "lr", "instances",
         "instance_losses", "seconds", "images_per_second", "augment_seconds", "controller_seconds", "reduce_seconds",
-        "group_accuracy", "robust_accuracy", "subgroup_gap",
+        "group_accuracy", "robust_accuracy", "subgroup_gap", "method_seconds",
     ];
 
     static List<KeyValuePair<string, double>>? NamedNumbers(JsonObject json, string name, string where) =>
@@ -112,6 +114,8 @@ public sealed record EpochMetrics(
             json["robust_accuracy"] = JsonOptions.Number(RobustAccuracy!.Value);
             json["subgroup_gap"] = Named(SubgroupGap!);
         }
+        // Where the method's own work took time (an adversarial controller's updates, its teacher), by part.
+        if (MethodSeconds is { Count: > 0 } parts) json["method_seconds"] = Named(parts);
         // The method's own values, by their names.
         foreach (var (name, value) in MethodMetrics ?? []) json[name] = value.ToJson();
         return json;

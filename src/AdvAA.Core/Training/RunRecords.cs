@@ -152,46 +152,121 @@ public sealed record Amendment(int AfterEpoch, string Time, IReadOnlyList<(strin
 }
 
 /// <summary>
+/// One window of an epoch (a controller that learns several times an epoch draws M policies per
+/// window): its policies, each instance's mean loss over the window's steps, and the normalised
+/// rewards the controller learned from — per instance, or per (instance, sub-policy) unit, M·Q
+/// instance-major with NaN (null in JSON) for a unit no image drew.
+/// </summary>
+public sealed record PolicyWindow(IReadOnlyList<Policy> Policies, double[] InstanceLosses, double[]? NormalizedLosses = null, double[]? SubPolicyRewards = null)
+{
+    /// <summary>Adds the window's fields to <paramref name="record"/> (policies.jsonl writes a single window's at the top level).</summary>
+    internal void AddTo(JsonObject record)
+    {
+        record["policies"] = PolicyRecord.PoliciesJson(Policies);
+        record["instance_losses"] = RecordJson.NumberArray(InstanceLosses);
+        if (NormalizedLosses != null) record["normalized_losses"] = RecordJson.NumberArray(NormalizedLosses);
+        if (SubPolicyRewards != null)
+            record["sub_policy_rewards"] = new JsonArray(SubPolicyRewards.Select(r => double.IsNaN(r) ? null : (JsonNode?)JsonOptions.Number(r)).ToArray());
+    }
+
+    internal static PolicyWindow FromJson(JsonObject json, string where, double[] instanceLosses) => new(
+        PolicyRecord.PoliciesFromJson(json, where)!,
+        json["instance_losses"] != null ? RecordJson.Numbers(json, "instance_losses", where) : instanceLosses,
+        json["normalized_losses"] != null ? RecordJson.Numbers(json, "normalized_losses", where) : null,
+        json["sub_policy_rewards"] is JsonArray rewards
+            ? rewards.Select((r, i) => r is null ? double.NaN : RecordJson.Number(r, $"sub_policy_rewards[{i}]", where)).ToArray()
+            : null);
+}
+
+/// <summary>
 /// A line of policies.jsonl: the epoch's M policies by op name (methods without policies have
-/// none), each instance's mean loss, their normalised losses and the controller's distribution
-/// (adversarial).
+/// none), each instance's mean loss, their normalised losses (or the sub-policy rewards) and the
+/// controller's distribution (adversarial). An epoch of several windows records each in "windows";
+/// <see cref="Policies"/> is then its last window's.
 /// </summary>
 public sealed record PolicyRecord(int Epoch, string Method, IReadOnlyList<Policy>? Policies, double[] InstanceLosses,
     double[]? NormalizedLosses, ControllerDistribution? Distribution)
 {
+    /// <summary>The normalised reward of each (instance, sub-policy) unit of a single-window epoch (NaN where no image drew it), or null.</summary>
+    public double[]? SubPolicyRewards { get; init; }
+
+    /// <summary>The epoch's windows when it had more than one, else null.</summary>
+    public IReadOnlyList<PolicyWindow>? Windows { get; init; }
+
+    /// <summary>The record of an epoch's windows (one window: the single-window form).</summary>
+    public static PolicyRecord Of(int epoch, string method, IReadOnlyList<PolicyWindow>? windows, double[] instanceLosses, ControllerDistribution? distribution) =>
+        windows is not { Count: > 0 } ? new(epoch, method, null, instanceLosses, null, distribution)
+        : windows.Count == 1 ? new(epoch, method, windows[0].Policies, instanceLosses, windows[0].NormalizedLosses, distribution) { SubPolicyRewards = windows[0].SubPolicyRewards }
+        : new(epoch, method, windows[^1].Policies, instanceLosses, null, distribution) { Windows = windows };
+
+    /// <summary>The M policies of each window of the epoch, in order (none for a method without policies).</summary>
+    public IReadOnlyList<IReadOnlyList<Policy>> WindowPolicies =>
+        Windows?.Select(w => w.Policies).ToArray() ?? (Policies is null ? [] : [Policies]);
+
+    /// <summary>The record's policies alone (for a content hash of what a run applied).</summary>
+    public PolicyRecord PoliciesOnly() => this with
+    {
+        InstanceLosses = [], NormalizedLosses = null, Distribution = null, SubPolicyRewards = null,
+        Windows = Windows?.Select(w => new PolicyWindow(w.Policies, [])).ToArray(),
+    };
+
     public JsonObject ToJson()
     {
         var record = new JsonObject { ["epoch"] = Epoch, ["method"] = Method };
-        if (Policies != null)
-            record["policies"] = new JsonArray(Policies.Select(p => (JsonNode?)new JsonArray(p.SubPolicies.Select(sub =>
-                (JsonNode?)new JsonArray(sub.Stages.Select(s => (JsonNode?)(s.Probability == 1.0
-                    ? new JsonArray(s.Op, s.Level)
-                    : new JsonArray(s.Op, s.Level, s.Probability))).ToArray())).ToArray())).ToArray());
-        record["instance_losses"] = RecordJson.NumberArray(InstanceLosses);
-        if (NormalizedLosses != null) record["normalized_losses"] = RecordJson.NumberArray(NormalizedLosses);
+        if (Windows != null)
+        {
+            record["windows"] = new JsonArray(Windows.Select(w =>
+            {
+                var window = new JsonObject();
+                w.AddTo(window);
+                return (JsonNode?)window;
+            }).ToArray());
+            record["instance_losses"] = RecordJson.NumberArray(InstanceLosses);
+        }
+        else if (Policies != null) new PolicyWindow(Policies, InstanceLosses, NormalizedLosses, SubPolicyRewards).AddTo(record);
+        else record["instance_losses"] = RecordJson.NumberArray(InstanceLosses);
         if (Distribution != null) record["controller_distribution"] = Distribution.ToJson();
         return record;
     }
 
+    internal static JsonArray PoliciesJson(IReadOnlyList<Policy> policies) =>
+        new(policies.Select(p => (JsonNode?)new JsonArray(p.SubPolicies.Select(sub =>
+            (JsonNode?)new JsonArray(sub.Stages.Select(s => (JsonNode?)(s.Probability == 1.0
+                ? new JsonArray(s.Op, s.Level)
+                : new JsonArray(s.Op, s.Level, s.Probability))).ToArray())).ToArray())).ToArray());
+
+    internal static IReadOnlyList<Policy>? PoliciesFromJson(JsonObject json, string where) =>
+        json["policies"] == null ? null
+        : RecordJson.Array(json, "policies", where).Select((p, m) =>
+            new Policy(Items(p, $"policies[{m}]", where).Select((sub, q) =>
+                new SubPolicy(Items(sub, $"policies[{m}][{q}]", where).Select((stage, k) =>
+                {
+                    string at = $"policies[{m}][{q}][{k}]";
+                    var parts = Items(stage, at, where);
+                    if (parts.Count is < 2 or > 3 || parts[0] is not JsonValue op || !op.TryGetValue(out string? name)
+                        || parts[1] is not JsonValue level || !level.TryGetValue(out int l))
+                        throw new RunFolderException($"{where}: {at} is {stage?.ToJsonString()}: expected [op, level] or [op, level, probability]");
+                    return new PolicyStage(name, l, parts.Count == 3 ? RecordJson.Number(parts[2], at + "[2]", where) : 1.0);
+                }).ToArray())).ToArray())).ToArray();
+
     public static PolicyRecord FromJson(JsonObject json, string where)
     {
-        IReadOnlyList<Policy>? policies = null;
-        if (json["policies"] != null)
-            policies = RecordJson.Array(json, "policies", where).Select((p, m) =>
-                new Policy(Items(p, $"policies[{m}]", where).Select((sub, q) =>
-                    new SubPolicy(Items(sub, $"policies[{m}][{q}]", where).Select((stage, k) =>
-                    {
-                        string at = $"policies[{m}][{q}][{k}]";
-                        var parts = Items(stage, at, where);
-                        if (parts.Count is < 2 or > 3 || parts[0] is not JsonValue op || !op.TryGetValue(out string? name)
-                            || parts[1] is not JsonValue level || !level.TryGetValue(out int l))
-                            throw new RunFolderException($"{where}: {at} is {stage?.ToJsonString()}: expected [op, level] or [op, level, probability]");
-                        return new PolicyStage(name, l, parts.Count == 3 ? RecordJson.Number(parts[2], at + "[2]", where) : 1.0);
-                    }).ToArray())).ToArray())).ToArray();
-        return new(RecordJson.Value<int>(json, "epoch", where), RecordJson.Value<string>(json, "method", where), policies,
-            RecordJson.Numbers(json, "instance_losses", where),
-            json["normalized_losses"] != null ? RecordJson.Numbers(json, "normalized_losses", where) : null,
-            json["controller_distribution"] != null ? ControllerDistribution.FromJson(RecordJson.Object(json, "controller_distribution", where), where + ": controller_distribution") : null);
+        double[] instanceLosses = RecordJson.Numbers(json, "instance_losses", where);
+        var distribution = json["controller_distribution"] != null
+            ? ControllerDistribution.FromJson(RecordJson.Object(json, "controller_distribution", where), where + ": controller_distribution") : null;
+        int epoch = RecordJson.Value<int>(json, "epoch", where);
+        string method = RecordJson.Value<string>(json, "method", where);
+        if (json["windows"] != null)
+        {
+            var windows = RecordJson.Array(json, "windows", where).Select((w, i) =>
+                PolicyWindow.FromJson(w as JsonObject ?? throw new RunFolderException($"{where}: windows[{i}] is {w?.ToJsonString() ?? "null"}: expected an object"),
+                    $"{where}: windows[{i}]", instanceLosses)).ToArray();
+            if (windows.Length == 0) throw new RunFolderException($"{where}: windows is empty: expected at least one window");
+            return Of(epoch, method, windows, instanceLosses, distribution);
+        }
+        var policies = PoliciesFromJson(json, where);
+        var single = policies is null ? null : PolicyWindow.FromJson(json, where, instanceLosses);
+        return new(epoch, method, policies, instanceLosses, single?.NormalizedLosses, distribution) { SubPolicyRewards = single?.SubPolicyRewards };
     }
 
     static IReadOnlyList<JsonNode?> Items(JsonNode? node, string at, string where) =>

@@ -106,14 +106,17 @@ public sealed class Trainer : IDisposable
         if (config.Init is string init)
             PyTorchStateDict.LoadInto(model, init, $"{config.Model} with {train.Classes.Count} classes");
         model.to(device);
+        normalizer = Normalizer.FromDataset(train);
+        loader = new BatchLoader(train, config.BatchSize, device, shuffle: true, config.Seed, dropLast: true);
+        var target = new TargetModel(model,
+            () => ModelRegistry.Create(config.Model, classes, config.Dropout, EpochStreams.SeedOf(config.Seed, 0, EpochStreams.ModelInitStream)).to(device),
+            LossesOf);
         method = config.Method.Create(new MethodContext(space, train.Classes.Count, train.Channels, train.Height, train.Width, device, config.Epochs, config.Seed,
-            train.GroupNames, train.GroupNames is null ? null : train.GroupCounts(), train.Counterparts is not null));
+            train.GroupNames, train.GroupNames is null ? null : train.GroupCounts(), train.Counterparts is not null, loader.BatchesPerEpoch, target));
         objective = method as IObjectiveMethod;
         if (objective != null && config.Mix is { } mixing)
             throw new ConfigException($"method {config.Method.Name} sets its own objective over the batch's labels and groups; it does not combine with label mixing (--mix {mixing.Text})");
         optimizer = torch.optim.SGD(model.parameters(), learningRate.At(0), config.Momentum, 0, config.WeightDecay, config.Nesterov);
-        normalizer = Normalizer.FromDataset(train);
-        loader = new BatchLoader(train, config.BatchSize, device, shuffle: true, config.Seed, dropLast: true);
         // The data set as read (its identity); the limits are recorded with the experiment.
         dataRecord = new DataRecord(data.Format, data.Train.Source, data.Train.Count, data.Test.Count,
             [train.Channels, train.Height, train.Width], train.Classes.ToArray(), normalizer.Mean.ToArray(), normalizer.Std.ToArray(),
@@ -387,7 +390,8 @@ public sealed class Trainer : IDisposable
             var metrics = new EpochMetrics(epoch, trainLoss, correct.item<long>() / (double)Math.Max(seen, 1), test?.Loss, test?.Accuracy,
                 learningRate.At(progress), instanceLosses.Length, instanceLosses, seconds,
                 seen / Math.Max(trainSeconds, 1e-9), augmentSeconds, methodSeconds, valid?.Loss, valid?.Accuracy, cleanTrain,
-                group is null ? null : reduceSeconds, test?.Groups, record.Metrics.Count > 0 ? record.Metrics : null);
+                group is null ? null : reduceSeconds, test?.Groups, record.Metrics.Count > 0 ? record.Metrics : null,
+                record.Seconds.Count > 0 ? record.Seconds : null);
             // The ranks must still agree (model, controller, every metric but the timings): a drift would otherwise go unseen until the results are wrong.
             if (group != null)
             {
@@ -395,7 +399,7 @@ public sealed class Trainer : IDisposable
                 foreach (string timing in EpochMetrics.TimingFields) shared.Remove(timing);
                 group.EnsureSame($"the model, the method's state and the metrics of epoch {epoch}", [.. StateBytes(), .. Encoding.UTF8.GetBytes(shared.ToJsonString())]);
             }
-            return (metrics, new PolicyRecord(epoch, config.Method.Name, record.Policies, instanceLosses, record.NormalizedLosses, record.Distribution));
+            return (metrics, PolicyRecord.Of(epoch, config.Method.Name, record.Windows, instanceLosses, record.Distribution));
         }
         finally
         {
@@ -459,10 +463,21 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>The model's logits in float32; the forward pass runs in the run's precision (bf16: autocast).</summary>
-    Tensor Forward(Tensor inputs)
+    Tensor Forward(Tensor inputs) => Forward(model, inputs);
+
+    Tensor Forward(Module<Tensor, Tensor> network, Tensor inputs)
     {
         using var region = Autocast.For(precision, device.type);
-        return model.forward(inputs).to_type(ScalarType.Float32);
+        return network.forward(inputs).to_type(ScalarType.Float32);
+    }
+
+    /// <summary>Per-sample losses of uint8 images under another module of the target's architecture (a teacher), in evaluation mode, without gradients.</summary>
+    Tensor LossesOf(Module<Tensor, Tensor> network, Tensor images, Tensor targets)
+    {
+        if (ReferenceEquals(network, model)) return Score(images, targets);
+        network.eval();
+        using var noGrad = torch.no_grad();
+        return Losses.CrossEntropy(Forward(network, normalizer.Apply(images, channelsLast)), targets);
     }
 
 
