@@ -268,16 +268,30 @@ let metricsRows (run: RunData) =
 let metricsHeader (run: RunData) =
     [ "epoch"; "train loss"; "train acc %"; "test loss"; "test acc %"; "lr" ] @ [ for d in labelled run -> nonNull d.Label ] @ [ "images/s" ]
 
-/// The final epoch's policies as text rows: policy index, normalised loss, sub-policies.
+/// The final epoch's policies as text rows (its last window's when it had several): policy index,
+/// normalised loss, sub-policies (each with its reward under a paired reward).
 let private finalPolicies (run: RunData) =
     run.Policies
     |> List.rev
     |> List.tryPick (fun p -> match p.Policies with null -> None | policies -> Some(p, policies))
     |> Option.map (fun (p, policies) ->
-        p.Epoch,
+        let window = match p.Windows with null -> None | windows -> Some windows[windows.Count - 1]
+        let normalized = match window with Some w -> w.NormalizedLosses | None -> p.NormalizedLosses
+        let rewards = match window with Some w -> w.SubPolicyRewards | None -> p.SubPolicyRewards
+        let which =
+            match p.Windows with
+            | null -> sprintf "epoch %d" p.Epoch
+            | windows -> sprintf "epoch %d, its last window (%d of %d)" p.Epoch windows.Count windows.Count
+        which,
         [ for i, policy in List.indexed (List.ofSeq policies) ->
-            let subs = [ for sub in policy.SubPolicies -> sub.Stages |> Seq.map (fun s -> sprintf "%s %d" s.Op s.Level) |> String.concat " → " ]
-            let score = p.NormalizedLosses |> Option.ofObj |> Option.map (fun a -> fixed4 a[i]) |> Option.defaultValue "–"
+            let subs =
+                [ for q, sub in List.indexed (List.ofSeq policy.SubPolicies) ->
+                    let text = sub.Stages |> Seq.map (fun s -> sprintf "%s %d" s.Op s.Level) |> String.concat " → "
+                    match rewards with
+                    | null -> text
+                    | r when Double.IsNaN r[i * policy.SubPolicies.Count + q] -> text + "  (drawn by no image)"
+                    | r -> sprintf "%s  (reward %s)" text (fixed4 r[i * policy.SubPolicies.Count + q]) ]
+            let score = normalized |> Option.ofObj |> Option.map (fun a -> fixed4 a[i]) |> Option.defaultValue "–"
             i + 1, score, subs ])
 
 let private embed (path: string) =
@@ -316,8 +330,8 @@ let html (runs: RunData list) (images: string list) =
         add "</table>"
     | None -> ()
     match finalPolicies run with
-    | Some(epoch, policies) ->
-        add (sprintf "<h2>Policies of epoch %d</h2><table id=\"policies\"><tr><th>policy</th><th>normalised loss</th><th>sub-policies</th></tr>" epoch)
+    | Some(which, policies) ->
+        add (sprintf "<h2>Policies of %s</h2><table id=\"policies\"><tr><th>policy</th><th>normalised loss</th><th>sub-policies</th></tr>" which)
         for i, score, subs in policies do
             add (sprintf "<tr><td>%d</td><td>%s</td><td style=\"text-align:left\">%s</td></tr>" i score (subs |> List.map e |> String.concat "<br/>"))
         add "</table>"

@@ -52,6 +52,8 @@ type RunSummary =
       /// Shares of the training time spent augmenting and in the controller (its sampling and update).
       AugmentShare: float
       ControllerShare: float
+      /// Share spent in an adversarial method's EMA teacher (0 without one).
+      TeacherShare: float
       /// Data with subgroups: the final worst-group test accuracy and the largest subgroup gap of a class.
       Robust: float option
       Gap: float option
@@ -80,7 +82,15 @@ let private summarize (seed: int64) (run: RunData) =
       ImagesPerSecond = run.Metrics |> List.map (fun m -> m.ImagesPerSecond) |> List.sort |> fun xs -> xs[xs.Length / 2]
       Seconds = seconds
       AugmentShare = (run.Metrics |> List.sumBy (fun m -> m.AugmentSeconds)) / seconds
-      ControllerShare = (run.Metrics |> List.sumBy (fun m -> m.ControllerSeconds)) / seconds
+      // A controller that learns within epochs records its own time (its updates run while batches are built).
+      ControllerShare =
+          (run.Metrics |> List.sumBy (fun m ->
+              match m.MethodSeconds |> Option.ofObj |> Option.bind (Seq.tryFind (fun p -> p.Key = AdversarialSpec.ControllerPart)) with
+              | Some part -> part.Value
+              | None -> m.ControllerSeconds)) / seconds
+      TeacherShare =
+          (run.Metrics |> List.sumBy (fun m ->
+              m.MethodSeconds |> Option.ofObj |> Option.bind (Seq.tryFind (fun p -> p.Key = AdversarialSpec.TeacherPart)) |> Option.map (fun p -> p.Value) |> Option.defaultValue 0.0)) / seconds
       Robust = lastGroups |> Option.map (fun m -> m.RobustAccuracy.Value)
       Gap = lastGroups |> Option.map (fun m -> nonNull m.SubgroupGap |> Seq.map (fun g -> g.Value) |> Seq.max)
       StageSeconds =
@@ -108,6 +118,33 @@ let private draws (run: RunData) (counted: ControllerDistribution) =
     match run.Config.Experiment.Method with
     | :? SampledPoliciesSpec as s -> s.SubPolicies * s.OpsPerSubPolicy * counted.Rollouts
     | _ -> counted.Rollouts * 10
+
+/// The 97.5% quantile of Student's t with `df` ≥ 1 degrees of freedom: the factor of a two-sided 95%
+/// interval. With t = √df·tan θ the density in θ is ∝ cos^(df−1) θ on (−π/2, π/2), so the quantile is
+/// where its integral from 0 reaches 95% of the half (trapezoids, 20,000 steps: 4 decimals).
+let tQuantile975 (df: int) =
+    if df < 1 then invalidArg (nameof df) (sprintf "%d degrees of freedom: expected at least 1" df)
+    let steps = 20000
+    let h = Math.PI / 2.0 / float steps
+    let density (theta: float) = cos theta ** float (df - 1)
+    let cumulative = Array.zeroCreate (steps + 1)
+    for i in 1 .. steps do
+        cumulative[i] <- cumulative[i - 1] + h * (density (float (i - 1) * h) + density (float i * h)) / 2.0
+    let target = 0.95 * cumulative[steps]
+    let i = cumulative |> Array.findIndex (fun c -> c >= target)
+    let theta = float (i - 1) * h + h * (target - cumulative[i - 1]) / (cumulative[i] - cumulative[i - 1])
+    sqrt (float df) * tan theta
+
+/// The paired differences a − b over the seeds both have: their number, mean and the half-width of
+/// the 95% t-interval of the mean (NaN for a single pair), as TrivialAugment's authors report.
+let pairedDifference (a: (int64 * float) list) (b: (int64 * float) list) =
+    let differences = [ for seed, x in a do match List.tryFind (fst >> (=) seed) b with Some(_, y) -> yield x - y | None -> () ]
+    match differences with
+    | [] -> 0, nan, nan
+    | [ d ] -> 1, d, nan
+    | ds ->
+        let mean, sd = meanSd ds
+        ds.Length, mean, tQuantile975 (ds.Length - 1) * sd / sqrt (float ds.Length)
 
 let private pct (x: float) = if Double.IsNaN x then "–" else sprintf "%.2f" (100.0 * x)
 /// mean ± sd; one value alone (one seed so far) has no spread to show.
@@ -222,6 +259,26 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
         for value, runs in byValue do o[value] <- JsonArray([| for r in runs -> JsonValue.Create r :> JsonNode | null |])
         o
 
+    // The first arm against each other arm, seed by seed (the arms share their random streams per seed).
+    let reference, referenceRuns = summaries.Head
+    let differences (rs: RunSummary list) (f: RunSummary -> float option) =
+        pairedDifference [ for r in referenceRuns do match f r with Some v -> yield r.Seed, v | None -> () ] [ for r in rs do match f r with Some v -> yield r.Seed, v | None -> () ]
+    let measures = [ "validation_accuracy", (fun (r: RunSummary) -> r.Validation); "final_test_accuracy", (fun r -> Some r.Final) ]
+    let paired (arm: string) : JsonNode | null =
+        let rs = summaries |> List.find (fst >> (=) arm) |> snd
+        let o = JsonObject()
+        o["reference"] <- JsonValue.Create reference
+        for measure, f in measures do
+            let n, mean, half = differences rs f
+            if n > 0 then
+                let d = JsonObject()
+                d["pairs"] <- JsonValue.Create n
+                d["mean"] <- JsonOptions.Number mean
+                if not (Double.IsNaN half) then
+                    d["low"] <- JsonOptions.Number(mean - half)
+                    d["high"] <- JsonOptions.Number(mean + half)
+                o[measure] <- d
+        o
     let json = JsonObject()
     json["study"] <- JsonValue.Create name
     json["machines"] <- groups machines
@@ -256,7 +313,9 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
                 o["seconds"] <- stats (rs |> List.map (fun r -> r.Seconds))
                 o["augment_share"] <- stats (rs |> List.map (fun r -> r.AugmentShare))
                 o["controller_share"] <- stats (rs |> List.map (fun r -> r.ControllerShare))
+                if rs |> List.exists (fun r -> r.TeacherShare > 0.0) then o["teacher_share"] <- stats (rs |> List.map (fun r -> r.TeacherShare))
                 o["runs"] <- JsonArray([| for r in rs -> JsonValue.Create(Path.GetFileName r.Folder) :> JsonNode | null |])
+                if arm <> fst summaries.Head then o["paired_with_first"] <- paired arm
                 match controllerArms |> List.tryFind (fst >> (=) arm) with
                 | Some(_, moves) ->
                     let perEpoch =
@@ -305,7 +364,7 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
     | [ precision, _ ] -> line (sprintf "Precision: %s." precision)
     | _ -> line (sprintf "**The runs trained in %d precisions; compare accuracies and speeds within one.** %s." precisions.Length (listed precisions))
     line ""
-    line "Accuracies in %, mean ± sd over seeds; final = the last evaluated epoch; clean train = the final model on the un-augmented training images (clean train − test is the overfitting gap); augment, controller = the shares of the training time spent augmenting and in the controller."
+    line "Accuracies in %, mean ± sd over seeds; final = the last evaluated epoch; clean train = the final model on the un-augmented training images (clean train − test is the overfitting gap); augment, controller = the shares of the training time spent augmenting and in the controller (and, where there is one, in an adversarial method's teacher; a controller that learns within epochs updates while batches are built, so its time is also inside augment's)."
     line ""
     // Data with subgroups adds the worst group's accuracy, the largest subgroup gap and stage 1's time.
     let grouped = summaries |> List.exists (fun (_, rs) -> rs |> List.exists (fun r -> r.Robust.IsSome))
@@ -321,7 +380,10 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
         let spec = (snd runs.Head).Config.Experiment.Method
         let optional (f: RunSummary -> float option) = if rs |> List.forall (fun r -> (f r).IsSome) then pm (rs |> List.map (f >> Option.get)) else "–"
         let ips, _ = meanSd (rs |> List.map (fun r -> r.ImagesPerSecond))
-        let shares = sprintf "%.0f%%, %.0f%%" (100.0 * List.averageBy (fun r -> r.AugmentShare) rs) (100.0 * List.averageBy (fun r -> r.ControllerShare) rs)
+        let teacher = List.averageBy (fun r -> r.TeacherShare) rs
+        let shares =
+            sprintf "%.0f%%, %.0f%%%s" (100.0 * List.averageBy (fun r -> r.AugmentShare) rs) (100.0 * List.averageBy (fun r -> r.ControllerShare) rs)
+                (if teacher > 0.0 then sprintf ", teacher %.0f%%" (100.0 * teacher) else "")
         let secs, _ = meanSd (rs |> List.map (fun r -> r.Seconds))
         let groupColumns =
             if not grouped then ""
@@ -349,6 +411,20 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
                 line (sprintf "| %s | %d | %.3f | %.3f | %.2f | %s |" arm e (ms |> List.averageBy (fun m -> m.OpDistance))
                           (ms |> List.averageBy (fun m -> m.LevelDistance)) (ms |> List.averageBy (fun m -> m.MeanLevel))
                           (if entropies.IsEmpty then "–" else sprintf "%.2f" (List.average entropies)))
+    if summaries.Length > 1 then
+        line ""
+        line (sprintf "Paired differences, %s − arm, over the seeds both have (the arms of a seed share their random streams), in points: mean [95%% t-interval]; an interval that holds 0 is no difference." reference)
+        line ""
+        line "| arm | pairs | validation | final test |"
+        line "|---|---|---|---|"
+        for arm, rs in summaries.Tail do
+            let cell (f: RunSummary -> float option) =
+                match differences rs f with
+                | 0, _, _ -> "–"
+                | _, mean, half when Double.IsNaN half -> sprintf "%+.2f" (100.0 * mean)
+                | _, mean, half -> sprintf "%+.2f [%+.2f, %+.2f]" (100.0 * mean) (100.0 * (mean - half)) (100.0 * (mean + half))
+            let n, _, _ = differences rs (fun r -> Some r.Final)
+            line (sprintf "| %s | %d | %s | %s |" arm n (cell (fun r -> r.Validation)) (cell (fun r -> Some r.Final)))
     line ""
     for image in images do line (sprintf "![%s](%s)" (Path.GetFileNameWithoutExtension image) (Path.GetFileName image))
     let path = Path.Combine(folder, "summary.md")

@@ -239,7 +239,7 @@ let tests =
             expectCode (code, out, err) 0
             for entry in AdvAA.Core.Methods.MethodRegistry.All do
                 Expect.stringContains out (entry.Name + "  " + entry.Description) entry.Name
-            containsAll out [ "controller_lr       number    0.00035  > 0, ≤ 10"; "--param name=value" ]
+            containsAll out [ "controller_lr       number    0.00035   0..10"; "--param name=value" ]
             let code, out, _ = cli [ "methods"; "randaugment" ]
             Expect.equal code 0 "one method"
             containsAll out [ "n          integer   2"; "m          integer   9   0..30" ]

@@ -63,7 +63,7 @@ let tests =
             Expect.isLessThan (share baseline "controller_share") 0.01 "baseline has no controller (its no-op hook only)"
             Expect.isNull (summary["controller_noise"]) "exact distributions: no counting noise to show"
             let md = File.ReadAllText(Path.Combine(folder, "summary.md"))
-            containsAll md [ "# Study tiny-study"; "| baseline | baseline"; "| adversarial | adversarial"; "clean train"; "augment, controller"; "test-curves.png"; "controller-movement.png"; "exact distributions" ]
+            containsAll md [ "# Study tiny-study"; "| baseline | baseline"; "| adversarial | adversarial"; "clean train"; "augment, controller"; "test-curves.png"; "controller-movement.png"; "exact distributions"; "Paired differences, baseline − arm"; "| adversarial | 2 |" ]
             let machine = AdvAA.Core.Backend.Machine.Describe()
             let precision = RunFolder.Open(Path.Combine(folder, "baseline-s1")).ReadConfig().Experiment.Precision
             containsAll md [ sprintf "Machine: %s." machine; sprintf "Precision: %s." precision ]
@@ -168,5 +168,19 @@ let tests =
             let noise = StudyReport.noiseLevel 16 2560
             Expect.isTrue (noise > 0.02 && noise < 0.05) (sprintf "2,560 uniform draws over 16 ops stray about 0.03 from uniform: %g" noise)
             Expect.isLessThan (StudyReport.noiseLevel 16 25600) (noise / 2.0) "ten times the draws, a third of the noise"
+        }
+
+        test "paired differences come with Student's t-interval over the seeds both arms have" {
+            for df, expected in [ 1, 12.7062; 2, 4.3027; 4, 2.7764; 9, 2.2622; 30, 2.0423 ] do
+                Expect.floatClose { absolute = 2e-4; relative = 0.0 } (StudyReport.tQuantile975 df) expected (sprintf "t(0.975, %d)" df)
+            let n, mean, half = StudyReport.pairedDifference [ 1L, 0.70; 2L, 0.72; 3L, 0.69 ] [ 1L, 0.68; 2L, 0.69; 3L, 0.69; 4L, 0.50 ]
+            let sd = sqrt (((0.02 - 1.0 / 60.0) ** 2.0 + (0.03 - 1.0 / 60.0) ** 2.0 + (1.0 / 60.0) ** 2.0) / 2.0)
+            Expect.equal n 3 "seed 4 has no pair"
+            Expect.floatClose Accuracy.veryHigh mean (1.0 / 60.0) "the mean difference"
+            Expect.floatClose { absolute = 0.0; relative = 1e-4 } half (4.302653 * sd / sqrt 3.0) "t(0.975, 2) · sd / √3"
+            let one, single, none = StudyReport.pairedDifference [ 1L, 0.7 ] [ 1L, 0.6 ]
+            Expect.equal one 1 "one pair"
+            Expect.floatClose Accuracy.veryHigh single 0.1 "its difference"
+            Expect.isTrue (Double.IsNaN none) "and no interval"
         }
     ]

@@ -32,7 +32,7 @@ public sealed record AdversarialSpec : SampledPoliciesSpec
     [Parameter("entropy_weight", "weight of the entropy bonus in the controller's loss", Min = 0, Max = 10)]
     public double EntropyWeight { get; init; } = 1e-5;
 
-    [Parameter("updates_per_epoch", "K: the epoch's steps are cut into K windows; each draws M fresh policies and ends with one controller step on its losses (the paper: 1)", Min = 1, Max = 100000)]
+    [Parameter("updates_per_epoch", "the epoch's steps are cut into this many windows; each draws M fresh policies and ends with one controller step on its losses (the paper: 1)", Min = 1, Max = 100000)]
     public int UpdatesPerEpoch { get; init; } = 1;
 
     [Parameter("reward", "instance (the paper: each policy's mean loss) or paired (per sub-policy: the mean over the images that drew it of their loss minus the image's mean over the M instances)", Text = true)]
