@@ -26,7 +26,7 @@ let private forwardShape name classes batch =
 let tests =
     testSequenced <| testList "models" [
         test "the named presets" {
-            Expect.sequenceEqual ModelRegistry.Names [ "small"; "resnet18"; "wrn-28-10"; "wrn-40-2" ] "names"
+            Expect.sequenceEqual ModelRegistry.Names [ "small"; "resnet18"; "wrn-28-10"; "wrn-40-2"; "resnet18-imagenet"; "resnet34"; "resnet50" ] "names"
             for name in ModelRegistry.Names do
                 Expect.stringStarts (ModelRegistry.Describe name) (name + ": ") "one line per name, starting with it"
             Expect.stringContains (ModelRegistry.Describe "WRN-16-4") "WideResNet-16-4" "any wrn-<depth>-<widen> is described"
@@ -39,6 +39,9 @@ let tests =
             Expect.isLessThan (abs (float wrn2810 - 36.5e6) / 36.5e6) 0.01 "WRN-28-10 within 1% of 36.5M"
             Expect.equal (parameterCount "wrn-40-2") 2_243_546L "WRN-40-2 (about 2.2M)"
             Expect.equal (parameterCount "resnet18") 11_173_962L "ResNet-18, CIFAR stem (about 11.17M)"
+            // torchvision's resnet18/34/50(num_classes=10): 11,689,512 / 21,797,672 / 25,557,032 with 1,000 classes, less the larger head.
+            Expect.equal (parameterCount "resnet18-imagenet") 11_181_642L "torchvision's ResNet-18"
+            Expect.equal (parameterCount "resnet34") 21_289_802L "torchvision's ResNet-34"
             let small = parameterCount "small"
             Expect.isGreaterThan small 300_000L "small: at least 0.3M"
             Expect.isLessThan small 800_000L "small: at most 0.8M"

@@ -26,6 +26,40 @@ let private writePng (path: string) (image: torch.Tensor) =
 
 /// Loads the exported module and 8 images (argv 1, 2), writes its logits (3); saves a perturbed copy
 /// of the network with torch.save (4) and that copy's logits (5).
+/// A python3 that imports `modules` (e.g. "torch, torchvision"), or None.
+let private pythonWith (modules: string) =
+    [ "/usr/bin/python3"; "python3" ]
+    |> List.tryFind (fun python ->
+        try
+            let info = Diagnostics.ProcessStartInfo(python, [ "-c"; "import " + modules ])
+            info.RedirectStandardError <- true
+            use p = Diagnostics.Process.Start info
+            p.WaitForExit 120000 && p.ExitCode = 0
+        with _ -> false)
+
+/// torchvision's ResNet-50: loads AdvAA's state dict strictly and writes its logits of the inputs;
+/// then saves its own seeded weights and their logits.
+/// argv: AdvAA's .pt, inputs (float32 [2,3,64,64]), logits out, torchvision's .pt out, its logits out.
+let private torchvisionCheck = """
+import sys, torch, torchvision
+ours, inputs, logits, saved, saved_logits = sys.argv[1:6]
+x = torch.from_file(inputs, size=2 * 3 * 64 * 64, dtype=torch.float32).view(2, 3, 64, 64)
+net = torchvision.models.resnet50(num_classes=10)
+net.load_state_dict(torch.load(ours), strict=True)
+with torch.no_grad():
+    net.eval()(x).numpy().tofile(logits)
+torch.manual_seed(5)
+theirs = torchvision.models.resnet50(num_classes=10)
+with torch.no_grad():
+    for m in theirs.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+            m.bias.uniform_(-0.1, 0.1)
+    torch.save(theirs.state_dict(), saved)
+    theirs.eval()(x).numpy().tofile(saved_logits)
+"""
+
 let private torchCheck = """
 import importlib.util, sys, torch
 spec = importlib.util.spec_from_file_location("model", sys.argv[1]); m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
@@ -171,15 +205,7 @@ let tests =
         }
 
         test "PyTorch loads the export and gives AdvAA's logits; AdvAA loads what torch.save wrote (Python's torch, where installed)" {
-            let pythonWithTorch =
-                [ "/usr/bin/python3"; "python3" ]
-                |> List.tryFind (fun python ->
-                    try
-                        let info = Diagnostics.ProcessStartInfo(python, [ "-c"; "import torch" ])
-                        info.RedirectStandardError <- true
-                        use p = Diagnostics.Process.Start info
-                        p.WaitForExit 60000 && p.ExitCode = 0
-                    with _ -> false)
+            let pythonWithTorch = pythonWith "torch"
             if pythonWithTorch.IsNone then skiptest "no python3 with torch (Debian: apt-get install python3-torch): the PyTorch side is not checked"
             let python = pythonWithTorch.Value
             use dir = new TempDir()
@@ -220,5 +246,48 @@ let tests =
             AdvAA.Core.Models.PyTorchStateDict.LoadInto(fromTorch, dir.File "saved.pt", "wrn-10-1")
             fromTorch.eval()
             Expect.isLessThan (gap (logits fromTorch) (floats (dir.File "saved-logits.f32"))) 1e-4 "a state dict torch.save wrote gives PyTorch's logits here"
+        }
+
+        test "resnet50 has torchvision's parameter names: each loads the other's state dict and gives its logits (where python3-torchvision is installed)" {
+            use model = AdvAA.Core.Models.ModelRegistry.Create("resnet50", 10, 0.0, 3L)
+            let names = [ for KeyValue(name, _) in model.state_dict() -> name ]
+            Expect.containsAll names [ "conv1.weight"; "bn1.running_var"; "layer1.0.downsample.0.weight"; "layer4.2.conv3.weight"; "layer4.2.bn3.num_batches_tracked"; "fc.bias" ] "torchvision's names"
+            Expect.equal (AdvAA.Core.Models.ModelRegistry.ParameterCount model) 23528522L "torchvision's resnet50(num_classes=10) has 23,528,522 parameters"
+            match pythonWith "torch, torchvision" with
+            | None -> skiptest "no python3 with torch and torchvision (Debian: apt-get install python3-torchvision): the names and shapes are checked, the logits against torchvision are not"
+            | Some python ->
+                use dir = new TempDir()
+                using (torch.no_grad()) (fun _ ->
+                    for KeyValue(name, value) in model.state_dict() do
+                        use generator = new torch.Generator(uint64 (name.GetHashCode() &&& 0x7fffffff))
+                        if name.EndsWith "running_mean" then value.uniform_(-0.1, 0.1, generator) |> ignore
+                        elif name.EndsWith "running_var" then value.uniform_(0.5, 1.5, generator) |> ignore)
+                let ours = dir.File "ours.pt"
+                AdvAA.Core.Models.PyTorchStateDict.Write(ours, [| for KeyValue(name, value) in model.state_dict() -> struct (name, value) |])
+                use generator = new torch.Generator(11UL)
+                use x = torch.randn([| 2L; 3L; 64L; 64L |], generator = generator)
+                File.WriteAllBytes(dir.File "x.f32", x.bytes.ToArray())
+                let script = dir.File "check.py"
+                File.WriteAllText(script, torchvisionCheck)
+                let info = Diagnostics.ProcessStartInfo(python, [ script; ours; dir.File "x.f32"; dir.File "logits.f32"; dir.File "theirs.pt"; dir.File "their-logits.f32" ])
+                info.RedirectStandardError <- true
+                use p = Diagnostics.Process.Start info
+                let stderr = p.StandardError.ReadToEnd()
+                p.WaitForExit()
+                Expect.equal p.ExitCode 0 (sprintf "torchvision loads AdvAA's state dict strictly:\n%s" stderr)
+                let floats (file: string) = let b = File.ReadAllBytes file in Array.init (b.Length / 4) (fun i -> BitConverter.ToSingle(b, 4 * i))
+                let logits (m: torch.nn.Module<torch.Tensor, torch.Tensor>) =
+                    use _ = torch.no_grad()
+                    m.eval()
+                    use y = m.forward x
+                    y.data<float32>().ToArray()
+                // 53 layers of float32 in two libtorch versions: the gap is measured against the logits' scale.
+                let gap (a: float32[]) (b: float32[]) =
+                    let scale = b |> Array.map (fun v -> abs (float v)) |> Array.max |> max 1.0
+                    (Array.map2 (fun (u: float32) v -> abs (float u - float v)) a b |> Array.max) / scale
+                Expect.isLessThan (gap (logits model) (floats (dir.File "logits.f32"))) 1e-4 "torchvision's logits with AdvAA's weights are AdvAA's within 1e-4 of their scale"
+                use fromTorchvision = AdvAA.Core.Models.ModelRegistry.Create("resnet50", 10)
+                AdvAA.Core.Models.PyTorchStateDict.LoadInto(fromTorchvision, dir.File "theirs.pt", "resnet50")
+                Expect.isLessThan (gap (logits fromTorchvision) (floats (dir.File "their-logits.f32"))) 1e-4 "torchvision's saved weights give torchvision's logits here (within 1e-4 of their scale)"
         }
     ]

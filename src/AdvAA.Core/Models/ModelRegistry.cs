@@ -20,7 +20,7 @@ public sealed record ModelShape(
     string Name, string Description, bool TakesDropout,
     Func<int, double, nn.Module<Tensor, Tensor>> Construct, Func<int, double, string> PythonConstructor);
 
-/// <summary>The image classifiers for 32×32 inputs: one table of architectures, read by name.</summary>
+/// <summary>The image classifiers: one table of architectures, read by name.</summary>
 public static class ModelRegistry
 {
     static ModelShape ResNetShape(string name, string title, int[] widths, int[] blocks, string description) =>
@@ -40,7 +40,15 @@ public static class ModelRegistry
         Fixed("resnet18", ResNetShape("resnet18", "ResNet-18", [64, 128, 256, 512], [2, 2, 2, 2],
             "resnet18: ResNet-18 with the CIFAR stem (3x3 conv at stride 1, no max-pool), widths 64/128/256/512, about 11.2M parameters")),
         new("wrn-<depth>-<widen>", ["wrn-28-10", "wrn-40-2"], WideResNetShape),
+        // ImageNet-sized inputs, torchvision's layout (its state dicts load unchanged); "resnet18" above keeps the CIFAR stem.
+        Fixed("resnet18-imagenet", TorchvisionShape("resnet18-imagenet", 18)),
+        Fixed("resnet34", TorchvisionShape("resnet34", 34)),
+        Fixed("resnet50", TorchvisionShape("resnet50", 50)),
     ];
+
+    static ModelShape TorchvisionShape(string name, int depth) =>
+        new(name, $"{name}: ResNet-{depth} for ImageNet-sized inputs (7x7 stem at stride 2, max-pool, {(TorchvisionResNet.Depths[depth].Bottleneck ? "bottlenecks" : "basic blocks")} {string.Join("/", TorchvisionResNet.Depths[depth].Blocks)}) with torchvision's parameter names: its state dicts load as they are",
+            false, (classes, _) => new TorchvisionResNet(depth, classes), (classes, _) => $"torchvision_resnet({depth}, {classes})");
 
     /// <summary>The named presets; any <c>wrn-&lt;depth&gt;-&lt;widen&gt;</c> is accepted too.</summary>
     public static IReadOnlyList<string> Names { get; } = Table.SelectMany(a => a.Presets).ToArray();
@@ -59,7 +67,7 @@ public static class ModelRegistry
     }
 
     /// <summary>
-    /// A freshly initialised model taking normalised float32 [N,3,32,32] and returning logits [N, numClasses].
+    /// A freshly initialised model taking normalised float32 [N,3,H,W] (32×32 for the CIFAR networks) and returning logits [N, numClasses].
     /// Names are case-insensitive. <paramref name="dropout"/> is the WideResNet in-block dropout rate.
     /// The weights are drawn from a generator seeded by <paramref name="seed"/> alone.
     /// </summary>

@@ -1,6 +1,6 @@
 """AdvAA's target networks in PyTorch, with the state-dict names AdvAA writes.
 
-The networks take normalised float32 [N, 3, 32, 32] images, (pixel / 255 - MEAN) / STD per channel,
+The networks take normalised float32 [N, 3, H, W] images (32x32 for the CIFAR networks), (pixel / 255 - MEAN) / STD per channel,
 and return logits [N, classes]. Written by `advaa export RUN --format pytorch`; the definitions
 mirror src/AdvAA.Core/Models (ResNet.cs, WideResNet.cs).
 """
@@ -103,3 +103,11 @@ def normalise(images, mean, std):
     m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
     return (images.to(torch.float32) / 255 - m) / s
+
+
+def torchvision_resnet(depth, classes):
+    """torchvision's ImageNet ResNet of this depth (18, 34, 50): AdvAA's resnet18-imagenet, resnet34 and resnet50 have its parameter names."""
+    import torchvision
+
+    return getattr(torchvision.models, "resnet%d" % depth)(num_classes=classes)
+
