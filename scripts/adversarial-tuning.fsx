@@ -4,7 +4,7 @@
 // per-sub-policy reward, heads at zero with AutoAugment's CIFAR-10 marginals as the prior, at the
 // strength of the strength check's best mild random arm on validation (magnitude_scale 0.5,
 // policy_probability 0.75) — and changes one setting: the teacher's weight λ (1: TeachAugment's
-// target − teacher), the KL weight, the controller's learning rate, K (updates per epoch). "frozen-prior" is the base with
+// target − teacher), the KL weight (0.5, 0.05), the controller's learning rate, K (updates per epoch). "frozen-prior" is the base with
 // controller_lr = 0: the control that shows whether learning matters. The test column is not used.
 //
 //   advaa run scripts/adversarial-tuning.fsx /data/cifar10 --out runs/adversarial-tuning   (--resume continues it)
@@ -33,9 +33,10 @@ let study =
     { Name = "adversarial-tuning"
       Seeds = [ 1L; 2L ]
       Arms =
-        [ learned "learned-k31-teacher1" (Method.set "teacher_weight" 1.0)
+        [ learned "learned-k31-kl0.5" (Method.set "kl_weight" 0.5)
           learned "learned-k31-kl0.05" (Method.set "kl_weight" 0.05)
           learned "frozen-prior" (Method.set "controller_lr" 0.0)
+          learned "learned-k31-teacher1" (Method.set "teacher_weight" 1.0)
           learned "learned-k31" id
           learned "learned-k31-lr0.0003" (Method.set "controller_lr" 0.0003)
           learned "learned-k4" (Method.set "updates_per_epoch" 4) ] }
