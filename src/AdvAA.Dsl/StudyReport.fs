@@ -66,7 +66,9 @@ type Movement =
       OpDistance: float
       LevelDistance: float
       MeanLevel: float
-      Entropy: float option }
+      Entropy: float option
+      /// How far the op distribution moved from the previous epoch's (total variation), per controller update between them.
+      PerUpdate: float option }
 
 let private summarize (seed: int64) (run: RunData) =
     let tests = run.Metrics |> List.choose (fun m -> Option.ofNullable m.TestAccuracy)
@@ -101,17 +103,22 @@ let private summarize (seed: int64) (run: RunData) =
 
 let private movement (run: RunData) =
     let entropy = run.Metrics |> List.map (fun m -> m.Epoch, Option.ofNullable (m.Number AdvAA.Core.Methods.AdversarialSpec.EntropyMetric)) |> Map.ofList
-    [ for p in run.Policies do
-        match p.Distribution with
-        | null -> ()
-        | d ->
-            let ops = d.Ops |> Seq.map (fun o -> o.Value) |> Array.ofSeq
-            yield
-                { Epoch = p.Epoch
-                  OpDistance = fromUniform ops
-                  LevelDistance = fromUniform d.Levels
-                  MeanLevel = d.Levels |> Array.mapi (fun l s -> float l * s) |> Array.sum
-                  Entropy = entropy |> Map.tryFind p.Epoch |> Option.flatten } ]
+    let shares (d: ControllerDistribution) = d.Ops |> Seq.map (fun o -> o.Value) |> Array.ofSeq
+    let recorded = run.Policies |> List.choose (fun p -> match p.Distribution with null -> None | d -> Some(p, d))
+    [ for i, (p, d) in List.indexed recorded do
+        let ops = shares d
+        yield
+            { Epoch = p.Epoch
+              OpDistance = fromUniform ops
+              LevelDistance = fromUniform d.Levels
+              MeanLevel = d.Levels |> Array.mapi (fun l s -> float l * s) |> Array.sum
+              Entropy = entropy |> Map.tryFind p.Epoch |> Option.flatten
+              PerUpdate =
+                  (if i = 0 then None else Some recorded[i - 1])
+                  |> Option.filter (fun (q, _) -> q.Epoch = p.Epoch - 1)
+                  |> Option.map (fun (q, before) ->
+                      let updates = match q.Windows with null -> 1 | windows -> windows.Count
+                      0.5 * Array.fold2 (fun sum a b -> sum + abs (a - b)) 0.0 ops (shares before) / float updates) } ]
 
 /// The draws behind one epoch's counted distribution (records of earlier versions): policies drawn × sub-policies × ops.
 let private draws (run: RunData) (counted: ControllerDistribution) =
@@ -328,6 +335,8 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
                             p["mean_level"] <- JsonOptions.Number(ms |> List.averageBy (fun m -> m.MeanLevel))
                             let entropies = ms |> List.choose (fun m -> m.Entropy)
                             if not entropies.IsEmpty then p["entropy"] <- JsonOptions.Number(List.average entropies)
+                            let steps = ms |> List.choose (fun m -> m.PerUpdate)
+                            if not steps.IsEmpty then p["op_movement_per_update"] <- JsonOptions.Number(List.average steps)
                             p :> JsonNode | null)
                     o["controller"] <- JsonArray(Array.ofList perEpoch)
                 | None -> ()
@@ -399,18 +408,20 @@ let write (folder: string) (name: string) (arms: string list) (seeds: int64 list
         line ""
         match noise with
         | Some(opNoise, levelNoise) -> line (sprintf "Controller movement (mean over seeds; the counted estimate's own noise: ops %.3f, levels %.3f):" opNoise levelNoise)
-        | None -> line "Controller movement (mean over seeds; exact distributions):"
+        | None -> line "Controller movement (mean over seeds; exact distributions; ops moved per update = the total-variation distance of the op distribution from the previous epoch's, divided by the controller updates between them):"
         line ""
-        line "| arm | epoch | ops: distance from uniform | levels: distance from uniform | mean level | entropy |"
-        line "|---|---|---|---|---|---|"
+        line "| arm | epoch | ops: distance from uniform | levels: distance from uniform | mean level | entropy | ops moved per update |"
+        line "|---|---|---|---|---|---|---|"
         for arm, moves in controllerArms do
             let perEpoch = moves |> List.collect id |> List.groupBy (fun m -> m.Epoch) |> List.sortBy fst
             let shown = perEpoch |> List.filter (fun (e, _) -> e = 1 || e % 10 = 0 || e = fst (List.last perEpoch))
             for e, ms in shown do
                 let entropies = ms |> List.choose (fun m -> m.Entropy)
-                line (sprintf "| %s | %d | %.3f | %.3f | %.2f | %s |" arm e (ms |> List.averageBy (fun m -> m.OpDistance))
+                let steps = ms |> List.choose (fun m -> m.PerUpdate)
+                line (sprintf "| %s | %d | %.3f | %.3f | %.2f | %s | %s |" arm e (ms |> List.averageBy (fun m -> m.OpDistance))
                           (ms |> List.averageBy (fun m -> m.LevelDistance)) (ms |> List.averageBy (fun m -> m.MeanLevel))
-                          (if entropies.IsEmpty then "–" else sprintf "%.2f" (List.average entropies)))
+                          (if entropies.IsEmpty then "–" else sprintf "%.2f" (List.average entropies))
+                          (if steps.IsEmpty then "–" else sprintf "%.4f" (List.average steps)))
     if summaries.Length > 1 then
         line ""
         line (sprintf "Paired differences, %s − arm, over the seeds both have (the arms of a seed share their random streams), in points: mean [95%% t-interval]; an interval that holds 0 is no difference." reference)

@@ -63,7 +63,7 @@ let tests =
             Expect.isLessThan (share baseline "controller_share") 0.01 "baseline has no controller (its no-op hook only)"
             Expect.isNull (summary["controller_noise"]) "exact distributions: no counting noise to show"
             let md = File.ReadAllText(Path.Combine(folder, "summary.md"))
-            containsAll md [ "# Study tiny-study"; "| baseline | baseline"; "| adversarial | adversarial"; "clean train"; "augment, controller"; "test-curves.png"; "controller-movement.png"; "exact distributions"; "Paired differences, baseline − arm"; "| adversarial | 2 |" ]
+            containsAll md [ "# Study tiny-study"; "| baseline | baseline"; "| adversarial | adversarial"; "clean train"; "augment, controller"; "test-curves.png"; "controller-movement.png"; "exact distributions"; "ops moved per update"; "Paired differences, baseline − arm"; "| adversarial | 2 |" ]
             let machine = AdvAA.Core.Backend.Machine.Describe()
             let precision = RunFolder.Open(Path.Combine(folder, "baseline-s1")).ReadConfig().Experiment.Precision
             containsAll md [ sprintf "Machine: %s." machine; sprintf "Precision: %s." precision ]
