@@ -159,4 +159,22 @@ let tests =
             let old = MethodRegistry.FromJson(json, "config.json") :?> AdversarialSpec
             Expect.equal old.HeadInit AdversarialSpec.UniformHeads "an older record ran with uniform heads"
         }
+
+        test "the AutoAugment prior counts each stage's op, and the level only of stages with a magnitude" {
+            let space = SearchSpace.Default
+            let spec = ((MethodRegistry.Defaults "adversarial").WithText("prior", "autoaugment")) :?> AdversarialSpec
+            let struct (ops, levels) = (nonNull (spec.ControllerPrior space)).Probabilities
+            let stages = [ for sub in AutoAugmentPolicy.Cifar10.SubPolicies do yield! sub.Stages ]
+            let opWeights = [| for op in space.Ops -> AdversarialSpec.PriorSmoothing + (stages |> List.sumBy (fun s -> if s.Op = op.Name then s.Probability else 0.0)) |]
+            let levelWeights =
+                [| for l in 0 .. space.Levels - 1 ->
+                    AdversarialSpec.PriorSmoothing
+                    + (stages |> List.sumBy (fun s -> if s.Level = l && space.Ops[space.IndexOf s.Op].HasMagnitude then s.Probability else 0.0)) |]
+            for i in 0 .. ops.Length - 1 do
+                Expect.floatClose Accuracy.high ops[i] (opWeights[i] / Array.sum opWeights) (sprintf "op %s" space.Ops[i].Name)
+            for l in 0 .. levels.Length - 1 do
+                Expect.floatClose Accuracy.high levels[l] (levelWeights[l] / Array.sum levelWeights) (sprintf "level %d" l)
+            Expect.isLessThan levels[0] 0.2 "Invert's, Equalize's and AutoContrast's level 0 are not counted"
+            Expect.isNull (((MethodRegistry.Defaults "adversarial") :?> AdversarialSpec).ControllerPrior space) "none: no prior (uniform)"
+        }
     ]

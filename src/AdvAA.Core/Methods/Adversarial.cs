@@ -44,7 +44,7 @@ public sealed record AdversarialSpec : SampledPoliciesSpec
     [Parameter("teacher_decay", "the teacher's EMA decay per step: θ_T ← d·θ_T + (1 − d)·θ", Min = 0, Max = 1)]
     public double TeacherDecay { get; init; } = 0.99;
 
-    [Parameter("prior", "none (uniform), autoaugment (the op and level marginals of AutoAugment's CIFAR-10 policy) or op weights \"Invert:3,Solarize:2\" (unnamed ops 1): the heads start from it and the KL penalty pulls towards it", Text = true)]
+    [Parameter("prior", "none (uniform), autoaugment (the op marginals of AutoAugment's CIFAR-10 policy, and the level marginals of its stages with a magnitude) or op weights \"Invert:3,Solarize:2\" (unnamed ops 1): the heads start from it and the KL penalty pulls towards it", Text = true)]
     public string Prior { get; init; } = NoPrior;
 
     [Parameter("kl_weight", "weight of KL(controller ‖ prior) in the controller's loss, summed over a policy's choices", Min = 0, Max = 100)]
@@ -84,9 +84,10 @@ public sealed record AdversarialSpec : SampledPoliciesSpec
             Array.Fill(levels, PriorSmoothing);
             foreach (var stage in AutoAugmentPolicy.Cifar10.SubPolicies.SelectMany(s => s.Stages))
             {
-                ops[OpIndex(stage.Op)] += stage.Probability;
-                // AutoAugment's levels are 0..9; a space with other levels takes the nearest.
-                levels[(int)Math.Round(stage.Level * (space.Levels - 1) / 9.0)] += stage.Probability;
+                int op = OpIndex(stage.Op);
+                ops[op] += stage.Probability;
+                // AutoAugment's levels are 0..9 (a space with other levels takes the nearest); an op without a magnitude has none to count.
+                if (space.Ops[op].HasMagnitude) levels[(int)Math.Round(stage.Level * (space.Levels - 1) / 9.0)] += stage.Probability;
             }
             return Search.ControllerPrior.FromWeights(ops, levels);
         }
