@@ -23,11 +23,6 @@ let private adversarial (epochs: int) (parameters: (string * obj) list) =
     let config = Tiny.Config("adversarial", epochs = epochs, learningRate = (fun _ -> 0.05))
     config.WithMethod(parameters |> List.fold (fun (spec: MethodSpec) (name, value) -> spec.With(name, value)) config.Method)
 
-let private trainIn (dir: TempDir) (name: string) (config: TrainConfig) =
-    let folder = RunFolder.Create(dir.File name)
-    train config folder None |> ignore
-    folder
-
 /// The bytes of a method's named state part.
 let private stateOf (methodInstance: ITrainingMethod) (name: string) =
     use bytes = new MemoryStream()

@@ -41,11 +41,6 @@ let private withoutTiming (m: EpochMetrics) =
     for f in EpochMetrics.TimingFields do json.Remove f |> ignore
     json.ToJsonString()
 
-let private trainIn (dir: TempDir) (name: string) (config: TrainConfig) =
-    let folder = RunFolder.Create(dir.File name)
-    train config folder None |> ignore
-    folder
-
 [<Tests>]
 let tests =
     testSequenced <| testList "methods" [

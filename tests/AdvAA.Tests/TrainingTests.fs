@@ -52,6 +52,12 @@ let train (config: TrainConfig) (folder: RunFolder) (stopAfter: int option) =
     stopAfter |> Option.iter (fun k -> trainer.EpochCompleted.Add(fun m -> if m.Epoch = k then cancel.Cancel()))
     trainer.Run(folder, cancel.Token) |> List.ofSeq
 
+/// Trains `config` into a new folder `name` of `dir` to the end; returns the folder.
+let trainIn (dir: TempDir) (name: string) (config: TrainConfig) =
+    let folder = RunFolder.Create(dir.File name)
+    train config folder None |> ignore
+    folder
+
 /// Trains `config` on `data`, cancelling after epoch `stopStage` of the method's stage before the
 /// target (TANDA's, model patching's) or after target epoch `stopEpoch`, as a kill would. Returns
 /// the stage's progress lines and the target epochs trained.

@@ -144,7 +144,7 @@ public sealed class AdversarialMethod : InstancePoliciesMethod
     // Per window, on the device: the teacher-bounded instance reward sums [M], and per (instance, sub-policy) unit the sums and counts of paired differences [M·Q].
     Tensor? instanceRewards, unitSums, unitCounts;
     Tensor? teacherLossSum;
-    int windowSteps, epochSteps, windowsDone;
+    int epochSteps, windowsDone;
     double entropySum, lossSum, klSum, controllerSeconds, teacherSeconds;
     ControllerDistribution? distribution;
 
@@ -193,7 +193,6 @@ public sealed class AdversarialMethod : InstancePoliciesMethod
     public override void Observe(TrainingBatch batch, Tensor losses)
     {
         base.Observe(batch, losses);
-        windowSteps++;
         epochSteps++;
         if (teacher is null && !paired) return;
         int m = batch.Instances;
@@ -261,14 +260,13 @@ public sealed class AdversarialMethod : InstancePoliciesMethod
         }
         else
         {
-            double[] reward = teacher is null ? instanceLosses : Values(instanceRewards).Select(r => r / Math.Max(windowSteps, 1)).ToArray();
+            double[] reward = teacher is null ? instanceLosses : Values(instanceRewards).Select(r => r / Math.Max(WindowSteps, 1)).ToArray();
             step = trainer.Update(ops, levels, reward);
             window = new PolicyWindow(policies, instanceLosses, step.Normalized);
         }
         Reset(ref instanceRewards);
         Reset(ref unitSums);
         Reset(ref unitCounts);
-        windowSteps = 0;
         lossSum += step.Loss;
         klSum += step.Kl;
         windowsDone++;

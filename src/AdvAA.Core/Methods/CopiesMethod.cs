@@ -127,6 +127,9 @@ public abstract class InstancePoliciesMethod(MethodContext context, SearchSpace 
         windowSteps = 0;
     }
 
+    /// <summary>Steps observed in the current window (still the finished window's in <see cref="EndWindow"/>).</summary>
+    protected int WindowSteps => windowSteps;
+
     /// <summary>The current window's policies (valid between BeginEpoch and EndEpoch).</summary>
     protected (Tensor Ops, Tensor Levels) Current => (ops!, levels!);
 
