@@ -1,7 +1,8 @@
 /// The summary of a study (arms x seeds): per arm the final and best test accuracy, the validation
 /// and clean-train accuracy (the overfitting gap), speed and time as mean ± sd over seeds; the test
 /// curves (mean, shaded sd); for controller runs, how far the controller's distribution moved from
-/// uniform per epoch, against the noise of its 256-draw estimate.
+/// uniform per epoch (against the counting noise of records that counted 256 drawn policies) and per
+/// update; the first arm against every other as paired differences with t-intervals.
 module AdvAA.Dsl.StudyReport
 
 open System
