@@ -172,4 +172,15 @@ let tests =
             Expect.isLessThan levels[0] 0.2 "Invert's, Equalize's and AutoContrast's level 0 are not counted"
             Expect.isNull (((MethodRegistry.Defaults "adversarial") :?> AdversarialSpec).ControllerPrior space) "none: no prior (uniform)"
         }
+
+        test "a policies.jsonl line with broken windows is refused naming the line and the field" {
+            let refused (line: string) (expected: string list) =
+                let json = System.Text.Json.Nodes.JsonNode.Parse line :?> System.Text.Json.Nodes.JsonObject
+                containsAll (throwsMessage<RunFolderException> (fun () -> PolicyRecord.FromJson(json, "policies.jsonl:3") |> ignore)) ("policies.jsonl:3" :: expected)
+            refused """{"epoch":1,"method":"adversarial","windows":7,"instance_losses":[1.0]}""" [ "windows" ]
+            refused """{"epoch":1,"method":"adversarial","windows":[],"instance_losses":[1.0]}""" [ "windows is empty" ]
+            refused """{"epoch":1,"method":"adversarial","windows":[3],"instance_losses":[1.0]}""" [ "windows[0]"; "expected an object" ]
+            refused """{"epoch":1,"method":"adversarial","windows":[{"policies":[[["Invert"]]]}],"instance_losses":[1.0]}""" [ "windows[0]"; "policies[0][0][0]" ]
+            refused """{"epoch":1,"method":"adversarial","policies":[[[["Invert",0]]]],"instance_losses":[1.0],"sub_policy_rewards":["x"]}""" [ "sub_policy_rewards[0]" ]
+        }
     ]

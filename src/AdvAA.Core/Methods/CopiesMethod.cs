@@ -151,9 +151,11 @@ public abstract class InstancePoliciesMethod(MethodContext context, SearchSpace 
         return augmented;
     }
 
-    /// <summary>Adds the step's per-instance mean losses to its window's (as the trainer sums the epoch's).</summary>
+    /// <summary>Counts the step; with several windows, adds its per-instance mean losses to its window's (as the trainer sums the epoch's, which a single window takes).</summary>
     public override void Observe(TrainingBatch batch, Tensor losses)
     {
+        windowSteps++;
+        if (windows == 1) return;
         int m = batch.Instances;
         if (windowLosses is null)
         {
@@ -161,12 +163,13 @@ public abstract class InstancePoliciesMethod(MethodContext context, SearchSpace 
             windowLosses.DetachFromDisposeScope();
         }
         windowLosses.add_(m > 1 ? losses.view(m, -1).mean([1L]) : losses.mean().unsqueeze(0));
-        windowSteps++;
     }
 
-    void FinishWindow()
+    /// <param name="epochLosses">The trainer's instance losses of the epoch: a single window's own.</param>
+    void FinishWindow(double[]? epochLosses = null)
     {
-        double[] losses = windowLosses is null ? new double[ops!.shape[0]]
+        double[] losses = windows == 1 && epochLosses is not null ? epochLosses
+            : windowLosses is null ? new double[ops!.shape[0]]
             : windowLosses.div(Math.Max(windowSteps, 1)).cpu().data<float>().Select(v => (double)v).ToArray();
         windowLosses?.Dispose();
         windowLosses = null;
@@ -175,7 +178,7 @@ public abstract class InstancePoliciesMethod(MethodContext context, SearchSpace 
 
     public override MethodEpochRecord EndEpoch(EpochLosses losses)
     {
-        FinishWindow();
+        FinishWindow(losses.InstanceLosses);
         return new() { Windows = finished.ToArray() };
     }
 
