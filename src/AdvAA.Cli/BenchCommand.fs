@@ -73,7 +73,7 @@ let private images (count: int) =
         match Environment.GetEnvironmentVariable "ADVAA_CIFAR10_DIR" with
         | null | "" -> DataSources.EmbeddedSample(), "the embedded sample"
         | dir -> DataSources.Load dir, dir
-    let pool = if splits.Format = "embedded-sample" then splits.Train.Images else splits.Test.Images
+    let pool = (if splits.Format = "embedded-sample" then splits.Train else splits.Test).InMemory("the op benchmark").Images
     use index = torch.arange(int64 count).remainder(pool.shape[0].ToScalar())
     pool.index_select(0L, index).contiguous(), sprintf "%s (%d distinct)" source (min (int64 count) pool.shape[0])
 

@@ -33,7 +33,10 @@ let run (args: ParseResults<DataArgs>) =
     match splits.Validation with
     | null -> ()
     | v -> printfn "val        %d images  %s" v.Count v.Source
-    printfn "image      %d x %d x %d (channels x height x width), uint8" train.Channels train.Height train.Width
+    if train.IsStreamed then
+        printfn "image      varying or larger than %dx%d: read per batch, cropped to S x S (RandomResizedCrop in training, centre crop in evaluation; S from --image-size or the model)" ImageCrops.SmallSide ImageCrops.SmallSide
+    else
+        printfn "image      %d x %d x %d (channels x height x width), uint8" train.Channels train.Height train.Width
     printfn "classes    %d: %s" train.Classes.Count (String.Join(", ", train.Classes))
     match train.GroupNames with
     | null -> ()
@@ -46,7 +49,7 @@ let run (args: ParseResults<DataArgs>) =
             let cell = function Some(c: int64[]) -> string c[g] | None -> "–"
             printfn "  %-28s %s" (string name) (splitsCounts |> List.map cell |> String.concat " / ")
         if not (isNull train.Counterparts) then printfn "counterparts: yes (the benchmark's oracle translations)"
-    printfn "mean       %s  (training set, per channel, pixels in [0,1])" (perChannel stats.Mean)
+    printfn "mean       %s  (training set%s, per channel, pixels in [0,1])" (perChannel stats.Mean) (if train.IsStreamed then sprintf ", centre crops of %d images" (min train.Count (int64 Normalizer.StreamedSample)) else "")
     printfn "std        %s" (perChannel stats.Std)
     printfn "load time  %.2f s, %.0f images/s" seconds (float (train.Count + test.Count) / seconds)
     for warning in splits.Warnings do

@@ -75,9 +75,10 @@ let run (args: ParseResults<PreviewArgs>) =
         let splits = DataSources.Load(Option.toObj (args.TryGetResult Data))
         use scope = torch.NewDisposeScope()
         use g = new torch.Generator(uint64 (args.GetResult(Seed, defaultValue = 0)))
-        let pool = splits.Train.Images
-        let take = min (int64 count) pool.shape[0]
-        let images = pool.index_select(0L, torch.randperm(pool.shape[0], generator = g).narrow(0L, 0L, take))
+        let take = min (int64 count) splits.Train.Count
+        // Streamed data shows its evaluation crops (224x224 until a model sizes it).
+        use chosen = splits.Train.Select(torch.randperm(splits.Train.Count, generator = g).narrow(0L, 0L, take))
+        let images = BatchLoader.Decoded chosen
         let policy = args.TryGetResult Policy |> Option.map policySource
         let made = rows images (List.zip ops levels) policy draws g
         let out = args.GetResult(Out, defaultValue = "preview.png")

@@ -33,6 +33,8 @@ type TrainArgs =
     | Memory_Format of format: string
     | Mix of mixing: string
     | Init of file: string
+    | Image_Size of pixels: int
+    | Workers of count: int
     | Report
     | Frozen_Bn
     | Distributed
@@ -64,6 +66,8 @@ type TrainArgs =
             | Memory_Format _ -> "channels-last|nchw: the layout of the input batches (default channels-last, faster convolutions)."
             | Mix _ -> CommandLineParam.mixUsage
             | Init _ -> CommandLineParam.initUsage
+            | Image_Size _ -> CommandLineParam.imageSizeUsage
+            | Workers _ -> CommandLineParam.workersUsage
             | Report -> "write the run's report at the end (plots, policy grid, index.html; see advaa report)."
             | Frozen_Bn -> "batch-norm layers use and keep their running statistics (fine-tuning from --init; a data-parallel run that equals one process)."
             | Distributed -> CommandLineParam.distributedUsage
@@ -118,6 +122,8 @@ let experiment (results: ParseResults<TrainArgs>) : Experiment =
             TestLimit = results.TryGetResult(TrainArgs.Test_Limit) |> atLeast "--test-limit" 1
             Dropout = defaultArg (results.TryGetResult(TrainArgs.Dropout) |> atLeast "--dropout" 0.0) d.Dropout
             Init = results.TryGetResult TrainArgs.Init
+            ImageSize = results.TryGetResult TrainArgs.Image_Size |> atLeast "--image-size" 8
+            Workers = results.TryGetResult TrainArgs.Workers |> atLeast "--workers" 1
             FrozenBatchNorm = results.Contains TrainArgs.Frozen_Bn
             Precision = defaultArg (results.TryGetResult TrainArgs.Precision |> CommandLineParam.precision bounds) d.Precision
             MemoryFormat =

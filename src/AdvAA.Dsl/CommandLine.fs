@@ -27,6 +27,10 @@ type Overrides =
       TestLimit: int option
       /// --init: a PyTorch state dict to start the target network from.
       Init: string option
+      /// --image-size: the crop side of data of varying or large images.
+      ImageSize: int option
+      /// --workers: threads decoding such data's batches.
+      Workers: int option
       /// Method parameters by name (`--param name=value`), applied after the script's.
       Parameters: (string * string) list
       Precision: string option
@@ -41,6 +45,8 @@ type Overrides =
           TrainLimit = None
           TestLimit = None
           Init = None
+          ImageSize = None
+          Workers = None
           Parameters = []
           Precision = None
           Mix = None }
@@ -50,6 +56,8 @@ module CommandLineParam =
     let usage = "a method parameter, name=value (e.g. n=3 or randaugment.n=3; repeatable; see advaa methods)."
     let precisionUsage = "auto|fp32|bf16: bf16 trains under autocast (default auto: bf16 where the device does it fast, else fp32)."
     let mixUsage = "label mixing after the method: mixup[:alpha] or cutmix[:alpha] (lambda ~ Beta(alpha, alpha), default alpha 1)."
+    let imageSizeUsage = "S: the side of the crops of data whose images vary in size or exceed 64x64 (RandomResizedCrop in training, resize to S/0.875 and centre crop in evaluation; default the model's: 224 for ImageNet networks, else 32)."
+    let workersUsage = "threads decoding such data's batches (default: one per core); the batches are the same for any number."
     let initUsage = "start the target network from this PyTorch state dict (.pt, e.g. from advaa export) of the same model and classes."
     let distributedUsage = "be one rank of a data-parallel job started by mpirun -np K (or srun): the N·M batch is split over the ranks (README: More than one GPU or machine)."
 
@@ -97,6 +105,8 @@ type RunArgs =
     | Precision of precision: string
     | Mix of mixing: string
     | Init of file: string
+    | Image_Size of pixels: int
+    | Workers of count: int
     | Report
     | Distributed
     | Script_Timeout of seconds: int
@@ -118,6 +128,8 @@ type RunArgs =
             | Precision _ -> CommandLineParam.precisionUsage
             | Mix _ -> CommandLineParam.mixUsage
             | Init _ -> CommandLineParam.initUsage
+            | Image_Size _ -> CommandLineParam.imageSizeUsage
+            | Workers _ -> CommandLineParam.workersUsage
             | Report -> "write the report of each finished run (plots, policy grid, index.html; see advaa report)."
             | Distributed -> CommandLineParam.distributedUsage
 
@@ -191,6 +203,8 @@ module CommandLine =
               TrainLimit = results.TryGetResult RunArgs.Train_Limit |> CommandLineParam.atLeast bounds "--train-limit" 1
               TestLimit = results.TryGetResult RunArgs.Test_Limit |> CommandLineParam.atLeast bounds "--test-limit" 1
               Init = results.TryGetResult RunArgs.Init
+              ImageSize = results.TryGetResult RunArgs.Image_Size |> CommandLineParam.atLeast bounds "--image-size" 8
+              Workers = results.TryGetResult RunArgs.Workers |> CommandLineParam.atLeast bounds "--workers" 1
               Parameters =
                 results.GetResults RunArgs.Param
                 |> List.map (parameter (fun message -> results.Raise(message, ErrorCode.CommandLine, true)))

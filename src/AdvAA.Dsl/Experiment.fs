@@ -117,6 +117,11 @@ type Experiment =
         TestLimit: int option
         /// Hold out this many training images for validation (class-balanced, never trained on); None: none.
         ValidationSize: int option
+        /// S: the side of the crops of data whose images vary in size or exceed 64x64 (RandomResizedCrop
+        /// in training, the centre crop in evaluation); None: the model's (224 for the ImageNet networks, else 32).
+        ImageSize: int option
+        /// Threads decoding such data's batches; None: one per core (the batches do not depend on it).
+        Workers: int option
         /// Evaluate (test, validation) every this many epochs, and after the last one.
         EvalEvery: int
         /// small, resnet18, wrn-28-10, wrn-40-2 or any wrn-<depth>-<widen>.
@@ -242,6 +247,8 @@ module Experiment =
           TrainLimit = None
           TestLimit = None
           ValidationSize = None
+          ImageSize = None
+          Workers = None
           EvalEvery = core.EvalEvery
           Model = core.Model
           Dropout = core.Dropout
@@ -303,6 +310,8 @@ module Experiment =
                 TrainLimit = (e.TrainLimit |> Option.map int64 |> Option.toNullable),
                 TestLimit = (e.TestLimit |> Option.map int64 |> Option.toNullable),
                 ValidationSize = (e.ValidationSize |> Option.map int64 |> Option.toNullable),
+                ImageSize = Option.toNullable e.ImageSize,
+                Workers = Option.toNullable e.Workers,
                 EvalEvery = e.EvalEvery,
                 Epochs = e.Epochs,
                 BatchSize = e.BatchSize,
@@ -340,6 +349,8 @@ module Experiment =
             TrainLimit = Option.orElse e.TrainLimit o.TrainLimit
             TestLimit = Option.orElse e.TestLimit o.TestLimit
             Init = Option.orElse e.Init o.Init
+            ImageSize = Option.orElse e.ImageSize o.ImageSize
+            Workers = Option.orElse e.Workers o.Workers
             Method = o.Parameters |> List.fold (fun m (name, value) -> Method.setText name value m) e.Method }
 
     /// A readable summary of the resolved experiment (what `advaa check` prints).
@@ -359,6 +370,9 @@ module Experiment =
           | [] -> ()
           | limits -> yield sprintf "subset         %s (seeded, class-balanced)" (String.concat ", " limits)
           if e.EvalEvery > 1 then yield sprintf "evaluation     every %d epochs and after the last" e.EvalEvery
+          match e.ImageSize with
+          | Some side -> yield sprintf "image size     %dx%d crops of data of varying or large images" side side
+          | None -> ()
           yield sprintf "model          %s%s%s" e.Model (if e.Dropout > 0.0 then sprintf " (dropout %g)" e.Dropout else "") (if e.FrozenBatchNorm then ", batch norm frozen" else "")
           match e.Init with
           | Some init -> yield sprintf "initial        the weights in %s" (Path.GetFullPath init)

@@ -162,7 +162,7 @@ module private Features =
             let index = set.Labels.eq(int64 c |> fun v -> v.ToScalar()).nonzero().view(-1L)
             index.narrow(0L, 0L, min (int64 perClass) index.shape[0])
         let index = torch.cat([| pick first; pick second |], 0L)
-        set.Images.index_select(0L, index), set.Labels.index_select(0L, index).eq((int64 second).ToScalar()).to_type(torch.ScalarType.Float64)
+        set.InMemory("the theory demos").Images.index_select(0L, index), set.Labels.index_select(0L, index).eq((int64 second).ToScalar()).to_type(torch.ScalarType.Float64)
 
 /// Dao et al. (ICML 2019): training a kernel classifier on augmented data is, to first order,
 /// training on the transformations' averaged features, and to second order adds a data-dependent
@@ -302,7 +302,7 @@ module Stability =
         use scope = torch.NewDisposeScope()
         let take (set: ImageDataset) (count: int) =
             let struct (subset, _) = Subsets.Split(set, Nullable(int64 count), Nullable())
-            pixels subset.Images |> fun p -> p.to_type(torch.ScalarType.Float32), subset.Labels
+            pixels (subset.InMemory "the theory demos").Images |> fun p -> p.to_type(torch.ScalarType.Float32), subset.Labels
         let x, y = take data.Train s.Train
         let testX, testY = take data.Test s.Test
         let mean, std = x.mean([| 0L |]), x.std([| 0L |]).add(sc 1e-3)

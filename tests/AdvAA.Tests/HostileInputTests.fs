@@ -34,7 +34,7 @@ let private bigEndian (v: uint32) = [| byte (v >>> 24); byte (v >>> 16); byte (v
 
 /// A PNG of `width` x `height` 1-bit grey pixels whose IDAT is the zlib stream of `rows` all-zero
 /// rows (fewer than the header's height makes a header bomb: a tiny file claiming a huge image).
-let private pngBomb (width: int) (height: int) (rows: int) =
+let pngBomb (width: int) (height: int) (rows: int) =
     let chunk (kind: string) (data: byte array) =
         let body = Array.append (Encoding.ASCII.GetBytes kind) data
         Array.concat [ bigEndian (uint32 data.Length); body; bigEndian (crc32 body) ]

@@ -1,10 +1,15 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using static TorchSharp.torch;
 
 namespace AdvAA.Core.Data;
 
-/// <summary>Per-epoch shuffled batches of a data set, moved to a device.</summary>
+/// <summary>
+/// Per-epoch shuffled batches of a data set, moved to a device. A streamed data set is decoded per
+/// batch by <see cref="BatchStream"/>'s workers: a shuffling loader (training) gives each image a
+/// RandomResizedCrop and a coin-flip mirror, an ordered one (evaluation) the centre crop.
+/// </summary>
 public sealed class BatchLoader
 {
     readonly ImageDataset data;
@@ -13,9 +18,16 @@ public sealed class BatchLoader
     readonly bool shuffle;
     readonly long seed;
     readonly bool dropLast;
+    readonly int workers;
 
-    public BatchLoader(ImageDataset data, int batchSize, Device device, bool shuffle, long seed, bool dropLast)
+    /// <summary>The decode workers of a streamed set by default: one per core.</summary>
+    public static int DefaultWorkers => Environment.ProcessorCount;
+
+    /// <param name="workers">Threads decoding a streamed set's batches (0: <see cref="DefaultWorkers"/>); the batches do not depend on it.</param>
+    public BatchLoader(ImageDataset data, int batchSize, Device device, bool shuffle, long seed, bool dropLast, int workers = 0)
     {
+        if (workers < 0) throw new ArgumentOutOfRangeException(nameof(workers), workers, "the decode workers must be at least 1 (0: one per core)");
+        this.workers = workers == 0 ? DefaultWorkers : workers;
         if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "the batch size must be at least 1");
         if (dropLast && data.Count < batchSize)
             throw new ArgumentException($"{data.Source}: {data.Count} images make no full batch of {batchSize} (dropLast)", nameof(batchSize));
@@ -24,6 +36,16 @@ public sealed class BatchLoader
     }
 
     public int BatchesPerEpoch { get; }
+
+    /// <summary>Every image of <paramref name="set"/> as uint8 [N,C,H,W] on the CPU: a copy of an in-memory set's, a streamed set's centre crops.</summary>
+    public static Tensor Decoded(ImageDataset set)
+    {
+        if (!set.IsStreamed) return set.Images.clone();
+        var loader = new BatchLoader(set, (int)set.Count, CPU, shuffle: false, 0, dropLast: false);
+        (Tensor images, Tensor labels) = loader.Epoch(0).Single();
+        labels.Dispose();
+        return images;
+    }
 
     /// <summary>
     /// The batches of epoch <paramref name="epoch"/>: uint8 [B,C,H,W] images and int64 [B] labels on
@@ -49,6 +71,18 @@ public sealed class BatchLoader
         else order = arange(data.Count);
         // The order is owned here, not by whatever dispose scope is open when iteration starts.
         order.DetachFromDisposeScope();
+        if (data.Streamed is { } files)
+        {
+            long[] positions;
+            using (order) positions = Backend.HostSync.Longs(order);
+            return BatchStream.Batches(data, files, positions, batchSize, BatchesPerEpoch, training: shuffle, seed, epoch, workers, device,
+                shuffle ? $"epoch {epoch}" : "evaluation", withGroups);
+        }
+        return FromMemory(order, withGroups);
+    }
+
+    IEnumerable<LoadedBatch> FromMemory(Tensor order, bool withGroups)
+    {
         try
         {
             for (int b = 0; b < BatchesPerEpoch; b++)

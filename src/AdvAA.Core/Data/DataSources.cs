@@ -167,10 +167,16 @@ public static class DataSources
     /// <summary>The listings of a benchmark's counterparts, aligned with the splits' listings.</summary>
     sealed record Counterparts(ImageFolders.Listing Train, ImageFolders.Listing Test, ImageFolders.Listing? Validation);
 
-    /// <summary>The splits decoded (<paramref name="square"/>: every image resized and centre-cropped to that side).</summary>
+    /// <summary>
+    /// The splits decoded in memory when the training images are small and of one size (or, with
+    /// <paramref name="square"/>, every image resized and centre-cropped to that side); otherwise
+    /// every split streamed (decoded per batch, <see cref="ImageDataset.IsStreamed"/>).
+    /// </summary>
     static DataSplits Decoded(ImageFolders.Listing train, ImageFolders.Listing test, string format, ImageFolders.Listing? val = null, int? square = null,
         Counterparts? counterparts = null)
     {
+        if (square is null && counterparts is null && !ImageFolders.SmallOneSize(train.Images))
+            return new DataSplits(ImageFolders.Stream(train), ImageFolders.Stream(test), format, val is null ? null : ImageFolders.Stream(val));
         ImageDataset trainSet = ImageFolders.Decode(train, square, counterparts?.Train);
         ImageDataset? testSet = null;
         try

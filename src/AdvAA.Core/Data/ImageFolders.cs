@@ -263,6 +263,25 @@ internal static class ImageFolders
         return pixels;
     }
 
+    /// <summary>
+    /// Whether these images are small (sides at most <see cref="ImageCrops.SmallSide"/>) and all of
+    /// one size, read from their headers: the first image decides at once when it is large, so a
+    /// large data set is not opened file by file here.
+    /// </summary>
+    internal static bool SmallOneSize(IReadOnlyList<EncodedImage> images)
+    {
+        (int width, int height) = SizeOf(images[0]);
+        return width <= ImageCrops.SmallSide && height <= ImageCrops.SmallSide && OneSize(images);
+    }
+
+    /// <summary>The split as a streamed data set: its files decoded per batch into crops of <see cref="StreamedSize"/> until the trainer sizes it.</summary>
+    internal static ImageDataset Stream(Listing listing) =>
+        new(new StreamedImages(listing.Images, StreamedSize), tensor(listing.Images.Select(e => (long)e.Label).ToArray()), listing.Classes, listing.Source,
+            listing.Groups is null ? null : tensor(listing.Images.Select(e => (long)e.Group).ToArray()), listing.Groups);
+
+    /// <summary>The crop side of a streamed set before a trainer sizes it to its model (ImageNet's 224).</summary>
+    internal const int StreamedSize = 224;
+
     /// <summary>Whether all these images have one size (read from their headers, in parallel); an undecodable one is named.</summary>
     internal static bool OneSize(IReadOnlyList<EncodedImage> images)
     {
@@ -325,6 +344,7 @@ internal static class ImageFolders
         SKCodecResult result;
         fixed (byte* p = decoded) result = codec.GetPixels(target, (IntPtr)p);
         if (result != SKCodecResult.Success) throw new DataFormatException($"{image.Origin}: corrupt image: decoding stopped with {result}");
+        if (codec.Info.AlphaType != SKAlphaType.Opaque) CropDecoder.Composite(decoded.AsSpan(0, w * h * 4));
         if (resize && !CentreSquare(decoded, target, rgba, width)) throw new DataFormatException($"{image.Origin}: the {w}x{h} image could not be resized to {width}x{width}");
         int plane = width * height;
         Span<byte> r = planes[..plane], g = planes.Slice(plane, plane), b = planes.Slice(2 * plane, plane);

@@ -27,22 +27,35 @@ public sealed class Normalizer
     /// The per-channel mean and (population) standard deviation of a data set's pixels, scaled to
     /// [0,1]. Sums are exact integers, so a channel with one value everywhere has std exactly 0.
     /// </summary>
+    /// <remarks>A streamed set's statistics are those of the centre crops of <see cref="StreamedSample"/> evenly spaced images.</remarks>
     public static Normalizer FromDataset(ImageDataset data)
     {
+        if (!data.IsStreamed) return FromPixels(data.Images, data.Source);
+        using ImageDataset sample = data.Select(arange(0, data.Count, Math.Max(1, data.Count / StreamedSample)));
+        using Tensor pixels = BatchLoader.Decoded(sample);
+        return FromPixels(pixels, data.Source);
+    }
+
+    /// <summary>The images a streamed set's statistics come from.</summary>
+    public const int StreamedSample = 512;
+
+    static Normalizer FromPixels(Tensor images, string source)
+    {
+        long count = images.shape[0];
+        int channels = (int)images.shape[1];
         // Images per step, so that the int64 copy stays near 128 MB whatever the image size.
-        long chunk = Math.Max(1, (1L << 24) / ((long)data.Channels * data.Height * data.Width));
-        int channels = data.Channels;
+        long chunk = Math.Max(1, (1L << 24) / (channels * images.shape[2] * images.shape[3]));
         var sums = new long[channels];
         var squares = new long[channels];
-        for (long start = 0; start < data.Count; start += chunk)
+        for (long start = 0; start < count; start += chunk)
         {
             using var scope = NewDisposeScope();
-            Tensor x = data.Images.narrow(0, start, Math.Min(chunk, data.Count - start)).to_type(ScalarType.Int64);
+            Tensor x = images.narrow(0, start, Math.Min(chunk, count - start)).to_type(ScalarType.Int64);
             long[] s = x.sum([0, 2, 3]).data<long>().ToArray();
             long[] q = x.square().sum([0, 2, 3]).data<long>().ToArray();
             for (int c = 0; c < channels; c++) (sums[c], squares[c]) = (sums[c] + s[c], squares[c] + q[c]);
         }
-        Int128 n = (Int128)data.Count * data.Height * data.Width;
+        Int128 n = (Int128)count * images.shape[2] * images.shape[3];
         var mean = new double[channels];
         var std = new double[channels];
         for (int c = 0; c < channels; c++)
@@ -53,7 +66,7 @@ public sealed class Normalizer
         }
         int flat = Array.IndexOf(std, 0.0);
         if (flat >= 0)
-            throw new ArgumentException($"{data.Source}: channel {flat} has one value in every pixel (std 0), so it cannot be normalised", nameof(data));
+            throw new ArgumentException($"{source}: channel {flat} has one value in every pixel (std 0), so it cannot be normalised", "data");
         return new Normalizer(mean, std);
     }
 

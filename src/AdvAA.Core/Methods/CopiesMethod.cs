@@ -57,13 +57,17 @@ public abstract class CopiesMethod(MethodContext context, int cutout) : ITrainin
         Tensor copies = m > 1 ? images.repeat(m, 1, 1, 1) : images;
         Tensor targets = m > 1 ? labels.repeat(m) : labels;
         Tensor augmented = Augment(copies, (int)images.shape[0], step);
-        return new TrainingBatch(Standard(augmented, cutout, Epoch.Streams.Augment), targets, m);
+        return new TrainingBatch(Standard(augmented, cutout, Epoch.Streams.Augment, Context.LoaderCrops), targets, m);
     }
 
-    /// <summary>Crop/flip, then Cutout of <paramref name="size"/> pixels unless 0.</summary>
-    internal static Tensor Standard(Tensor batch, int size, Generator generator)
+    /// <summary>
+    /// Crop/flip (unless <paramref name="loaderCrops"/>: streamed data's loader already took a
+    /// RandomResizedCrop and a flip, before the policies, as the ImageNet recipe does), then Cutout
+    /// of <paramref name="size"/> pixels unless 0.
+    /// </summary>
+    internal static Tensor Standard(Tensor batch, int size, Generator generator, bool loaderCrops)
     {
-        Tensor cropped = StandardAugment.CropFlip(batch, generator);
+        Tensor cropped = loaderCrops ? batch : StandardAugment.CropFlip(batch, generator);
         return size > 0 ? StandardAugment.Cutout(cropped, size, generator) : cropped;
     }
 

@@ -149,7 +149,7 @@ public sealed class PatchingMethod : ITrainingMethod, IObjectiveMethod, IStagedM
     {
         if (step.Groups is null) throw new InvalidOperationException($"method {spec.Name} was given a batch without groups");
         Generator draws = epoch.Streams.Augment;
-        if (firstOfClass is null) return new TrainingBatch(CopiesMethod.Standard(images, spec.Cutout, draws), labels);
+        if (firstOfClass is null) return new TrainingBatch(CopiesMethod.Standard(images, spec.Cutout, draws, context.LoaderCrops), labels);
         (Tensor first, Tensor second) = Translate(images, step.Groups, step.Counterparts);
         // The image and its translations share one crop, flip (and Cutout square): only the subgroup differs between them.
         using Tensor state = draws.get_state();
@@ -157,7 +157,7 @@ public sealed class PatchingMethod : ITrainingMethod, IObjectiveMethod, IStagedM
         foreach (Tensor version in new[] { images, first, second })
         {
             draws.set_state(state);
-            versions.Add(CopiesMethod.Standard(version, spec.Cutout, draws));
+            versions.Add(CopiesMethod.Standard(version, spec.Cutout, draws, context.LoaderCrops));
         }
         return new TrainingBatch(cat(versions, 0), labels.repeat(3), instances: 3);
     }

@@ -77,7 +77,8 @@ public sealed record StageContext(string RunFolder, ImageDataset Train, Normaliz
 /// <param name="StepsPerEpoch">Optimiser steps in an epoch (0 when unknown, outside a trainer).</param>
 /// <param name="Target">The target model, for methods that learn with a copy of it (a teacher); null outside a trainer.</param>
 public sealed record MethodContext(SearchSpace Space, int Classes, int Channels, int Height, int Width, Device Device, int Epochs, long Seed,
-    IReadOnlyList<SubgroupName>? Groups = null, long[]? GroupCounts = null, bool HasCounterparts = false, int StepsPerEpoch = 0, TargetModel? Target = null);
+    IReadOnlyList<SubgroupName>? Groups = null, long[]? GroupCounts = null, bool HasCounterparts = false, int StepsPerEpoch = 0, TargetModel? Target = null,
+    bool LoaderCrops = false);
 
 /// <summary>
 /// The start of an epoch. <paramref name="Epoch"/> counts from 1; <paramref name="Progress"/> is the

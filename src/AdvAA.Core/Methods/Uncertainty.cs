@@ -105,7 +105,7 @@ public sealed class UncertaintyMethod : ITrainingMethod
             x = BatchAugment.ApplyValues(x, pool, draws.Ops.to(device), draws.Values.to(device), generator);
             (x, y) = Mixup(x, y, draws.Mixup, n, k, generator);
         }
-        x = StandardAugment.CropFlip(x, generator, reflect: true);
+        if (!context.LoaderCrops) x = StandardAugment.CropFlip(x, generator, reflect: true);
         x = CutoutUpTo(x, spec.Cutout, generator);
         // The tail's mixup fires with a random probability of its own per sample.
         var tail = rand([b, 2], generator: generator);

@@ -51,7 +51,7 @@ public sealed class SpaceUncertaintyMethod(MethodContext context, SpaceUncertain
         double scale = spec.MagnitudeScale.At(epoch.Progress);
         if (scale != 1.0) levels = levels.mul(scale).floor_().clamp(0, space.Levels - 1);
         candidates = BatchAugment.Apply(candidates, space, ops.to(epoch.Device), levels.to(epoch.Device), generator, trusted: true);
-        candidates = CopiesMethod.Standard(candidates, spec.Cutout, generator);
+        candidates = CopiesMethod.Standard(candidates, spec.Cutout, generator, context.LoaderCrops);
         Tensor candidateLabels = labels.repeat(k);
         Tensor scores = epoch.Score(candidates, candidateLabels).view(k, n).t().clamp_min(1e-12).cpu();   // [N, K]
         Tensor keep = torch.multinomial(scores, s, replacement: false, generator: generator);             // [N, S]

@@ -15,10 +15,14 @@ namespace AdvAA.Core.Models;
 /// <param name="Resolve">The model a (lower-case) name gives, null when the name is not this architecture's; a malformed or impossible shape is an <see cref="ArgumentException"/> naming it.</param>
 public sealed record Architecture(string Pattern, IReadOnlyList<string> Presets, Func<string, string, ModelShape?> Resolve);
 
-/// <summary>A model of the table: its name, what it is, whether it takes dropout, how to build it here and in PyTorch (<c>advaa_models.py</c>).</summary>
+/// <summary>
+/// A model of the table: its name, what it is, whether it takes dropout, how to build it here and in
+/// PyTorch (<c>advaa_models.py</c>), and the side of the crops streamed data gives it by default
+/// (32 for the CIFAR networks, 224 for the ImageNet ones).
+/// </summary>
 public sealed record ModelShape(
     string Name, string Description, bool TakesDropout,
-    Func<int, double, nn.Module<Tensor, Tensor>> Construct, Func<int, double, string> PythonConstructor);
+    Func<int, double, nn.Module<Tensor, Tensor>> Construct, Func<int, double, string> PythonConstructor, int ImageSize = 32);
 
 /// <summary>The image classifiers: one table of architectures, read by name.</summary>
 public static class ModelRegistry
@@ -48,7 +52,7 @@ public static class ModelRegistry
 
     static ModelShape TorchvisionShape(string name, int depth) =>
         new(name, $"{name}: ResNet-{depth} for ImageNet-sized inputs (7x7 stem at stride 2, max-pool, {(TorchvisionResNet.Depths[depth].Bottleneck ? "bottlenecks" : "basic blocks")} {string.Join("/", TorchvisionResNet.Depths[depth].Blocks)}) with torchvision's parameter names: its state dicts load as they are",
-            false, (classes, _) => new TorchvisionResNet(depth, classes), (classes, _) => $"torchvision_resnet({depth}, {classes})");
+            false, (classes, _) => new TorchvisionResNet(depth, classes), (classes, _) => $"torchvision_resnet({depth}, {classes})", ImageSize: 224);
 
     /// <summary>The named presets; any <c>wrn-&lt;depth&gt;-&lt;widen&gt;</c> is accepted too.</summary>
     public static IReadOnlyList<string> Names { get; } = Table.SelectMany(a => a.Presets).ToArray();

@@ -31,6 +31,14 @@ public sealed record TrainConfig
     public long? TestLimit { get; init; }
     /// <summary>Training images held out for validation (class-balanced, seeded, never trained on); null = none.</summary>
     public long? ValidationSize { get; init; }
+    /// <summary>
+    /// S: the side of the crops taken from data whose images vary in size or are larger than
+    /// 64×64 (streamed); null = the model's (224 for the ImageNet networks, else 32). Small data of
+    /// one size is used at its own size.
+    /// </summary>
+    public int? ImageSize { get; init; }
+    /// <summary>Threads decoding streamed data's batches; null = one per core. The batches do not depend on it.</summary>
+    public int? Workers { get; init; }
     /// <summary>Evaluate on the test (and validation) images every this many epochs, and after the last one.</summary>
     public int EvalEvery { get; init; } = 1;
 
@@ -92,6 +100,9 @@ public sealed record TrainConfig
     /// <summary>A copy with other image limits (for callers that cannot use a <c>with</c> expression).</summary>
     public TrainConfig WithLimits(long? train, long? test) => this with { TrainLimit = train, TestLimit = test };
 
+    /// <summary>A copy with another crop size and decode workers for streamed data (for callers that cannot use a <c>with</c> expression).</summary>
+    public TrainConfig WithStreaming(int? imageSize, int? workers) => this with { ImageSize = imageSize, Workers = workers };
+
     /// <summary>A copy with another method spec (for callers that cannot use a <c>with</c> expression).</summary>
     public TrainConfig WithMethod(MethodSpec method) => this with { Method = method };
 
@@ -118,6 +129,8 @@ public sealed record TrainConfig
         Require(TrainLimit is null or >= 1, "train_limit", "train limit", TrainLimit, "at least 1");
         Require(TestLimit is null or >= 1, "test_limit", "test limit", TestLimit, "at least 1");
         Require(ValidationSize is null or >= 1, "validation_size", "validation size", ValidationSize, "at least 1");
+        Require(ImageSize is null or >= 8 and <= 4096, "image_size", "image size", ImageSize, "from 8 to 4096 pixels");
+        Require(Workers is null or >= 1 and <= 256, "workers", "workers", Workers, "from 1 to 256");
         Require(EvalEvery >= 1, "eval_every", "evaluation interval", EvalEvery, "at least 1 epoch");
         Require(Momentum is >= 0 and < 1, "momentum", "momentum", Momentum, "in [0, 1)");
         Require(WeightDecay >= 0, "weight_decay", "weight decay", WeightDecay, "at least 0");
@@ -153,11 +166,12 @@ public sealed record TrainConfig
 
     /// <summary>
     /// The experiment as a run records it (config.json's "experiment"): this config with the search
-    /// space the run trains with (sized to its images), the precision it chose, and the data and
-    /// initial weights as absolute paths.
+    /// space the run trains with (sized to its images), the precision it chose, the crop size of
+    /// streamed data (null for data used at its own size), and the data and initial weights as absolute paths.
     /// </summary>
-    public TrainConfig Record(SearchSpace sizedSpace, Precision precision) => this with
+    public TrainConfig Record(SearchSpace sizedSpace, Precision precision, int? imageSize) => this with
     {
+        ImageSize = imageSize,
         Space = sizedSpace,
         Precision = Precisions.Name(precision),
         Data = Data is null ? null : Path.GetFullPath(Data),
@@ -186,6 +200,8 @@ public sealed record TrainConfig
         ["precision"] = Precision,
         ["memory_format"] = MemoryFormat,
         ["validation_size"] = ValidationSize,
+        ["image_size"] = ImageSize,  // null: data used at its own size
+        ["workers"] = Workers,
         ["eval_every"] = EvalEvery,
         ["mix"] = Mix?.ToJson(),
         ["init"] = Init,  // null: a fresh initialisation
@@ -214,6 +230,8 @@ public sealed record TrainConfig
         Precision = RecordJson.Value<string>(json, "precision", where),
         MemoryFormat = RecordJson.Value<string>(json, "memory_format", where),
         ValidationSize = RecordJson.Optional<long>(json, "validation_size", where),
+        ImageSize = RecordJson.Optional<int>(json, "image_size", where),
+        Workers = RecordJson.Optional<int>(json, "workers", where),
         EvalEvery = RecordJson.Value<int>(json, "eval_every", where),
         Mix = json["mix"] is JsonObject mix ? LabelMixing.FromJson(mix, $"{where}: mix") : null,
         Init = RecordJson.OptionalText(json, "init", where),
@@ -237,6 +255,7 @@ public sealed record TrainConfig
         ["train_limit"] = TrainLimit,
         ["test_limit"] = TestLimit,
         ["validation_size"] = ValidationSize,
+        ["image_size"] = ImageSize,
         ["mix"] = Mix?.ToJson(),
         ["precision"] = Precision,
         ["memory_format"] = MemoryFormat,

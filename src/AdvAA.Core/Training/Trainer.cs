@@ -83,7 +83,14 @@ public sealed class Trainer : IDisposable
         (var train, validation) = Subsets.Split(data.Train, config.TrainLimit, config.ValidationSize);
         // The data's own validation split (an image folder's val/) unless the config carves one from the training images.
         if (validation is null && config.ValidationSize is null && data.Validation is { } own) validation = own.Take(own.Count);
-        this.data = new DataSplits(train, Subsets.Split(data.Test, config.TestLimit, null).Subset, data.Format);
+        var test = Subsets.Split(data.Test, config.TestLimit, null).Subset;
+        // Streamed data is cropped to S, the setting's or the model's; data of one small size keeps its own (and refuses another S).
+        imageSize = train.IsStreamed ? config.ImageSize ?? ModelRegistry.Resolve(config.Model).ImageSize : null;
+        if ((imageSize ?? config.ImageSize) is int side)
+        {
+            (train, test, validation) = (Resized(train, side), Resized(test, side), validation is null ? null : Resized(validation, side));
+        }
+        this.data = new DataSplits(train, test, data.Format);
         space = this.config.Method.TrainingSpace(config.Space).SizedTo(train.Height, train.Width);
         device = TorchBackend.ResolveDevice(TorchBackend.ParseDevice(config.Device));
         if (group != null) device = group.DeviceFor(device);
@@ -107,12 +114,13 @@ public sealed class Trainer : IDisposable
             PyTorchStateDict.LoadInto(model, init, $"{config.Model} with {train.Classes.Count} classes");
         model.to(device);
         normalizer = Normalizer.FromDataset(train);
-        loader = new BatchLoader(train, config.BatchSize, device, shuffle: true, config.Seed, dropLast: true);
+        loader = new BatchLoader(train, config.BatchSize, device, shuffle: true, config.Seed, dropLast: true, config.Workers ?? 0);
         var target = new TargetModel(model,
             () => ModelRegistry.Create(config.Model, classes, config.Dropout, EpochStreams.SeedOf(config.Seed, 0, EpochStreams.ModelInitStream)).to(device),
             LossesOf);
         method = config.Method.Create(new MethodContext(space, train.Classes.Count, train.Channels, train.Height, train.Width, device, config.Epochs, config.Seed,
-            train.GroupNames, train.GroupNames is null ? null : train.GroupCounts(), train.Counterparts is not null, loader.BatchesPerEpoch, target));
+            train.GroupNames, train.GroupNames is null ? null : train.GroupCounts(), train.Counterparts is not null, loader.BatchesPerEpoch, target,
+            LoaderCrops: train.IsStreamed));
         objective = method as IObjectiveMethod;
         if (objective != null && config.Mix is { } mixing)
             throw new ConfigException($"method {config.Method.Name} sets its own objective over the batch's labels and groups; it does not combine with label mixing (--mix {mixing.Text})");
@@ -138,13 +146,29 @@ public sealed class Trainer : IDisposable
         }
     }
 
+    /// <summary>The crop side of streamed data (the setting's or the model's); null for data used at its own size.</summary>
+    readonly int? imageSize;
+
+    /// <summary>A split at crop size <paramref name="side"/>, the sized copy replacing (and disposing) the split it came from.</summary>
+    static ImageDataset Resized(ImageDataset set, int side)
+    {
+        try
+        {
+            return set.Sized(side);
+        }
+        finally
+        {
+            set.Dispose();
+        }
+    }
+
     /// <summary>
     /// What every rank of a job must agree on: the resolved experiment and the data's identity, less
     /// what is each rank's own (its device, the data's and the initial weights' paths).
     /// </summary>
     JsonObject SharedSettings()
     {
-        JsonObject settings = config.Record(space, precision).ToJson();
+        JsonObject settings = config.Record(space, precision, imageSize).ToJson();
         foreach (string own in new[] { "device", "data", "init" }) settings.Remove(own);
         settings["data"] = dataRecord.Identity();
         return settings;
@@ -167,7 +191,7 @@ public sealed class Trainer : IDisposable
     {
         NativeBackend backend = TorchBackend.Initialize(TorchBackend.ParseDevice(config.Device));
         return new RunConfig(typeof(Trainer).Assembly.GetName().Version?.ToString(3), typeof(torch).Assembly.GetName().Version?.ToString(3),
-            backend.LibTorchVersion, backend.Kind, device.ToString(), Machine.Describe(), DateTime.UtcNow.ToString("O"), config.Record(space, precision), dataRecord,
+            backend.LibTorchVersion, backend.Kind, device.ToString(), Machine.Describe(), DateTime.UtcNow.ToString("O"), config.Record(space, precision, imageSize), dataRecord,
             ParameterCount, config.Origin, precisionChoice);
     }
 
@@ -219,7 +243,7 @@ public sealed class Trainer : IDisposable
         var results = new List<EpochMetrics>();
         if (runner.EpochsDone >= config.Epochs) return results;
         if (method is IStagedMethod staged
-            && !staged.Prepare(new StageContext(run.Path, data.Train, normalizer, identity, cancel, line => StageProgress?.Invoke(this, line), checkpoint != null)))
+            && !staged.Prepare(new StageContext(run.Path, data.Train.InMemory($"method {config.Method.Name}'s first stage"), normalizer, identity, cancel, line => StageProgress?.Invoke(this, line), checkpoint != null)))
             return results;
         using (board = Writes ? new TensorBoardLog(run.Path, (long)runner.EpochsDone * loader.BatchesPerEpoch + 1) : null)
             runner.Train(config.Epochs, cancel, e =>
@@ -280,7 +304,8 @@ public sealed class Trainer : IDisposable
         using var scope = torch.NewDisposeScope();
         ImageDataset test = data.Test;
         long n = Math.Min(8, test.Count);
-        Tensor images = test.Images.index_select(0, torch.arange(n, dtype: int64).mul(test.Count / n));
+        using ImageDataset shown = test.Select(torch.arange(n, dtype: int64).mul(test.Count / n));
+        Tensor images = BatchLoader.Decoded(shown);
         using var generator = new Generator((ulong)epoch);
         string[] labels = ["original", .. applied.Select((_, i) => $"policy {i + 1}")];
         return ImageGrid.EncodePng(PolicyAugment.Grid(images, applied, space, generator), (int)n, labels, 2, out height, out width);
