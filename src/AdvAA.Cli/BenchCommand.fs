@@ -1,4 +1,4 @@
-/// `advaa bench ops|models`: how fast AdvAA augments and trains on this machine's devices (medians
+/// `advaa bench ops|models|data`: how fast AdvAA augments and trains on this machine's devices (medians
 /// after a warm-up; numbers, not a test). scripts/bench-ops.sh and bench-models.sh run these.
 module AdvAA.Cli.BenchCommand
 
@@ -44,12 +44,31 @@ type ModelsArgs =
             | Batches _ -> "batch sizes (default: 128 1024)."
             | Device _ -> "auto|cpu|cuda (default: auto, or ADVAA_DEVICE)."
 
-type BenchArgs =
-    | [<CliPrefix(CliPrefix.None)>] Ops of ParseResults<OpsArgs>
-    | [<CliPrefix(CliPrefix.None)>] Models of ParseResults<ModelsArgs>
+type StreamArgs =
+    | [<Mandatory; Unique>] Data of path: string
+    | [<Unique>] Workers of counts: int list
+    | [<Unique>] Image_Size of pixels: int
+    | [<Unique>] Batch of n: int
+    | [<Unique>] Model of name: string
+    | [<Unique>] Steps of count: int
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Data _ -> "an image folder (train/<class>/...) of images of varying or large size, streamed."
+            | Workers _ -> "decode workers to time (default: every core, then 1)."
+            | Image_Size _ -> "S, the crop side (default 224)."
+            | Batch _ -> "images per batch (default 64)."
+            | Model _ -> "the model of the training step fed by the loader (default small)."
+            | Steps _ -> "training steps fed by the loader (default 3; 0: time the loader alone)."
+
+type BenchArgs =
+    | [<CliPrefix(CliPrefix.None)>] Ops of ParseResults<OpsArgs>
+    | [<CliPrefix(CliPrefix.None)>] Models of ParseResults<ModelsArgs>
+    | [<CliPrefix(CliPrefix.None)>] Data of ParseResults<StreamArgs>
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Data _ -> "images/s of the streaming input pipeline (decode, RandomResizedCrop, flip) alone and feeding a training step."
             | Ops _ -> "images/s of random per-sample 2-op sub-policies through BatchAugment (CPU, and CUDA where it works)."
             | Models _ -> "images/s of the training step: fp32 and bf16, NCHW and channels-last; the controller's sample and update."
 
@@ -154,7 +173,62 @@ let private modelsBench (args: ParseResults<ModelsArgs>) =
     printfn "  sample %.1f ms, update %.1f ms (medians)" (1000.0 * sample) (1000.0 * update)
     ExitCode.ok
 
+/// One epoch of the training loader over a streamed set: images/s of decoding alone, and with each
+/// batch fed to a training step of `model`, the share of the time the step waited for data.
+let private streamBench (args: ParseResults<StreamArgs>) =
+    let side = args.GetResult(StreamArgs.Image_Size, defaultValue = 224)
+    let batch = args.GetResult(StreamArgs.Batch, defaultValue = 64)
+    let modelName = args.GetResult(StreamArgs.Model, defaultValue = "small")
+    let steps = args.GetResult(StreamArgs.Steps, defaultValue = 3)
+    use splits = DataSources.Load(args.GetResult StreamArgs.Data)
+    let train = splits.Train.Sized side
+    if not train.IsStreamed then fail (sprintf "%s: its images are small and of one size, so they are not streamed; give a folder of larger or varying images" train.Source) else
+    let device = torch.CPU
+    printfn "%s: %d images, crops %dx%d, batch %d, %d cores (%s)" train.Source train.Count side side batch Environment.ProcessorCount (Machine.Describe())
+    for workers in args.GetResult(StreamArgs.Workers, defaultValue = List.distinct [ Environment.ProcessorCount; 1 ]) do
+        let loader = BatchLoader(train, batch, device, true, 1L, true, workers)
+        let watch = Stopwatch.StartNew()
+        let mutable images = 0L
+        for x, y in loader.Epoch 1 do
+            images <- images + x.shape[0]
+            x.Dispose()
+            y.Dispose()
+        let alone = float images / watch.Elapsed.TotalSeconds
+        printfn "  %d worker(s): decode + crop + flip %.0f images/s (%.0f per worker)" workers alone (alone / float workers)
+        printfn "RESULT advaa_stream_workers%d_images_per_s %.0f" workers alone
+        if steps > 0 then
+            use net = ModelRegistry.Create(modelName, train.Classes.Count)
+            net.train()
+            use sgd = torch.optim.SGD(net.parameters(), 0.01, 0.9)
+            let normalizer = Normalizer([| 0.5; 0.5; 0.5 |], [| 0.25; 0.25; 0.25 |])
+            let watch = Stopwatch.StartNew()
+            let mutable waited = TimeSpan.Zero
+            let batches = (loader.Epoch 2).GetEnumerator()
+            let mutable fed = 0L
+            let next () =
+                let before = watch.Elapsed
+                let more = batches.MoveNext()
+                waited <- waited + (watch.Elapsed - before)
+                more
+            while fed < int64 (steps * batch) && next () do
+                let struct (x, y) = batches.Current
+                use scope = torch.NewDisposeScope()
+                sgd.zero_grad()
+                torch.nn.functional.cross_entropy(net.forward(normalizer.Apply(x, true)), y).backward()
+                sgd.step() |> ignore
+                fed <- fed + x.shape[0]
+                x.Dispose()
+                y.Dispose()
+            batches.Dispose()
+            let total = watch.Elapsed.TotalSeconds
+            printfn "  %d worker(s) feeding %d steps of %s: %.0f images/s, the step waited for data %.0f%% of the time"
+                workers steps modelName (float fed / total) (100.0 * waited.TotalSeconds / total)
+            printfn "RESULT advaa_stream_workers%d_train_images_per_s %.0f" workers (float fed / total)
+            printfn "RESULT advaa_stream_workers%d_wait_percent %.1f" workers (100.0 * waited.TotalSeconds / total)
+    ExitCode.ok
+
 let run (args: ParseResults<BenchArgs>) =
     match args.GetSubCommand() with
     | Ops a -> opsBench a
     | Models a -> modelsBench a
+    | Data a -> streamBench a

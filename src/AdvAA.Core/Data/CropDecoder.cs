@@ -31,21 +31,19 @@ internal static class CropDecoder
         (int width, int height) = ImageFiles.Checked(codec.Info.Width, codec.Info.Height, image.Origin);
         (CropBox box, bool flip) = choose(width, height);
         SKSizeI scaled = ScaledSize(codec, width, height, box, size);
-        var info = new SKImageInfo(scaled.Width, scaled.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
-        int decodedBytes = checked(scaled.Width * scaled.Height * 4);
-        byte[] decoded = ArrayPool<byte>.Shared.Rent(decodedBytes);
+        double sx = scaled.Width / (double)width, sy = scaled.Height / (double)height;
+        int x = Math.Min(scaled.Width - 1, (int)Math.Round(box.X * sx)), y = Math.Min(scaled.Height - 1, (int)Math.Round(box.Y * sy));
+        var region = SKRectI.Create(x, y, Math.Clamp((int)Math.Round(box.Width * sx), 1, scaled.Width - x), Math.Clamp((int)Math.Round(box.Height * sy), 1, scaled.Height - y));
+        int regionBytes = checked(region.Width * region.Height * 4);
+        byte[] decoded = ArrayPool<byte>.Shared.Rent(regionBytes);
         byte[] crop = ArrayPool<byte>.Shared.Rent(size * size * 4);
         try
         {
-            SKCodecResult result;
-            // No colour space on the target: pixel values are taken as stored, as PIL's convert("RGB") does.
-            fixed (byte* p = decoded) result = codec.GetPixels(info, (IntPtr)p);
+            SKCodecResult result = DecodeRegion(codec, scaled, region, decoded);
             if (result != SKCodecResult.Success) throw new DataFormatException($"{image.Origin}: corrupt image: decoding stopped with {result}");
-            if (codec.Info.AlphaType != SKAlphaType.Opaque) Composite(decoded.AsSpan(0, decodedBytes));
-            double sx = scaled.Width / (double)width, sy = scaled.Height / (double)height;
-            int x = Math.Min(scaled.Width - 1, (int)Math.Round(box.X * sx)), y = Math.Min(scaled.Height - 1, (int)Math.Round(box.Y * sy));
-            int w = Math.Clamp((int)Math.Round(box.Width * sx), 1, scaled.Width - x), h = Math.Clamp((int)Math.Round(box.Height * sy), 1, scaled.Height - y);
-            if (!Resize(decoded, info, SKRectI.Create(x, y, w, h), crop, size))
+            if (codec.Info.AlphaType != SKAlphaType.Opaque) Composite(decoded.AsSpan(0, regionBytes));
+            var info = new SKImageInfo(region.Width, region.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+            if (!Resize(decoded, info, SKRectI.Create(0, 0, region.Width, region.Height), crop, size))
                 throw new DataFormatException($"{image.Origin}: the {width}x{height} image's box {box} could not be resized to {size}x{size}");
             WritePlanes(crop, size, flip, planes);
         }
@@ -53,6 +51,43 @@ internal static class CropDecoder
         {
             ArrayPool<byte>.Shared.Return(decoded);
             ArrayPool<byte>.Shared.Return(crop);
+        }
+    }
+
+    /// <summary>
+    /// The pixels of <paramref name="region"/> of the image decoded at <paramref name="scaled"/> size,
+    /// as RGBA rows of the region's width. A JPEG decodes only the region's columns (libjpeg-turbo's
+    /// cropped scanlines) and stops after its last row, the way TensorFlow's decode_and_crop_jpeg
+    /// serves RandomResizedCrop; other images decode whole and the region is copied out.
+    /// </summary>
+    static unsafe SKCodecResult DecodeRegion(SKCodec codec, SKSizeI scaled, SKRectI region, byte[] target)
+    {
+        // No colour space on the target: pixel values are taken as stored, as PIL's convert("RGB") does.
+        var full = new SKImageInfo(scaled.Width, scaled.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        int rowBytes = region.Width * 4;
+        fixed (byte* p = target)
+        {
+            if (codec.EncodedFormat == SKEncodedImageFormat.Jpeg
+                && codec.StartScanlineDecode(full, new SKCodecOptions(SKRectI.Create(region.Left, 0, region.Width, scaled.Height))) == SKCodecResult.Success)
+            {
+                if (region.Top > 0 && !codec.SkipScanlines(region.Top)) return SKCodecResult.IncompleteInput;
+                return codec.GetScanlines((IntPtr)p, region.Height, rowBytes) == region.Height ? SKCodecResult.Success : SKCodecResult.IncompleteInput;
+            }
+            if (region.Width == scaled.Width && region.Height == scaled.Height) return codec.GetPixels(full, (IntPtr)p);
+            byte[] whole = ArrayPool<byte>.Shared.Rent(checked(scaled.Width * scaled.Height * 4));
+            try
+            {
+                SKCodecResult result;
+                fixed (byte* w = whole) result = codec.GetPixels(full, (IntPtr)w);
+                if (result != SKCodecResult.Success) return result;
+                for (int row = 0; row < region.Height; row++)
+                    whole.AsSpan(((region.Top + row) * scaled.Width + region.Left) * 4, rowBytes).CopyTo(target.AsSpan(row * rowBytes, rowBytes));
+                return result;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(whole);
+            }
         }
     }
 
@@ -83,8 +118,8 @@ internal static class CropDecoder
     /// <summary>The box of the decoded pixels resized to size×size RGBA (Skia's high quality: mipmaps when shrinking, Catmull-Rom when enlarging, a copy at the same size).</summary>
     static unsafe bool Resize(byte[] decoded, SKImageInfo info, SKRectI box, byte[] crop, int size)
     {
-        var sampling = box.Width > size || box.Height > size
-            ? new SKSamplingOptions(SKFilterMode.Linear, SKMipmapMode.Linear)
+        var sampling = box.Width > 2 * size || box.Height > 2 * size ? new SKSamplingOptions(SKFilterMode.Linear, SKMipmapMode.Linear)
+            : box.Width > size || box.Height > size ? new SKSamplingOptions(SKFilterMode.Linear)
             : new SKSamplingOptions(SKCubicResampler.CatmullRom);
         fixed (byte* s = decoded, d = crop)
         {
