@@ -19,6 +19,8 @@ module ExitCode =
 /// Command-line overrides of an experiment (`advaa run script.fsx --epochs 3 ...`).
 type Overrides =
     { Epochs: int option
+      /// --batch: N, images per instance per step.
+      BatchSize: int option
       Device: string option
       Out: string option
       Seed: int64 option
@@ -38,6 +40,7 @@ type Overrides =
 
     static member None =
         { Epochs = None
+          BatchSize = None
           Device = None
           Out = None
           Seed = None
@@ -94,6 +97,7 @@ module CommandLineParam =
 type RunArgs =
     | [<MainCommand; ExactlyOnce; First>] Script of script_and_arguments: string list
     | Epochs of count: int
+    | Batch of n: int
     | Device of device: string
     | Out of folder: string
     | Resume of folder: string
@@ -117,6 +121,7 @@ type RunArgs =
             | Script _ -> "the experiment script (.fsx), then arguments for the script itself (fsi.CommandLineArgs)."
             | Script_Timeout _ -> sprintf "seconds the script may take to compile and run its top-level code (default %g); a script is code, and check runs it too." ScriptHost.defaultTimeout.TotalSeconds
             | Epochs _ -> "train this many epochs instead of the script's."
+            | Batch _ -> "N, images per instance per step, instead of the script's (the learning rate stays the script's)."
             | Device _ -> "auto|cpu|cuda instead of the script's device."
             | Out _ -> "the run folder (must not exist or be empty; default runs/<name>-<yyyyMMdd-HHmmss>)."
             | Resume _ -> "continue the run in this folder from its last complete checkpoint."
@@ -196,6 +201,7 @@ module CommandLine =
           Arguments = arguments
           Overrides =
             { Epochs = results.TryGetResult RunArgs.Epochs |> CommandLineParam.atLeast bounds "--epochs" 1
+              BatchSize = results.TryGetResult RunArgs.Batch |> CommandLineParam.atLeast bounds "--batch" 1
               Device = results.TryGetResult RunArgs.Device |> CommandLineParam.device bounds
               Out = out
               Seed = results.TryGetResult RunArgs.Seed

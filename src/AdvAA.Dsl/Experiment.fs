@@ -340,6 +340,7 @@ module Experiment =
     let withOverrides (o: Overrides) (e: Experiment) : Experiment =
         { e with
             Epochs = defaultArg o.Epochs e.Epochs
+            BatchSize = defaultArg o.BatchSize e.BatchSize
             Device = defaultArg o.Device e.Device
             Precision = defaultArg o.Precision e.Precision
             Mix = Option.orElse e.Mix o.Mix

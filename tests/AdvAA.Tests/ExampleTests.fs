@@ -71,6 +71,34 @@ let tests =
                 Environment.SetEnvironmentVariable("CIFAR10_DIR", previous)
         }
 
+        test "imagenet checks as the paper's ResNet-50 setup and trains an epoch on a folder of variable-size JPEGs" {
+            let code, out, err = cli [ "check"; example "imagenet.fsx" ]
+            expectCode (code, out, err) 0
+            containsAll out
+                [ "model          resnet50"
+                  "image size     224x224"
+                  "epochs         120, batch 256 per instance"
+                  "learning rate  warmup 5 (step 0.8 ×0.1 at 30,60,90) (SGD, momentum 0.9, Nesterov, weight decay 0.0001)"
+                  "parameters     cutout = 0, instances = 8," ]
+            use dir = new TempDir()
+            let data = dir.File "imagenet"
+            StreamingTests.variableFolder data 12 6 40 120
+            let folder = dir.File "run"
+            let previous = Environment.GetEnvironmentVariable "IMAGENET_DIR"
+            Environment.SetEnvironmentVariable("IMAGENET_DIR", data)
+            try
+                let code, out, err =
+                    cli [ "run"; example "imagenet.fsx"; "--epochs"; "1"; "--batch"; "4"; "--image-size"; "32"; "--param"; "instances=2"; "--workers"; "2"; "--out"; folder ]
+                expectCode (code, out, err) 0
+                containsAll out [ "run      imagenet-resnet50: adversarial, model resnet50"; "epoch 1/1"; "done     imagenet-resnet50: 1 epoch" ]
+            finally
+                Environment.SetEnvironmentVariable("IMAGENET_DIR", previous)
+            let c = config folder
+            Expect.equal (text [ "experiment"; "data" ] c) data "the data from IMAGENET_DIR"
+            Expect.equal ((jsonAt [ "experiment"; "image_size" ] c).GetValue<int>()) 32 "S from --image-size"
+            Expect.equal (epochsOf folder) [ 1 ] "one epoch"
+        }
+
         test "tanda trains its generator in stage 1, then the classifier on its sequences" {
             use dir = new TempDir()
             let folder = dir.File "run"

@@ -50,17 +50,27 @@ internal static class BatchStream
             Tensor images = empty(count, 3, size, size, ScalarType.Byte);
             try
             {
-                Span<byte> bytes = images.bytes;
+                var flipped = new List<long>();
                 for (int i = 0; i < count; i++)
                 {
                     long image = order[start + i];
+                    using Tensor target = images[i];
                     CropDecoder.Decode(files.Files[(int)image], (w, h) =>
                     {
-                        if (!training) return (ImageCrops.Centre(w, h), false);
+                        if (!training) return ImageCrops.Centre(w, h);
                         var draws = SplitMix.For(seed, epoch, image);
                         CropBox box = ImageCrops.RandomResized(w, h, ref draws);
-                        return (box, draws.NextDouble() < 0.5);
-                    }, size, bytes.Slice((int)(i * planeBytes), (int)planeBytes));
+                        if (draws.NextDouble() < 0.5) flipped.Add(i);
+                        return box;
+                    }, size, target);
+                }
+                if (flipped.Count > 0)
+                {
+                    // One batched mirror of the images whose coin came up.
+                    using Tensor rows = tensor(flipped.ToArray());
+                    using Tensor chosen = images.index_select(0, rows);
+                    using Tensor mirrored = chosen.flip(3);
+                    images.index_copy_(0, rows, mirrored);
                 }
                 return pin ? Pinned(images) : images;
             }

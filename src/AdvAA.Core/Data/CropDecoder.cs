@@ -1,6 +1,8 @@
 using System;
 using System.Buffers;
 using SkiaSharp;
+using TorchSharp;
+using static TorchSharp.torch;
 
 namespace AdvAA.Core.Data;
 
@@ -9,7 +11,9 @@ namespace AdvAA.Core.Data;
 /// CMYK images convert to RGB uint8 as Skia's codecs give them; transparency is composited on the
 /// fill grey (128, the ops' fill). A JPEG larger than the crop needs is decoded at a reduced scale
 /// in the DCT domain (1/8 steps), the largest reduction that still covers the box with
-/// <c>size</c> pixels, which is where ImageNet's decode time goes.
+/// <c>size</c> pixels, and only the box's columns and rows are decoded: that is where ImageNet's
+/// decode time goes. The box is then resized as torchvision's RandomResizedCrop does (bilinear
+/// with antialiasing, libtorch's uint8 kernel).
 /// </summary>
 internal static class CropDecoder
 {
@@ -18,76 +22,74 @@ internal static class CropDecoder
 
     /// <summary>
     /// Decodes <paramref name="image"/>, takes the box <paramref name="choose"/> gives for its header's
-    /// width and height (and whether to mirror it), resizes it to <paramref name="size"/>×<paramref name="size"/>
-    /// and writes the three planes into <paramref name="planes"/> (3·size² bytes). What is wrong with
-    /// the image is a <see cref="DataFormatException"/> naming it.
+    /// width and height, resizes it to <paramref name="size"/>×<paramref name="size"/> and writes it
+    /// into <paramref name="target"/> (uint8 [3, size, size]). What is wrong with the image is a
+    /// <see cref="DataFormatException"/> naming it.
     /// </summary>
-    internal static unsafe void Decode(ImageFolders.EncodedImage image, Func<int, int, (CropBox Box, bool Flip)> choose, int size, Span<byte> planes)
+    internal static unsafe void Decode(ImageFolders.EncodedImage image, Func<int, int, CropBox> choose, int size, Tensor target)
     {
         byte[] encoded = image.Content ?? ImageFiles.Read(image.Origin);
         using SKData data = SKData.CreateCopy(encoded);
         using SKCodec? codec = SKCodec.Create(data);
         if (codec == null) throw new DataFormatException($"{image.Origin}: {ImageFiles.Undecodable}");
         (int width, int height) = ImageFiles.Checked(codec.Info.Width, codec.Info.Height, image.Origin);
-        (CropBox box, bool flip) = choose(width, height);
+        CropBox box = choose(width, height);
         SKSizeI scaled = ScaledSize(codec, width, height, box, size);
         double sx = scaled.Width / (double)width, sy = scaled.Height / (double)height;
         int x = Math.Min(scaled.Width - 1, (int)Math.Round(box.X * sx)), y = Math.Min(scaled.Height - 1, (int)Math.Round(box.Y * sy));
         var region = SKRectI.Create(x, y, Math.Clamp((int)Math.Round(box.Width * sx), 1, scaled.Width - x), Math.Clamp((int)Math.Round(box.Height * sy), 1, scaled.Height - y));
-        int regionBytes = checked(region.Width * region.Height * 4);
-        byte[] decoded = ArrayPool<byte>.Shared.Rent(regionBytes);
-        byte[] crop = ArrayPool<byte>.Shared.Rent(size * size * 4);
-        try
-        {
-            SKCodecResult result = DecodeRegion(codec, scaled, region, decoded);
-            if (result != SKCodecResult.Success) throw new DataFormatException($"{image.Origin}: corrupt image: decoding stopped with {result}");
-            if (codec.Info.AlphaType != SKAlphaType.Opaque) Composite(decoded.AsSpan(0, regionBytes));
-            var info = new SKImageInfo(region.Width, region.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
-            if (!Resize(decoded, info, SKRectI.Create(0, 0, region.Width, region.Height), crop, size))
-                throw new DataFormatException($"{image.Origin}: the {width}x{height} image's box {box} could not be resized to {size}x{size}");
-            WritePlanes(crop, size, flip, planes);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(decoded);
-            ArrayPool<byte>.Shared.Return(crop);
-        }
+        // RGBA rows of the region, decoded straight into a tensor's memory.
+        using Tensor rgba = empty(1, region.Height, region.Width, 4, ScalarType.Byte);
+        SKCodecResult result = DecodeRegion(codec, scaled, region, rgba);
+        if (result != SKCodecResult.Success) throw new DataFormatException($"{image.Origin}: corrupt image: decoding stopped with {result}");
+        if (codec.Info.AlphaType != SKAlphaType.Opaque) Composite(rgba.bytes);
+        // [1,4,h,w] in channels-last strides: the layout libtorch's vectorised uint8 resize takes.
+        using Tensor planar = rgba.permute(0, 3, 1, 2);
+        using Tensor resized = region.Width == size && region.Height == size
+            ? planar.alias()
+            : nn.functional.interpolate(planar, [size, size], mode: InterpolationMode.Bilinear, align_corners: false, antialias: true);
+        using Tensor first = resized[0];
+        using Tensor rgb = first.narrow(0, 0, 3);
+        target.copy_(rgb);
     }
 
     /// <summary>
-    /// The pixels of <paramref name="region"/> of the image decoded at <paramref name="scaled"/> size,
-    /// as RGBA rows of the region's width. A JPEG decodes only the region's columns (libjpeg-turbo's
-    /// cropped scanlines) and stops after its last row, the way TensorFlow's decode_and_crop_jpeg
-    /// serves RandomResizedCrop; other images decode whole and the region is copied out.
+    /// Decodes the pixels of <paramref name="region"/> of the image at <paramref name="scaled"/> size
+    /// into <paramref name="target"/> (uint8 [1, h, w, 4], RGBA rows of the region). A JPEG decodes only
+    /// the region's columns (libjpeg-turbo's cropped scanlines) and stops after its last row, the way
+    /// TensorFlow's decode_and_crop_jpeg serves RandomResizedCrop; other images decode whole and the
+    /// region is copied out.
     /// </summary>
-    static unsafe SKCodecResult DecodeRegion(SKCodec codec, SKSizeI scaled, SKRectI region, byte[] target)
+    static unsafe SKCodecResult DecodeRegion(SKCodec codec, SKSizeI scaled, SKRectI region, Tensor target)
     {
         // No colour space on the target: pixel values are taken as stored, as PIL's convert("RGB") does.
         var full = new SKImageInfo(scaled.Width, scaled.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
         int rowBytes = region.Width * 4;
-        fixed (byte* p = target)
+        Span<byte> rows = target.bytes;
+        fixed (byte* start = rows)
         {
+            var pixels = (IntPtr)start;
             if (codec.EncodedFormat == SKEncodedImageFormat.Jpeg
                 && codec.StartScanlineDecode(full, new SKCodecOptions(SKRectI.Create(region.Left, 0, region.Width, scaled.Height))) == SKCodecResult.Success)
             {
                 if (region.Top > 0 && !codec.SkipScanlines(region.Top)) return SKCodecResult.IncompleteInput;
-                return codec.GetScanlines((IntPtr)p, region.Height, rowBytes) == region.Height ? SKCodecResult.Success : SKCodecResult.IncompleteInput;
+                return codec.GetScanlines(pixels, region.Height, rowBytes) == region.Height ? SKCodecResult.Success : SKCodecResult.IncompleteInput;
             }
-            if (region.Width == scaled.Width && region.Height == scaled.Height) return codec.GetPixels(full, (IntPtr)p);
-            byte[] whole = ArrayPool<byte>.Shared.Rent(checked(scaled.Width * scaled.Height * 4));
-            try
-            {
-                SKCodecResult result;
-                fixed (byte* w = whole) result = codec.GetPixels(full, (IntPtr)w);
-                if (result != SKCodecResult.Success) return result;
-                for (int row = 0; row < region.Height; row++)
-                    whole.AsSpan(((region.Top + row) * scaled.Width + region.Left) * 4, rowBytes).CopyTo(target.AsSpan(row * rowBytes, rowBytes));
-                return result;
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(whole);
-            }
+            if (region.Width == scaled.Width && region.Height == scaled.Height) return codec.GetPixels(full, pixels);
+        }
+        byte[] whole = ArrayPool<byte>.Shared.Rent(checked(scaled.Width * scaled.Height * 4));
+        try
+        {
+            SKCodecResult result;
+            fixed (byte* w = whole) result = codec.GetPixels(full, (IntPtr)w);
+            if (result != SKCodecResult.Success) return result;
+            for (int row = 0; row < region.Height; row++)
+                whole.AsSpan(((region.Top + row) * scaled.Width + region.Left) * 4, rowBytes).CopyTo(rows.Slice(row * rowBytes, rowBytes));
+            return result;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(whole);
         }
     }
 
@@ -113,34 +115,5 @@ internal static class CropDecoder
             for (int c = 0; c < 3; c++) rgba[at + c] = (byte)((rgba[at + c] * a + Fill * (255 - a) + 127) / 255);
             rgba[at + 3] = 255;
         }
-    }
-
-    /// <summary>The box of the decoded pixels resized to size×size RGBA (Skia's high quality: mipmaps when shrinking, Catmull-Rom when enlarging, a copy at the same size).</summary>
-    static unsafe bool Resize(byte[] decoded, SKImageInfo info, SKRectI box, byte[] crop, int size)
-    {
-        var sampling = box.Width > 2 * size || box.Height > 2 * size ? new SKSamplingOptions(SKFilterMode.Linear, SKMipmapMode.Linear)
-            : box.Width > size || box.Height > size ? new SKSamplingOptions(SKFilterMode.Linear)
-            : new SKSamplingOptions(SKCubicResampler.CatmullRom);
-        fixed (byte* s = decoded, d = crop)
-        {
-            using var source = new SKPixmap(info, (IntPtr)s);
-            using SKPixmap? region = source.ExtractSubset(box);
-            if (region is null) return false;
-            using var target = new SKPixmap(new SKImageInfo(size, size, SKColorType.Rgba8888, SKAlphaType.Unpremul), (IntPtr)d);
-            return box.Width == size && box.Height == size ? region.ReadPixels(target) : region.ScalePixels(target, sampling);
-        }
-    }
-
-    /// <summary>RGBA rows to R, G and B planes, mirrored left-right when <paramref name="flip"/>.</summary>
-    static void WritePlanes(byte[] rgba, int size, bool flip, Span<byte> planes)
-    {
-        int plane = size * size;
-        Span<byte> r = planes[..plane], g = planes.Slice(plane, plane), b = planes.Slice(2 * plane, plane);
-        for (int row = 0; row < size; row++)
-            for (int col = 0; col < size; col++)
-            {
-                int at = 4 * (row * size + (flip ? size - 1 - col : col)), i = row * size + col;
-                (r[i], g[i], b[i]) = (rgba[at], rgba[at + 1], rgba[at + 2]);
-            }
     }
 }
