@@ -7,18 +7,40 @@ open Argu
 open AdvAA.Core.Backend
 open AdvAA.Core.Data
 
+type ShardArgs =
+    | [<Mandatory; Unique>] Data of folder: string
+    | [<Mandatory; Unique>] Out of folder: string
+    | [<Unique>] Per_Shard of samples: int
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Data _ -> "image folders to write: <folder>/train/<class>/..., test/ and val/ where present."
+            | Out _ -> "the folder of shards (new or empty): train-000000.tar, ..., test-*.tar, val-*.tar, classes.txt."
+            | Per_Shard _ -> "samples per shard (default 1000)."
+
 type DataArgs =
     | Data of path: string
+    | [<CliPrefix(CliPrefix.None)>] Make_Shards of ParseResults<ShardArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Data _ ->
-                "a CIFAR-10 or CIFAR-100 binary folder, a folder with train/ and test/ image folders, a .tar.gz of one, or a Waterbirds/WILDS folder with metadata.csv (default: the embedded sample)."
+                "a CIFAR-10 or CIFAR-100 binary folder, a folder with train/ and test/ image folders, a .tar.gz of one, a folder of tar shards, or a Waterbirds/WILDS folder with metadata.csv (default: the embedded sample)."
+            | Make_Shards _ -> "write image folders as tar shards (KEY.jpg + KEY.cls, WebDataset's layout), which --data then reads."
+
+/// `advaa data make-shards`: image folders to tar shards.
+let private makeShards (args: ParseResults<ShardArgs>) =
+    let perShard = args.GetResult(ShardArgs.Per_Shard, defaultValue = 1000)
+    if perShard < 1 then args.Raise(sprintf "--per-shard %d: expected at least 1" perShard, ErrorCode.CommandLine, false)
+    let watch = Stopwatch.StartNew()
+    let written = Shards.Write(args.GetResult ShardArgs.Data, args.GetResult ShardArgs.Out, perShard)
+    printfn "wrote %d shards and %s to %s in %.1f s" written.Count Shards.ClassesFile (IO.Path.GetFullPath(args.GetResult ShardArgs.Out)) watch.Elapsed.TotalSeconds
+    AdvAA.Dsl.ExitCode.ok
 
 let private perChannel (values: double[]) =
     values |> Array.map (sprintf "%.4f") |> String.concat ", " |> sprintf "(%s)"
 
-let run (args: ParseResults<DataArgs>) =
+let private describe (args: ParseResults<DataArgs>) =
     // libtorch starts before the clock does: the time is the loading alone.
     TorchBackend.EnsureInitialized() |> ignore
     let watch = Stopwatch.StartNew()
@@ -55,3 +77,8 @@ let run (args: ParseResults<DataArgs>) =
     for warning in splits.Warnings do
         printfn "warning    %s" warning
     AdvAA.Dsl.ExitCode.ok
+
+let run (args: ParseResults<DataArgs>) =
+    match args.TryGetSubCommand() with
+    | Some(Make_Shards shards) -> makeShards shards
+    | _ -> describe args

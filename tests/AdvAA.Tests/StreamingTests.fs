@@ -10,6 +10,7 @@ open AdvAA.Core.Data
 open AdvAA.Core.Training
 open AdvAA.Tests.TestSupport
 open AdvAA.Tests.TrainingTests
+open AdvAA.Tests.CliTests
 
 /// An image `w` x `h` whose pixels depend on its id and position (so crops, flips and mix-ups show).
 let writeImage (path: string) (id: int) (w: int) (h: int) (format: SKEncodedImageFormat) =
@@ -228,6 +229,62 @@ let tests =
             refused "2-bomb.png" (fun p -> File.WriteAllBytes(p, HostileInputTests.pngBomb 20000 20000 20000)) [ "20000x20000"; "more than the limit" ]
             refused "2-zero.png" (fun p -> File.CreateSymbolicLink(p, "/dev/zero") |> ignore) [ "not a regular file" ]
             refused "2-cut.jpg" (fun p -> let bytes = File.ReadAllBytes(dir.File "train/a/0.jpg") in File.WriteAllBytes(p, bytes[.. bytes.Length / 2])) [ "corrupt" ]
+        }
+
+        test "tar shards round-trip from make-shards: the same images, labels and crops; GNU tar's shards read too" {
+            use dir = new TempDir()
+            let folder = dir.File "folder"
+            variableFolder folder 30 9 40 120
+            let written = Shards.Write(folder, dir.File "shards", 8)
+            Expect.equal [ for w in written -> Path.GetFileName w ] [ "train-000000.tar"; "train-000001.tar"; "train-000002.tar"; "train-000003.tar"; "test-000000.tar"; "test-000001.tar" ] "30 + 9 samples, 8 a shard"
+            let crops (path: string) =
+                use splits = DataSources.Load path
+                Expect.isTrue splits.Train.IsStreamed "streamed"
+                use sized = splits.Test.Sized 24
+                use pixels = BatchLoader.Decoded sized
+                let labels = sized.Labels.data<int64>().ToArray()
+                splits.Format, List.ofSeq splits.Train.Classes, splits.Train.Count,
+                [ for i in 0 .. labels.Length - 1 -> use one = pixels[int64 i] in labels[i], bytesOf one ] |> List.sort
+            let format, classes, count, fromFolder = crops folder
+            let shardFormat, shardClasses, shardCount, fromShards = crops (dir.File "shards")
+            Expect.equal (format, shardFormat) ("image-folder", "tar-shards") "the formats"
+            Expect.equal (shardClasses, shardCount) (classes, count) "the same classes (classes.txt) and images"
+            Expect.isTrue (fromShards = fromFolder) "every test image with its label and the same centre crop"
+            // A shard written by GNU tar (its own header layout), without classes.txt: classes 0..2 by index.
+            let gnu = dir.File "gnu"
+            Directory.CreateDirectory gnu |> ignore
+            let members = dir.File "members"
+            Directory.CreateDirectory members |> ignore
+            for i, file in Directory.GetFiles(Path.Combine(folder, "test", "b")) |> Array.sort |> Array.indexed do
+                File.Copy(file, Path.Combine(members, sprintf "k%d.jpg" i))
+                File.WriteAllText(Path.Combine(members, sprintf "k%d.cls" i), "2")
+            for split in [ "train"; "test" ] do
+                expectCode (runProcess members 30 "tar" ([ "--format=gnu"; "-cf"; Path.Combine(gnu, split + "-000000.tar") ] @ [ for f in Directory.GetFiles members |> Array.sort -> Path.GetFileName f ])) 0
+            use gnuSplits = DataSources.Load gnu
+            Expect.equal (List.ofSeq gnuSplits.Train.Classes) [ "0"; "1"; "2" ] "classes by index without classes.txt"
+            use gnuTest = gnuSplits.Test.Sized 24
+            use gnuPixels = BatchLoader.Decoded gnuTest
+            let expectedB = fromFolder |> List.filter (fun (label, _) -> label = 1L) |> List.map snd |> List.sort
+            Expect.isTrue ([ for i in 0L .. gnuPixels.shape[0] - 1L -> use one = gnuPixels[i] in bytesOf one ] |> List.sort = expectedB) "GNU tar's members decode to the same crops"
+            containsAll (throwsMessage<ConfigException> (fun () -> Shards.Write(folder, dir.File "shards", 8) |> ignore)) [ dir.File "shards"; "not empty" ]
+        }
+
+        test "a shard's image without its .cls, and a .cls that is no class, are named with the shard" {
+            use dir = new TempDir()
+            let members = dir.File "members"
+            writeImage (Path.Combine(members, "a.jpg")) 1 90 70 SKEncodedImageFormat.Jpeg
+            writeImage (Path.Combine(members, "b.jpg")) 2 90 70 SKEncodedImageFormat.Jpeg
+            File.WriteAllText(Path.Combine(members, "a.cls"), "0")
+            let shards = dir.File "shards"
+            Directory.CreateDirectory shards |> ignore
+            let pack (files: string list) =
+                for split in [ "train"; "test" ] do
+                    expectCode (runProcess members 30 "tar" ([ "-cf"; Path.Combine(shards, split + "-000000.tar") ] @ files)) 0
+            pack [ "a.jpg"; "a.cls"; "b.jpg" ]
+            containsAll (throwsMessage<DataFormatException> (fun () -> (DataSources.Load shards).Dispose())) [ Path.Combine(shards, "train-000000.tar"); "member 'b.jpg' has no class beside it (b.cls)" ]
+            File.WriteAllText(Path.Combine(members, "b.cls"), "cat")
+            pack [ "a.jpg"; "a.cls"; "b.jpg"; "b.cls" ]
+            containsAll (throwsMessage<DataFormatException> (fun () -> (DataSources.Load shards).Dispose())) [ "member 'b.cls' holds 'cat', not a class index" ]
         }
 
         test "memory does not grow with the data: an epoch over 1,500 streamed images keeps RSS within 120 MB of its start" {

@@ -28,7 +28,7 @@ internal static class CropDecoder
     /// </summary>
     internal static unsafe void Decode(ImageFolders.EncodedImage image, Func<int, int, CropBox> choose, int size, Tensor target)
     {
-        byte[] encoded = image.Content ?? ImageFiles.Read(image.Origin);
+        byte[] encoded = image.Bytes();
         using SKData data = SKData.CreateCopy(encoded);
         using SKCodec? codec = SKCodec.Create(data);
         if (codec == null) throw new DataFormatException($"{image.Origin}: {ImageFiles.Undecodable}");

@@ -17,6 +17,7 @@ public static class DataSources
         "CIFAR-100 binary: a folder with train.bin and test.bin, optionally fine_label_names.txt and coarse_label_names.txt",
         $"image folders: a folder with train/{ImageFolders.Expected} and test/{ImageFolders.Expected}",
         "the same image folders in a .tar.gz (or .tgz), at its root or under one top-level folder",
+        "tar shards: train-000000.tar, … and test-*.tar (optionally val-*.tar), each sample KEY.jpg|png + KEY.cls, class names in classes.txt (advaa data make-shards)",
         "(a folder holding one of these folders one level down is accepted too)");
 
     enum Layout { MetadataCsv, Cifar10, Cifar100, ImageFolder }
@@ -38,6 +39,7 @@ public static class DataSources
             return FromArchive(stream, full, "image-folder");
         }
         if (!Directory.Exists(full)) throw new DataFormatException($"{full}: no such file or folder");
+        if (Shards.Holds(full)) return Shards.Load(full);
         (string folder, Layout layout) = Locate(full);
         return layout switch
         {

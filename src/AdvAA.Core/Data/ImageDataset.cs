@@ -201,7 +201,9 @@ public sealed class ImageDataset : IDisposable
         for (int i = 0; i < files.Files.Count; i++)
         {
             ImageFolders.EncodedImage image = files.Files[i];
-            string stamp = image.Content is { } bytes ? $"{bytes.Length}" : ListingStamp(image.Origin);
+            string stamp = image.Content is { } bytes ? $"{bytes.Length}"
+                : image.Entry is { } entry ? $"{entry.Offset}\u0001{entry.Length}\u0001{ListingStamp(entry.Shard)}"
+                : ListingStamp(image.Origin);
             hash.AppendData(System.Text.Encoding.UTF8.GetBytes($"{image.Origin}\u0001{stamp}\u0001{labels[i]}\n"));
         }
         if (GroupNames is not null) hash.AppendData(System.Text.Encoding.UTF8.GetBytes(string.Join("\u0001", GroupNames)));

@@ -31,7 +31,12 @@ internal static class ImageFolders
     /// <param name="Origin">Where it came from, for messages: a full path, or an archive path and entry name.</param>
     /// <param name="Content">The encoded bytes when they came from an archive; null for a file on disk, read at decode time.</param>
     /// <param name="Group">Index of its (class, subgroup) group in a listing with subgroups, else -1.</param>
-    internal sealed record EncodedImage(int Label, string Origin, byte[]? Content, int Group = -1);
+    /// <param name="Entry">Where a tar shard holds it (read at decode time); null otherwise.</param>
+    internal sealed record EncodedImage(int Label, string Origin, byte[]? Content, int Group = -1, Shards.Entry? Entry = null)
+    {
+        /// <summary>The encoded bytes: held, read from its shard, or read from its file.</summary>
+        internal byte[] Bytes() => Content ?? (Entry is { } entry ? Shards.Read(entry, Origin) : ImageFiles.Read(Origin));
+    }
 
     /// <summary>The classes and images of one split, before decoding.</summary>
     internal sealed record Listing(IReadOnlyList<string> Classes, IReadOnlyList<EncodedImage> Images, string Source, IReadOnlyList<SubgroupName>? Groups = null);
@@ -331,7 +336,7 @@ internal static class ImageFolders
     /// </summary>
     static unsafe void DecodeOne(EncodedImage image, EncodedImage first, int width, int height, bool resize, byte[] rgba, Span<byte> planes)
     {
-        byte[] encoded = image.Content ?? ImageFiles.Read(image.Origin);
+        byte[] encoded = image.Bytes();
         using SKData data = SKData.CreateCopy(encoded);
         using SKCodec? codec = SKCodec.Create(data);
         if (codec == null) throw new DataFormatException($"{image.Origin}: {ImageFiles.Undecodable}");
