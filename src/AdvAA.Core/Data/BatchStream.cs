@@ -83,6 +83,7 @@ internal static class BatchStream
 
         void Work()
         {
+            Backend.OpenMp.SerialOnThisThread();
             while (true)
             {
                 try { room.Wait(stop.Token); }

@@ -1,5 +1,4 @@
 using System;
-using System.Buffers;
 using SkiaSharp;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -11,9 +10,10 @@ namespace AdvAA.Core.Data;
 /// CMYK images convert to RGB uint8 as Skia's codecs give them; transparency is composited on the
 /// fill grey (128, the ops' fill). A JPEG larger than the crop needs is decoded at a reduced scale
 /// in the DCT domain (1/8 steps), the largest reduction that still covers the box with
-/// <c>size</c> pixels, and only the box's columns and rows are decoded: that is where ImageNet's
-/// decode time goes. The box is then resized as torchvision's RandomResizedCrop does (bilinear
-/// with antialiasing, libtorch's uint8 kernel).
+/// <c>size</c> pixels: that is where ImageNet's decode time goes. The box, a view of the decoded
+/// image, is then resized as torchvision's RandomResizedCrop does (bilinear with antialiasing,
+/// libtorch's uint8 kernel). Skia's cropped scanline decoding (only the box's columns and rows)
+/// was faster but corrupted the native heap on a truncated JPEG, so the image decodes whole.
 /// </summary>
 internal static class CropDecoder
 {
@@ -38,11 +38,16 @@ internal static class CropDecoder
         double sx = scaled.Width / (double)width, sy = scaled.Height / (double)height;
         int x = Math.Min(scaled.Width - 1, (int)Math.Round(box.X * sx)), y = Math.Min(scaled.Height - 1, (int)Math.Round(box.Y * sy));
         var region = SKRectI.Create(x, y, Math.Clamp((int)Math.Round(box.Width * sx), 1, scaled.Width - x), Math.Clamp((int)Math.Round(box.Height * sy), 1, scaled.Height - y));
-        // RGBA rows of the region, decoded straight into a tensor's memory.
-        using Tensor rgba = empty(1, region.Height, region.Width, 4, ScalarType.Byte);
-        SKCodecResult result = DecodeRegion(codec, scaled, region, rgba);
+        // The image at the reduced scale, decoded straight into a tensor's memory; the region is a view of it.
+        using Tensor whole = empty(1, scaled.Height, scaled.Width, 4, ScalarType.Byte);
+        var info = new SKImageInfo(scaled.Width, scaled.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        SKCodecResult result;
+        // No colour space on the target: pixel values are taken as stored, as PIL's convert("RGB") does.
+        fixed (byte* pixels = whole.bytes) result = codec.GetPixels(info, (IntPtr)pixels);
         if (result != SKCodecResult.Success) throw new DataFormatException($"{image.Origin}: corrupt image: decoding stopped with {result}");
-        if (codec.Info.AlphaType != SKAlphaType.Opaque) Composite(rgba.bytes);
+        if (codec.Info.AlphaType != SKAlphaType.Opaque) Composite(whole.bytes);
+        using Tensor rows = whole.narrow(1, region.Top, region.Height);
+        using Tensor rgba = rows.narrow(2, region.Left, region.Width);
         // [1,4,h,w] in channels-last strides: the layout libtorch's vectorised uint8 resize takes.
         using Tensor planar = rgba.permute(0, 3, 1, 2);
         using Tensor resized = region.Width == size && region.Height == size
@@ -51,46 +56,6 @@ internal static class CropDecoder
         using Tensor first = resized[0];
         using Tensor rgb = first.narrow(0, 0, 3);
         target.copy_(rgb);
-    }
-
-    /// <summary>
-    /// Decodes the pixels of <paramref name="region"/> of the image at <paramref name="scaled"/> size
-    /// into <paramref name="target"/> (uint8 [1, h, w, 4], RGBA rows of the region). A JPEG decodes only
-    /// the region's columns (libjpeg-turbo's cropped scanlines) and stops after its last row, the way
-    /// TensorFlow's decode_and_crop_jpeg serves RandomResizedCrop; other images decode whole and the
-    /// region is copied out.
-    /// </summary>
-    static unsafe SKCodecResult DecodeRegion(SKCodec codec, SKSizeI scaled, SKRectI region, Tensor target)
-    {
-        // No colour space on the target: pixel values are taken as stored, as PIL's convert("RGB") does.
-        var full = new SKImageInfo(scaled.Width, scaled.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
-        int rowBytes = region.Width * 4;
-        Span<byte> rows = target.bytes;
-        fixed (byte* start = rows)
-        {
-            var pixels = (IntPtr)start;
-            if (codec.EncodedFormat == SKEncodedImageFormat.Jpeg
-                && codec.StartScanlineDecode(full, new SKCodecOptions(SKRectI.Create(region.Left, 0, region.Width, scaled.Height))) == SKCodecResult.Success)
-            {
-                if (region.Top > 0 && !codec.SkipScanlines(region.Top)) return SKCodecResult.IncompleteInput;
-                return codec.GetScanlines(pixels, region.Height, rowBytes) == region.Height ? SKCodecResult.Success : SKCodecResult.IncompleteInput;
-            }
-            if (region.Width == scaled.Width && region.Height == scaled.Height) return codec.GetPixels(full, pixels);
-        }
-        byte[] whole = ArrayPool<byte>.Shared.Rent(checked(scaled.Width * scaled.Height * 4));
-        try
-        {
-            SKCodecResult result;
-            fixed (byte* w = whole) result = codec.GetPixels(full, (IntPtr)w);
-            if (result != SKCodecResult.Success) return result;
-            for (int row = 0; row < region.Height; row++)
-                whole.AsSpan(((region.Top + row) * scaled.Width + region.Left) * 4, rowBytes).CopyTo(rows.Slice(row * rowBytes, rowBytes));
-            return result;
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(whole);
-        }
     }
 
     /// <summary>The size to decode at: for a JPEG the smallest n/8 scale whose box still has <paramref name="size"/> pixels each way; else the image's own.</summary>
