@@ -39,7 +39,14 @@ internal static class ImageFolders
     }
 
     /// <summary>The classes and images of one split, before decoding.</summary>
-    internal sealed record Listing(IReadOnlyList<string> Classes, IReadOnlyList<EncodedImage> Images, string Source, IReadOnlyList<SubgroupName>? Groups = null);
+    internal sealed record Listing(IReadOnlyList<string> Classes, IReadOnlyList<EncodedImage> Images, string Source, IReadOnlyList<SubgroupName>? Groups = null)
+    {
+        /// <summary>int64 [N]: each image's class.</summary>
+        internal Tensor LabelTensor() => tensor(Images.Select(e => (long)e.Label).ToArray());
+
+        /// <summary>int64 [N]: each image's group, or null for a listing without subgroups.</summary>
+        internal Tensor? GroupTensor() => Groups is null ? null : tensor(Images.Select(e => (long)e.Group).ToArray());
+    }
 
     static bool IsImage(string name) => Extensions.Any(e => name.EndsWith(e, StringComparison.OrdinalIgnoreCase));
 
@@ -233,8 +240,8 @@ internal static class ImageFolders
         using var scope = NewDisposeScope();
         Tensor pixels = DecodePixels(listing.Images, listing.Images[0], width, height, square != null);
         Tensor? counterpartPixels = counterparts is null ? null : DecodePixels(counterparts.Images, listing.Images[0], width, height, square != null);
-        Tensor labels = tensor(listing.Images.Select(e => (long)e.Label).ToArray());
-        Tensor? groups = listing.Groups is null ? null : tensor(listing.Images.Select(e => (long)e.Group).ToArray());
+        Tensor labels = listing.LabelTensor();
+        Tensor? groups = listing.GroupTensor();
         return new ImageDataset(pixels, labels, listing.Classes, listing.Source, groups, listing.Groups, counterpartPixels);
     }
 
@@ -281,8 +288,7 @@ internal static class ImageFolders
 
     /// <summary>The split as a streamed data set: its files decoded per batch into crops of <see cref="StreamedSize"/> until the trainer sizes it.</summary>
     internal static ImageDataset Stream(Listing listing) =>
-        new(new StreamedImages(listing.Images, StreamedSize), tensor(listing.Images.Select(e => (long)e.Label).ToArray()), listing.Classes, listing.Source,
-            listing.Groups is null ? null : tensor(listing.Images.Select(e => (long)e.Group).ToArray()), listing.Groups);
+        new(new StreamedImages(listing.Images, StreamedSize), listing.LabelTensor(), listing.Classes, listing.Source, listing.GroupTensor(), listing.Groups);
 
     /// <summary>The crop side of a streamed set before a trainer sizes it to its model (ImageNet's 224).</summary>
     internal const int StreamedSize = 224;
