@@ -35,6 +35,7 @@ type TrainArgs =
     | Init of file: string
     | Image_Size of pixels: int
     | Workers of count: int
+    | Skip_Bad_Images
     | Report
     | Frozen_Bn
     | Distributed
@@ -68,6 +69,7 @@ type TrainArgs =
             | Init _ -> CommandLineParam.initUsage
             | Image_Size _ -> CommandLineParam.imageSizeUsage
             | Workers _ -> CommandLineParam.workersUsage
+            | Skip_Bad_Images -> CommandLineParam.skipBadImagesUsage
             | Report -> "write the run's report at the end (plots, policy grid, index.html; see advaa report)."
             | Frozen_Bn -> "batch-norm layers use and keep their running statistics (fine-tuning from --init; a data-parallel run that equals one process)."
             | Distributed -> CommandLineParam.distributedUsage
@@ -125,6 +127,7 @@ let experiment (results: ParseResults<TrainArgs>) : Experiment =
             ImageSize = results.TryGetResult TrainArgs.Image_Size |> atLeast "--image-size" 8
             Workers = results.TryGetResult TrainArgs.Workers |> atLeast "--workers" 1
             FrozenBatchNorm = results.Contains TrainArgs.Frozen_Bn
+            SkipBadImages = results.Contains TrainArgs.Skip_Bad_Images
             Precision = defaultArg (results.TryGetResult TrainArgs.Precision |> CommandLineParam.precision bounds) d.Precision
             MemoryFormat =
                 defaultArg

@@ -33,6 +33,8 @@ type Overrides =
       ImageSize: int option
       /// --workers: threads decoding such data's batches.
       Workers: int option
+      /// --skip-bad-images: leave bad images of streamed data out of their batches, listing them.
+      SkipBadImages: bool
       /// Method parameters by name (`--param name=value`), applied after the script's.
       Parameters: (string * string) list
       Precision: string option
@@ -50,6 +52,7 @@ type Overrides =
           Init = None
           ImageSize = None
           Workers = None
+          SkipBadImages = false
           Parameters = []
           Precision = None
           Mix = None }
@@ -61,6 +64,7 @@ module CommandLineParam =
     let mixUsage = "label mixing after the method: mixup[:alpha] or cutmix[:alpha] (lambda ~ Beta(alpha, alpha), default alpha 1)."
     let imageSizeUsage = "S: the side of the crops of data whose images vary in size or exceed 64x64 (RandomResizedCrop in training, resize to S/0.875 and centre crop in evaluation; default the model's: 224 for ImageNet networks, else 32)."
     let workersUsage = "threads decoding such data's batches (default: one per core); the batches are the same for any number."
+    let skipBadImagesUsage = "leave a bad image of streamed data (corrupt, truncated, missing) out of its batch and go on; each is listed in the run folder's skipped-images.jsonl."
     let initUsage = "start the target network from this PyTorch state dict (.pt, e.g. from advaa export) of the same model and classes."
     let distributedUsage = "be one rank of a data-parallel job started by mpirun -np K (or srun): the N·M batch is split over the ranks (README: More than one GPU or machine)."
 
@@ -111,6 +115,7 @@ type RunArgs =
     | Init of file: string
     | Image_Size of pixels: int
     | Workers of count: int
+    | Skip_Bad_Images
     | Report
     | Distributed
     | Script_Timeout of seconds: int
@@ -135,6 +140,7 @@ type RunArgs =
             | Init _ -> CommandLineParam.initUsage
             | Image_Size _ -> CommandLineParam.imageSizeUsage
             | Workers _ -> CommandLineParam.workersUsage
+            | Skip_Bad_Images -> CommandLineParam.skipBadImagesUsage
             | Report -> "write the report of each finished run (plots, policy grid, index.html; see advaa report)."
             | Distributed -> CommandLineParam.distributedUsage
 
@@ -211,6 +217,7 @@ module CommandLine =
               Init = results.TryGetResult RunArgs.Init
               ImageSize = results.TryGetResult RunArgs.Image_Size |> CommandLineParam.atLeast bounds "--image-size" 8
               Workers = results.TryGetResult RunArgs.Workers |> CommandLineParam.atLeast bounds "--workers" 1
+              SkipBadImages = results.Contains RunArgs.Skip_Bad_Images
               Parameters =
                 results.GetResults RunArgs.Param
                 |> List.map (parameter (fun message -> results.Raise(message, ErrorCode.CommandLine, true)))

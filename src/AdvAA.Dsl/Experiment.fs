@@ -122,6 +122,8 @@ type Experiment =
         ImageSize: int option
         /// Threads decoding such data's batches; None: one per core (the batches do not depend on it).
         Workers: int option
+        /// Leave bad images of streamed data out of their batches, listed in the run folder (skipped-images.jsonl), rather than stop.
+        SkipBadImages: bool
         /// Evaluate (test, validation) every this many epochs, and after the last one.
         EvalEvery: int
         /// small, resnet18, wrn-28-10, wrn-40-2 or any wrn-<depth>-<widen>.
@@ -249,6 +251,7 @@ module Experiment =
           ValidationSize = None
           ImageSize = None
           Workers = None
+          SkipBadImages = core.SkipBadImages
           EvalEvery = core.EvalEvery
           Model = core.Model
           Dropout = core.Dropout
@@ -312,6 +315,7 @@ module Experiment =
                 ValidationSize = (e.ValidationSize |> Option.map int64 |> Option.toNullable),
                 ImageSize = Option.toNullable e.ImageSize,
                 Workers = Option.toNullable e.Workers,
+                SkipBadImages = e.SkipBadImages,
                 EvalEvery = e.EvalEvery,
                 Epochs = e.Epochs,
                 BatchSize = e.BatchSize,
@@ -352,6 +356,7 @@ module Experiment =
             Init = Option.orElse e.Init o.Init
             ImageSize = Option.orElse e.ImageSize o.ImageSize
             Workers = Option.orElse e.Workers o.Workers
+            SkipBadImages = e.SkipBadImages || o.SkipBadImages
             Method = o.Parameters |> List.fold (fun m (name, value) -> Method.setText name value m) e.Method }
 
     /// A readable summary of the resolved experiment (what `advaa check` prints).
@@ -395,8 +400,13 @@ module Experiment =
           | _ -> ()
           // The other methods bring their own ops (or none).
           if spec.UsesSearchSpace then
-              yield sprintf "search space   %d ops, %d levels:" e.Space.OpNames.Length e.Space.LevelCount
-              yield! Space.describe e.Space |> List.map ((+) "  ") ]
+              // Pixel ranges (translate, cutout) as the method applies them: sized to the crops where S is set.
+              let sized, what =
+                  match e.ImageSize with
+                  | Some side -> Space.sizedTo side e.Space, sprintf ", pixel ranges for %dx%d" side side
+                  | None -> e.Space, ""
+              yield sprintf "search space   %d ops, %d levels%s:" e.Space.OpNames.Length e.Space.LevelCount what
+              yield! Space.describe sized |> List.map ((+) "  ") ]
 
     /// Line and column (1-based) of `let <valueName>` in a script, found in its text.
     let private bindingPosition (path: string) (valueName: string) =

@@ -170,6 +170,10 @@ module Space =
         guard "search space" (fun () ->
             SearchSpace(Array.ofList s.Ops, s.Levels, s.Customs |> List.map (fun c -> c :> ICustomOp) |> Array.ofList))
 
+    /// The space as it applies to side×side images: default pixel ranges (translate, cutout) scaled to that size, ranges set by hand kept.
+    let sizedTo (side: int) (s: Space) : Space =
+        { s with Ops = List.ofSeq ((toCore s).SizedTo(side, side).Ops) }
+
     /// One line per op: name, range (level 0 → top level), sign, and whether it is a user op.
     let describe (s: Space) : string list =
         [ for o in s.Ops ->

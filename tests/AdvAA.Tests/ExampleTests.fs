@@ -77,6 +77,8 @@ let tests =
             containsAll out
                 [ "model          resnet50"
                   "image size     224x224"
+                  "search space   16 ops, 10 levels, pixel ranges for 224x224:"
+                  "TranslateX     0 → 100.8"
                   "epochs         120, batch 256 per instance"
                   "learning rate  warmup 5 (step 0.8 ×0.1 at 30,60,90) (SGD, momentum 0.9, Nesterov, weight decay 0.0001)"
                   "parameters     cutout = 0, instances = 8," ]

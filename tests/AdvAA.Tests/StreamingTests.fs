@@ -293,6 +293,38 @@ let tests =
                 [ Path.Combine(shards, "train-000000.tar"); "member 'b.png'"; "20000x20000"; "more than the limit"; "evaluation, batch 1 of 1" ]
         }
 
+        test "--skip-bad-images leaves bad images out of their batches and lists each per epoch; a resumed run lists what an uninterrupted one does" {
+            use dir = new TempDir()
+            let data = dir.File "data"
+            variableFolder data 48 12 40 90
+            let cut = Path.Combine(data, "train", "a", "00003.jpg")
+            let bytes = File.ReadAllBytes cut
+            File.WriteAllBytes(cut, bytes[.. bytes.Length / 2])
+            let bomb = Path.Combine(data, "test", "b", "zz-bomb.png")
+            File.WriteAllBytes(bomb, HostileInputTests.pngBomb 20000 20000 20000)
+            let config = (Tiny.Config("baseline", epochs = 2, model = "small", batchSize = 16)).WithStreaming(Nullable 16, Nullable 2, true)
+            let run (folder: RunFolder) (stopEpoch: int option) =
+                use splits = DataSources.Load data
+                trainStaged config splits folder None stopEpoch |> snd
+            let whole = RunFolder.Create(dir.File "whole")
+            Expect.equal (run whole None |> List.length) 2 "both epochs train"
+            let lines = whole.ReadLines RunFolder.SkippedImagesFile
+            let listed (line: Text.Json.Nodes.JsonObject) =
+                [ for i in line["images"].AsArray() -> string i["during"], string i["file"], string i["error"] ]
+            Expect.equal [ for l in lines -> int l["epoch"] ] [ 1; 2 ] "a line per epoch"
+            // Epoch 1: the cut JPEG in training, the bomb in the test evaluation; epoch 2 adds the clean-train evaluation's cut JPEG.
+            let first = listed lines[0]
+            Expect.equal [ for d, f, _ in first -> d, f ] [ "epoch 1", cut; "evaluation", bomb ] "epoch 1's skipped images"
+            containsAll (first |> List.map (fun (_, _, e) -> e) |> String.concat "\n") [ "corrupt"; "20000x20000" ]
+            Expect.equal [ for d, f, _ in listed lines[1] -> d, f ] [ "epoch 2", cut; "evaluation", bomb; "evaluation", cut ] "epoch 2's skipped images"
+            Expect.equal [ for m in whole.ReadMetrics() -> m.SkippedImages ] [ Nullable 2; Nullable 3 ] "counted in metrics.jsonl"
+            let parted = RunFolder.Create(dir.File "parted")
+            run parted (Some 1) |> ignore
+            run (RunFolder.Open parted.Path) None |> ignore
+            Expect.equal (parted.ReadLines RunFolder.SkippedImagesFile |> Seq.map string |> List.ofSeq) (lines |> Seq.map string |> List.ofSeq) "resumed: the same list"
+            Expect.equal (metricsWithoutTiming parted.Path) (metricsWithoutTiming whole.Path) "resumed: the same metrics"
+        }
+
         test "memory does not grow with the data: an epoch over 1,500 streamed images keeps RSS within 120 MB of its start" {
             let clear = "/proc/self/clear_refs"
             if not (File.Exists clear) then skiptest "no /proc/self/clear_refs here to reset the peak RSS"

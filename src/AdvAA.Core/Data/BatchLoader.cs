@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using AdvAA.Core.Distributed;
 using static TorchSharp.torch;
 
 namespace AdvAA.Core.Data;
@@ -19,13 +20,19 @@ public sealed class BatchLoader
     readonly long seed;
     readonly bool dropLast;
     readonly int workers;
+    readonly ProcessGroup? shareWith;
+    readonly SkippedImages? skip;
 
     /// <summary>The decode workers of a streamed set by default: one per core.</summary>
     public static int DefaultWorkers => Environment.ProcessorCount;
 
     /// <param name="workers">Threads decoding a streamed set's batches (0: <see cref="DefaultWorkers"/>); the batches do not depend on it.</param>
-    public BatchLoader(ImageDataset data, int batchSize, Device device, bool shuffle, long seed, bool dropLast, int workers = 0)
+    /// <param name="shareWith">The ranks of a data-parallel job: each decodes only its slice of a streamed set's batches and gathers the rest.</param>
+    /// <param name="skip">Where a streamed set's bad images are recorded and left out of their batches; null: a bad image is an error.</param>
+    public BatchLoader(ImageDataset data, int batchSize, Device device, bool shuffle, long seed, bool dropLast, int workers = 0,
+        ProcessGroup? shareWith = null, SkippedImages? skip = null)
     {
+        (this.shareWith, this.skip) = (shareWith, skip);
         if (workers < 0) throw new ArgumentOutOfRangeException(nameof(workers), workers, "the decode workers must be at least 1 (0: one per core)");
         this.workers = workers == 0 ? DefaultWorkers : workers;
         if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "the batch size must be at least 1");
@@ -37,11 +44,14 @@ public sealed class BatchLoader
 
     public int BatchesPerEpoch { get; }
 
-    /// <summary>Every image of <paramref name="set"/> as uint8 [N,C,H,W] on the CPU: a copy of an in-memory set's, a streamed set's centre crops.</summary>
-    public static Tensor Decoded(ImageDataset set)
+    /// <summary>
+    /// Every image of <paramref name="set"/> as uint8 [N,C,H,W] on the CPU: a copy of an in-memory set's,
+    /// a streamed set's centre crops (<paramref name="skipBad"/>: less its bad images, which the run lists where it trains on them).
+    /// </summary>
+    public static Tensor Decoded(ImageDataset set, bool skipBad = false)
     {
         if (!set.IsStreamed) return set.Images.clone();
-        var loader = new BatchLoader(set, (int)set.Count, CPU, shuffle: false, 0, dropLast: false);
+        var loader = new BatchLoader(set, (int)set.Count, CPU, shuffle: false, 0, dropLast: false, skip: skipBad ? new SkippedImages() : null);
         (Tensor images, Tensor labels) = loader.Epoch(0).Single();
         labels.Dispose();
         return images;
@@ -76,7 +86,7 @@ public sealed class BatchLoader
             long[] positions;
             using (order) positions = Backend.HostSync.Longs(order);
             return BatchStream.Batches(data, files, positions, batchSize, BatchesPerEpoch, training: shuffle, seed, epoch, workers, device,
-                shuffle ? $"epoch {epoch}" : "evaluation", withGroups);
+                shuffle ? $"epoch {epoch}" : "evaluation", withGroups, shareWith, skip);
         }
         return FromMemory(order, withGroups);
     }

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
+using AdvAA.Core.Distributed;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -30,39 +31,59 @@ internal static class BatchStream
     /// The batches of <paramref name="order"/> (positions into <paramref name="set"/>, <paramref name="batchSize"/>
     /// at a time, <paramref name="batches"/> of them). <paramref name="training"/>: a RandomResizedCrop and a
     /// coin-flip mirror per image, drawn from (seed, epoch, image); else the centre crop. A bad image
-    /// is a <see cref="DataFormatException"/> naming it, <paramref name="during"/> and the batch.
+    /// is a <see cref="DataFormatException"/> naming it, <paramref name="during"/> and the batch, or with
+    /// <paramref name="skip"/> left out of its batch and recorded there. With <paramref name="shareWith"/>
+    /// this rank decodes only its slice of each batch (<see cref="SliceOf"/>) and gathers the others'.
     /// </summary>
     internal static IEnumerable<LoadedBatch> Batches(ImageDataset set, StreamedImages files, long[] order, int batchSize, int batches, bool training,
-        long seed, int epoch, int workers, Device device, string during, bool withGroups)
+        long seed, int epoch, int workers, Device device, string during, bool withGroups, ProcessGroup? shareWith = null, SkippedImages? skip = null)
     {
         int size = files.Size;
-        long planeBytes = 3L * size * size;
         var gate = new object();
-        var done = new Dictionary<int, (Tensor? Images, Exception? Error)>();
+        var done = new Dictionary<int, (Tensor? Images, long[]? Ids, Exception? Error)>();
         using var stop = new CancellationTokenSource();
         using var room = new SemaphoreSlim(workers * AheadPerWorker);
         int next = -1;
         bool pin = device.type == DeviceType.CUDA;
 
-        Tensor Decode(int batch)
+        (Tensor, long[]) Decode(int batch)
         {
-            int start = batch * batchSize, count = Math.Min(batchSize, order.Length - start);
-            Tensor images = empty(count, 3, size, size, ScalarType.Byte);
+            int start = batch * batchSize;
+            (int from, int to) = SliceOf(Math.Min(batchSize, order.Length - start), shareWith?.Rank ?? 0, shareWith?.Size ?? 1);
+            Tensor images = empty(to - from, 3, size, size, ScalarType.Byte);
             try
             {
                 var flipped = new List<long>();
-                for (int i = 0; i < count; i++)
+                var kept = new List<long>();
+                for (int i = 0; i < to - from; i++)
                 {
-                    long image = order[start + i];
-                    using Tensor target = images[i];
-                    CropDecoder.Decode(files.Files[(int)image], (w, h) =>
+                    long image = order[start + from + i];
+                    using Tensor target = images[kept.Count];
+                    bool flip = false;
+                    try
                     {
-                        if (!training) return ImageCrops.Centre(w, h);
-                        var draws = SplitMix.For(seed, epoch, image);
-                        CropBox box = ImageCrops.RandomResized(w, h, ref draws);
-                        if (draws.NextDouble() < 0.5) flipped.Add(i);
-                        return box;
-                    }, size, target);
+                        CropDecoder.Decode(files.Files[(int)image], (w, h) =>
+                        {
+                            if (!training) return ImageCrops.Centre(w, h);
+                            var draws = SplitMix.For(seed, epoch, image);
+                            CropBox box = ImageCrops.RandomResized(w, h, ref draws);
+                            flip = draws.NextDouble() < 0.5;
+                            return box;
+                        }, size, target);
+                    }
+                    catch (DataFormatException bad) when (skip != null)
+                    {
+                        skip.Add(new SkippedImage(files.Files[(int)image].Origin, during, batch + 1, bad.Message));
+                        continue;
+                    }
+                    if (flip) flipped.Add(kept.Count);
+                    kept.Add(image);
+                }
+                if (kept.Count < to - from)
+                {
+                    Tensor good = images.narrow(0, 0, kept.Count).clone();
+                    images.Dispose();
+                    images = good;
                 }
                 if (flipped.Count > 0)
                 {
@@ -72,7 +93,7 @@ internal static class BatchStream
                     using Tensor mirrored = chosen.flip(3);
                     images.index_copy_(0, rows, mirrored);
                 }
-                return pin ? Pinned(images) : images;
+                return (pin && shareWith is null ? Pinned(images) : images, kept.ToArray());
             }
             catch
             {
@@ -90,15 +111,19 @@ internal static class BatchStream
                 catch (OperationCanceledException) { return; }
                 int batch = Interlocked.Increment(ref next);
                 if (batch >= batches) return;
-                (Tensor?, Exception?) result;
-                try { result = (Decode(batch), null); }
-                catch (Exception e) { result = (null, e); }
+                (Tensor?, long[]?, Exception?) result;
+                try
+                {
+                    (Tensor images, long[] ids) = Decode(batch);
+                    result = (images, ids, null);
+                }
+                catch (Exception e) { result = (null, null, e); }
                 lock (gate)
                 {
                     done[batch] = result;
                     Monitor.PulseAll(gate);
                 }
-                if (result.Item2 != null) return;
+                if (result.Item3 != null) return;
             }
         }
 
@@ -107,24 +132,36 @@ internal static class BatchStream
         {
             for (int b = 0; b < batches; b++)
             {
-                (Tensor? images, Exception? error) = Take(b);
+                (Tensor? decoded, long[]? kept, Exception? error) = Take(b);
                 room.Release();
                 if (error is DataFormatException bad) throw new DataFormatException($"{bad.Message} ({during}, batch {b + 1} of {batches})", bad);
                 if (error != null) throw new InvalidOperationException($"decoding batch {b + 1} of {batches} ({during}) failed: {error.Message}", error);
-                int start = b * batchSize, count = (int)images!.shape[0];
-                using Tensor indices = tensor(order.AsSpan(start, count).ToArray());
-                Tensor Rows(Tensor all) => all.index_select(0, indices).to(device, disposeAfter: true);
-                yield return new LoadedBatch(images.to(device, non_blocking: pin, disposeAfter: true), Rows(set.Labels), withGroups && set.Groups is { } groups ? Rows(groups) : null, null);
+                Tensor images = decoded!, ids = tensor(kept!);
+                if (shareWith != null)
+                {
+                    (images, ids) = (Gathered(shareWith, images), Gathered(shareWith, ids));
+                    if (pin) images = Pinned(images);
+                }
+                using (ids)
+                {
+                    if (ids.shape[0] == 0)
+                    {
+                        images.Dispose();
+                        throw new DataFormatException($"every image of batch {b + 1} of {batches} ({during}) was bad and skipped; see the skipped images listed in the run folder");
+                    }
+                    Tensor Rows(Tensor all) => all.index_select(0, ids).to(device, disposeAfter: true);
+                    yield return new LoadedBatch(images.to(device, non_blocking: pin, disposeAfter: true), Rows(set.Labels), withGroups && set.Groups is { } groups ? Rows(groups) : null, null);
+                }
             }
         }
         finally
         {
             stop.Cancel();
             Task.WaitAll(running.Select(t => t.ContinueWith(_ => { })).ToArray());
-            foreach ((Tensor? images, _) in done.Values) images?.Dispose();
+            foreach ((Tensor? images, _, _) in done.Values) images?.Dispose();
         }
 
-        (Tensor?, Exception?) Take(int batch)
+        (Tensor?, long[]?, Exception?) Take(int batch)
         {
             lock (gate)
             {
@@ -134,6 +171,19 @@ internal static class BatchStream
                 return result;
             }
         }
+    }
+
+    /// <summary>
+    /// The images [from, to) of a batch of <paramref name="count"/> that rank <paramref name="rank"/> of
+    /// <paramref name="ranks"/> decodes: contiguous slices that together cover the batch once.
+    /// </summary>
+    internal static (int From, int To) SliceOf(int count, int rank, int ranks) =>
+        ((int)((long)count * rank / ranks), (int)((long)count * (rank + 1) / ranks));
+
+    /// <summary>Every rank's rows of <paramref name="mine"/>, which this disposes.</summary>
+    static Tensor Gathered(ProcessGroup ranks, Tensor mine)
+    {
+        using (mine) return ranks.AllGatherRows(mine);
     }
 
     /// <summary>The batch in page-locked memory, so that the copy to the GPU can run asynchronously.</summary>

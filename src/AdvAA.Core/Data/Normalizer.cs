@@ -27,12 +27,12 @@ public sealed class Normalizer
     /// The per-channel mean and (population) standard deviation of a data set's pixels, scaled to
     /// [0,1]. Sums are exact integers, so a channel with one value everywhere has std exactly 0.
     /// </summary>
-    /// <remarks>A streamed set's statistics are those of the centre crops of <see cref="StreamedSample"/> evenly spaced images.</remarks>
-    public static Normalizer FromDataset(ImageDataset data)
+    /// <remarks>A streamed set's statistics are those of the centre crops of <see cref="StreamedSample"/> evenly spaced images (less the bad ones, with <paramref name="skipBad"/>).</remarks>
+    public static Normalizer FromDataset(ImageDataset data, bool skipBad = false)
     {
         if (!data.IsStreamed) return FromPixels(data.Images, data.Source);
         using ImageDataset sample = data.Select(arange(0, data.Count, Math.Max(1, data.Count / StreamedSample)));
-        using Tensor pixels = BatchLoader.Decoded(sample);
+        using Tensor pixels = BatchLoader.Decoded(sample, skipBad);
         return FromPixels(pixels, data.Source);
     }
 

@@ -137,6 +137,10 @@ internal sealed unsafe class OpenMpi
         return all;
     }
 
+    /// <summary>Every rank's <paramref name="bytes"/> bytes at <paramref name="send"/>, in rank order, into <paramref name="receive"/> (Size × bytes).</summary>
+    public void AllGather(IntPtr send, int bytes, IntPtr receive) =>
+        Check(allgather((void*)send, bytes, byteType, (void*)receive, bytes, byteType, world), "MPI_Allgather");
+
     public void Broadcast(byte[] bytes, int root)
     {
         fixed (byte* p = bytes)

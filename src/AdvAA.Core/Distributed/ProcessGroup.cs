@@ -1,4 +1,6 @@
 using System;
+using System.Collections.Generic;
+using System.Linq;
 using System.Security.Cryptography;
 using System.Text;
 using AdvAA.Core.Backend;
@@ -102,6 +104,9 @@ public sealed class ProcessGroup : IDisposable
         return Encoding.UTF8.GetString(bytes);
     }
 
+    /// <summary>Every rank's <paramref name="text"/>, in rank order, on every rank.</summary>
+    public IReadOnlyList<string> AllGatherText(string text) => Enumerable.Range(0, Size).Select(r => BroadcastFrom(r, text)).ToList();
+
     /// <summary>
     /// The first rank whose <paramref name="text"/> differs from rank 0's, with that text (on every
     /// rank), or null when all agree: so that rank 0 can say what differs, not only that something does.
@@ -142,6 +147,34 @@ public sealed class ProcessGroup : IDisposable
         }
         else mpi.AllReduceSum(data, flat.numel());
     }
+
+    /// <summary>
+    /// Every rank's rows of a host tensor (uint8, int64 or float32), concatenated in rank order; the
+    /// ranks may hold different numbers of rows of the same shape. Each rank's rows are sent once
+    /// (MPI on the host, padded to the largest rank's).
+    /// </summary>
+    public Tensor AllGatherRows(Tensor rows)
+    {
+        if (rows.device_type != DeviceType.CPU) throw new ArgumentException("all-gather needs a host tensor");
+        long[] counts = mpi.AllGather(rows.shape[0]);
+        long[] rowShape = rows.shape[1..];
+        long most = counts.Max(), rowBytes = rowShape.Aggregate(1L, (a, b) => a * b) * rows.element_size();
+        if (most * rowBytes > int.MaxValue)
+            throw new DistributedException($"a rank's share of a batch is {most * rowBytes} bytes, more than one MPI message holds (2 GiB): use a smaller batch");
+        using Tensor padded = torch.zeros([most, .. rowShape], rows.dtype);
+        if (rows.shape[0] > 0) padded.narrow(0, 0, rows.shape[0]).copy_(rows);
+        using Tensor all = torch.empty([Size * most, .. rowShape], rows.dtype);
+        mpi.AllGather(BytePointer(padded), (int)(most * rowBytes), BytePointer(all));
+        return torch.cat(Enumerable.Range(0, Size).Select(r => all.narrow(0, r * most, counts[r])).ToArray());
+    }
+
+    static IntPtr BytePointer(Tensor t) => t.dtype switch
+    {
+        ScalarType.Byte => t.storage<byte>().data_ptr(),
+        ScalarType.Int64 => t.storage<long>().data_ptr(),
+        ScalarType.Float32 => t.storage<float>().data_ptr(),
+        _ => throw new ArgumentException($"all-gather takes uint8, int64 or float32 tensors, not {t.dtype}"),
+    };
 
     static IntPtr DataPointer(Tensor t) => t.storage<float>().data_ptr() + (nint)(t.storage_offset() * sizeof(float));
 

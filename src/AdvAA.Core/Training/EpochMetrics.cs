@@ -31,7 +31,8 @@ public sealed record EpochMetrics(
     double? ReduceSeconds = null,
     IReadOnlyList<KeyValuePair<string, double>>? GroupAccuracy = null,
     IReadOnlyList<KeyValuePair<string, MetricValue>>? MethodMetrics = null,
-    IReadOnlyList<KeyValuePair<string, double>>? MethodSeconds = null)
+    IReadOnlyList<KeyValuePair<string, double>>? MethodSeconds = null,
+    int? SkippedImages = null)
 {
     /// <summary>The method's number of this name, or null when it recorded none.</summary>
     public double? Number(string name) => Method(name) is MetricValue.Number n ? n.Value : null;
@@ -86,14 +87,15 @@ public sealed record EpochMetrics(
         NamedNumbers(json, "group_accuracy", where),
         json.Where(p => !FixedFields.Contains(p.Key) && p.Value is not null)
             .Select(p => KeyValuePair.Create(p.Key, MetricValue.FromJson(p.Value, p.Key, where)!)).ToList() is { Count: > 0 } method ? method : null,
-        NamedNumbers(json, "method_seconds", where));
+        NamedNumbers(json, "method_seconds", where),
+        RecordJson.Optional<int>(json, "skipped_images", where));
 
     /// <summary>The fields every method's lines share (or the trainer adds); any other field is the method's own.</summary>
     static readonly HashSet<string> FixedFields =
     [
         "epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "val_loss", "val_accuracy", "clean_train_accuracy", "lr", "instances",
         "instance_losses", "seconds", "images_per_second", "augment_seconds", "controller_seconds", "reduce_seconds",
-        "group_accuracy", "robust_accuracy", "subgroup_gap", "method_seconds",
+        "group_accuracy", "robust_accuracy", "subgroup_gap", "method_seconds", "skipped_images",
     ];
 
     static List<KeyValuePair<string, double>>? NamedNumbers(JsonObject json, string name, string where) =>
@@ -105,6 +107,8 @@ public sealed record EpochMetrics(
     /// <summary>The fields only some runs have, added where they do (older lines and other runs stay as they were).</summary>
     JsonObject WithOptionalFields(JsonObject json)
     {
+        // Runs that skip bad images (--skip-bad-images): how many this epoch (listed in skipped-images.jsonl).
+        if (SkippedImages is int skipped) json["skipped_images"] = skipped;
         // Distributed runs: the all-reduces' time.
         if (ReduceSeconds is double reduce) json["reduce_seconds"] = reduce;
         // Data with subgroups: each (class/subgroup) group's test accuracy, and the worst of them.

@@ -33,30 +33,30 @@ public sealed record Evaluation(long Images, double Loss, double Accuracy, long[
     /// <paramref name="classes"/>) on every image of <paramref name="set"/>, in batches, without gradients.
     /// </summary>
     public static Evaluation Of(Func<Tensor, Tensor> logits, int classes, Normalizer normalizer, bool channelsLast,
-        ImageDataset set, int batchSize, Device device)
+        ImageDataset set, int batchSize, Device device, SkippedImages? skip = null)
     {
         using var noGrad = no_grad();
-        var loader = new BatchLoader(set, batchSize, device, shuffle: false, 0, dropLast: false);
+        var loader = new BatchLoader(set, batchSize, device, shuffle: false, 0, dropLast: false, skip: skip);
         double lossSum = 0;
         long total = 0;
         using Tensor counts = zeros(classes * classes, ScalarType.Int64, device);
         int groupCount = set.GroupNames?.Count ?? 0;
         using Tensor groupRight = zeros(Math.Max(groupCount, 1), ScalarType.Int64, device);
-        long at = 0;
-        foreach ((Tensor images, Tensor labels) in loader.Epoch(0))
+        foreach (LoadedBatch batch in loader.Batches(0))
         {
             using var scope = NewDisposeScope();
+            (Tensor images, Tensor labels) = (batch.Images, batch.Labels);
             Tensor output = logits(normalizer.Apply(images, channelsLast));
             lossSum += functional.cross_entropy(output, labels, reduction: Reduction.Sum).item<float>();
             Tensor predicted = output.argmax(1);
             counts.add_(labels.mul(classes).add(predicted).bincount(null, classes * classes));
-            // Unshuffled batches in order: the groups of these images are the next slice of the set's.
-            if (set.Groups is { } groups)
-                groupRight.add_(groups.narrow(0, at, labels.shape[0]).to(device).masked_select(predicted.eq(labels)).bincount(null, groupCount));
-            at += labels.shape[0];
+            if (batch.Groups is { } groups)
+                groupRight.add_(groups.masked_select(predicted.eq(labels)).bincount(null, groupCount));
             total += labels.shape[0];
             images.Dispose();
             labels.Dispose();
+            batch.Groups?.Dispose();
+            batch.Counterparts?.Dispose();
         }
         long[] flat = counts.cpu().data<long>().ToArray();
         var confusion = new long[classes, classes];

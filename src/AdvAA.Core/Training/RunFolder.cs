@@ -21,6 +21,8 @@ public sealed class RunFolder
     public const string ConfigFile = "config.json";
     public const string MetricsFile = "metrics.jsonl";
     public const string PoliciesFile = "policies.jsonl";
+    /// <summary>The bad images a run skipped (<see cref="TrainConfig.SkipBadImages"/>): a line per epoch.</summary>
+    public const string SkippedImagesFile = "skipped-images.jsonl";
     public const string CheckpointFolder = Checkpoints.FolderName;
 
     public string Path { get; }

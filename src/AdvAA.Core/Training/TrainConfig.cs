@@ -39,6 +39,11 @@ public sealed record TrainConfig
     public int? ImageSize { get; init; }
     /// <summary>Threads decoding streamed data's batches; null = one per core. The batches do not depend on it.</summary>
     public int? Workers { get; init; }
+    /// <summary>
+    /// Streamed data: a bad image (corrupt, truncated, missing, over the pixel limit) is left out of
+    /// its batch and listed in the run folder's skipped-images.jsonl rather than stopping the run.
+    /// </summary>
+    public bool SkipBadImages { get; init; }
     /// <summary>Evaluate on the test (and validation) images every this many epochs, and after the last one.</summary>
     public int EvalEvery { get; init; } = 1;
 
@@ -101,7 +106,8 @@ public sealed record TrainConfig
     public TrainConfig WithLimits(long? train, long? test) => this with { TrainLimit = train, TestLimit = test };
 
     /// <summary>A copy with another crop size and decode workers for streamed data (for callers that cannot use a <c>with</c> expression).</summary>
-    public TrainConfig WithStreaming(int? imageSize, int? workers) => this with { ImageSize = imageSize, Workers = workers };
+    public TrainConfig WithStreaming(int? imageSize, int? workers, bool skipBadImages = false) =>
+        this with { ImageSize = imageSize, Workers = workers, SkipBadImages = skipBadImages };
 
     /// <summary>A copy with another method spec (for callers that cannot use a <c>with</c> expression).</summary>
     public TrainConfig WithMethod(MethodSpec method) => this with { Method = method };
@@ -206,6 +212,7 @@ public sealed record TrainConfig
         ["mix"] = Mix?.ToJson(),
         ["init"] = Init,  // null: a fresh initialisation
         ["frozen_batch_norm"] = FrozenBatchNorm ? true : null,  // absent: batch norm trains (runs before it was recorded)
+        ["skip_bad_images"] = SkipBadImages ? true : null,  // absent: a bad image stops the run
     };
 
     /// <summary>An experiment as <see cref="ToJson"/> wrote it; schedules other than constants come back by description only.</summary>
@@ -236,6 +243,7 @@ public sealed record TrainConfig
         Mix = json["mix"] is JsonObject mix ? LabelMixing.FromJson(mix, $"{where}: mix") : null,
         Init = RecordJson.OptionalText(json, "init", where),
         FrozenBatchNorm = RecordJson.Optional<bool>(json, "frozen_batch_norm", where) ?? false,
+        SkipBadImages = RecordJson.Optional<bool>(json, "skip_bad_images", where) ?? false,
     };
 
     /// <summary>

@@ -47,6 +47,8 @@ public sealed class Trainer : IDisposable
     readonly SGD optimizer;
     readonly Normalizer normalizer;
     readonly BatchLoader loader;
+    /// <summary>The bad images skipped this epoch (<see cref="TrainConfig.SkipBadImages"/>), else null.</summary>
+    readonly SkippedImages? skipped;
     readonly ITrainingMethod method;
     readonly IObjectiveMethod? objective;
     readonly bool channelsLast;
@@ -113,8 +115,9 @@ public sealed class Trainer : IDisposable
         if (config.Init is string init)
             PyTorchStateDict.LoadInto(model, init, $"{config.Model} with {train.Classes.Count} classes");
         model.to(device);
-        normalizer = Normalizer.FromDataset(train);
-        loader = new BatchLoader(train, config.BatchSize, device, shuffle: true, config.Seed, dropLast: true, config.Workers ?? 0);
+        normalizer = Normalizer.FromDataset(train, config.SkipBadImages);
+        skipped = config.SkipBadImages ? new SkippedImages() : null;
+        loader = new BatchLoader(train, config.BatchSize, device, shuffle: true, config.Seed, dropLast: true, config.Workers ?? 0, group, skipped);
         var target = new TargetModel(model,
             () => ModelRegistry.Create(config.Model, classes, config.Dropout, EpochStreams.SeedOf(config.Seed, 0, EpochStreams.ModelInitStream)).to(device),
             LossesOf);
@@ -233,11 +236,11 @@ public sealed class Trainer : IDisposable
         else if (Writes) run.WriteConfig(description);
         if (Writes) group?.Barrier();
 
-        var stage = new ResumableStage<(EpochMetrics Metrics, PolicyRecord Policies)>(
-            [RunFolder.MetricsFile, RunFolder.PoliciesFile],
+        var stage = new ResumableStage<EpochRecords>(
+            skipped is null ? [RunFolder.MetricsFile, RunFolder.PoliciesFile] : [RunFolder.MetricsFile, RunFolder.PoliciesFile, RunFolder.SkippedImagesFile],
             [StatePart.Of("model", model), StatePart.Of("optimizer", optimizer), .. method.StateParts],
-            epoch => RunEpoch(epoch, run), e => [e.Metrics.ToJson(), e.Policies.ToJson()]);
-        var runner = new StageRunner<(EpochMetrics Metrics, PolicyRecord Policies)>(run.Path, identity, stage, writes: Writes);
+            epoch => RunEpoch(epoch, run), e => e.Skipped is { } list ? [e.Metrics.ToJson(), e.Policies.ToJson(), list] : [e.Metrics.ToJson(), e.Policies.ToJson()]);
+        var runner = new StageRunner<EpochRecords>(run.Path, identity, stage, writes: Writes);
         Checkpoint? checkpoint = runner.Resume().Checkpoint;
 
         var results = new List<EpochMetrics>();
@@ -305,10 +308,10 @@ public sealed class Trainer : IDisposable
         ImageDataset test = data.Test;
         long n = Math.Min(8, test.Count);
         using ImageDataset shown = test.Select(torch.arange(n, dtype: int64).mul(test.Count / n));
-        Tensor images = BatchLoader.Decoded(shown);
+        Tensor images = BatchLoader.Decoded(shown, config.SkipBadImages);
         using var generator = new Generator((ulong)epoch);
         string[] labels = ["original", .. applied.Select((_, i) => $"policy {i + 1}")];
-        return ImageGrid.EncodePng(PolicyAugment.Grid(images, applied, space, generator), (int)n, labels, 2, out height, out width);
+        return ImageGrid.EncodePng(PolicyAugment.Grid(images, applied, space, generator), (int)images.shape[0], labels, 2, out height, out width);
     }
 
     /// <summary>The model's and the method's state, serialised as the checkpoint holds them.</summary>
@@ -323,7 +326,27 @@ public sealed class Trainer : IDisposable
         return [.. Of(s => model.save(s)), .. method.StateParts.SelectMany(p => Of(p.Save))];
     }
 
-    (EpochMetrics, PolicyRecord) RunEpoch(int epoch, RunFolder run)
+    /// <summary>An epoch's lines: metrics, policies and, when bad images are skipped, the list of them.</summary>
+    readonly record struct EpochRecords(EpochMetrics Metrics, PolicyRecord Policies, JsonObject? Skipped);
+
+    /// <summary>
+    /// The images skipped this epoch, every rank's (each met only the bad images of its own slices),
+    /// as a line of <see cref="RunFolder.SkippedImagesFile"/>; null when bad images are not skipped.
+    /// </summary>
+    JsonObject? SkippedThisEpoch(int epoch)
+    {
+        if (skipped is null) return null;
+        IReadOnlyList<SkippedImage> images = skipped.Take();
+        if (group != null)
+        {
+            string mine = new JsonArray(images.Select(i => (JsonNode)i.ToJson()).ToArray()).ToJsonString();
+            images = SkippedImage.Ordered(group.AllGatherText(mine)
+                .SelectMany(text => JsonNode.Parse(text)!.AsArray().Select(i => SkippedImage.FromJson(i!.AsObject(), "a rank's skipped images"))));
+        }
+        return new JsonObject { ["epoch"] = epoch, ["images"] = new JsonArray(images.Select(i => (JsonNode)i.ToJson()).ToArray()) };
+    }
+
+    EpochRecords RunEpoch(int epoch, RunFolder run)
     {
         var clock = Stopwatch.StartNew();
         using var streams = new EpochStreams(config.Seed, epoch);
@@ -411,12 +434,13 @@ public sealed class Trainer : IDisposable
             (double Loss, double Accuracy, IReadOnlyList<KeyValuePair<string, double>>? Groups)? test = evaluated ? Evaluate(data.Test) : null;
             (double Loss, double Accuracy, IReadOnlyList<KeyValuePair<string, double>>? Groups)? valid = evaluated && validation != null ? Evaluate(validation) : null;
             double? cleanTrain = last ? Evaluate(data.Train).Accuracy : null;
+            JsonObject? skippedImages = SkippedThisEpoch(epoch);
             double seconds = clock.Elapsed.TotalSeconds;
             var metrics = new EpochMetrics(epoch, trainLoss, correct.item<long>() / (double)Math.Max(seen, 1), test?.Loss, test?.Accuracy,
                 learningRate.At(progress), instanceLosses.Length, instanceLosses, seconds,
                 seen / Math.Max(trainSeconds, 1e-9), augmentSeconds, methodSeconds, valid?.Loss, valid?.Accuracy, cleanTrain,
                 group is null ? null : reduceSeconds, test?.Groups, record.Metrics.Count > 0 ? record.Metrics : null,
-                record.Seconds.Count > 0 ? record.Seconds : null);
+                record.Seconds.Count > 0 ? record.Seconds : null, skippedImages?["images"]!.AsArray().Count);
             // The ranks must still agree (model, controller, every metric but the timings): a drift would otherwise go unseen until the results are wrong.
             if (group != null)
             {
@@ -424,7 +448,7 @@ public sealed class Trainer : IDisposable
                 foreach (string timing in EpochMetrics.TimingFields) shared.Remove(timing);
                 group.EnsureSame($"the model, the method's state and the metrics of epoch {epoch}", [.. StateBytes(), .. Encoding.UTF8.GetBytes(shared.ToJsonString())]);
             }
-            return (metrics, PolicyRecord.Of(epoch, config.Method.Name, record.Windows, instanceLosses, record.Distribution));
+            return new EpochRecords(metrics, PolicyRecord.Of(epoch, config.Method.Name, record.Windows, instanceLosses, record.Distribution), skippedImages);
         }
         finally
         {
@@ -540,7 +564,7 @@ public sealed class Trainer : IDisposable
         model.eval();
         try
         {
-            Evaluation Of(ImageDataset images) => Evaluation.Of(Forward, set.Classes.Count, normalizer, channelsLast, images, config.EvalBatchSize, device);
+            Evaluation Of(ImageDataset images) => Evaluation.Of(Forward, set.Classes.Count, normalizer, channelsLast, images, config.EvalBatchSize, device, skipped);
             List<KeyValuePair<string, double>>? Named(double[]? accuracies) =>
                 accuracies is null ? null : set.GroupNames!.Select((name, g) => KeyValuePair.Create(name.ToString(), accuracies[g])).ToList();
             if (group is null)
