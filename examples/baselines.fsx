@@ -7,13 +7,16 @@
 //
 // A script that defines `experiments` (a list) runs them in turn, each in a subfolder of the
 // --out folder named after it, and prints a table; --resume <folder> continues such a group.
-#if !ADVAA_HOST
-// Plain F# Interactive takes AdvAA from the built CLI (dotnet build -c Release src/AdvAA.Cli),
-// whose folder also holds TorchSharp and its native libtorch. The host binds its own assemblies.
+// AdvAA from NuGet (a feed with the packages: see the README's Install), or the working tree with
+// `dotnet build -c Release src/AdvAA.Cli` and `dotnet fsi --define:ADVAA_DEV examples/baselines.fsx`. Under `advaa run`
+// the reference is the tool's own assemblies.
+#if ADVAA_DEV
 #I "../src/AdvAA.Cli/bin/Release/net10.0"
 #r "AdvAA.Core.dll"
 #r "AdvAA.Dsl.dll"
 #r "TorchSharp.dll"
+#else
+#r "nuget: AdvAA-cpu"
 #endif
 
 open AdvAA.Dsl

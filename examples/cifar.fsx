@@ -7,13 +7,16 @@
 //
 // The data: the script's first argument, else the CIFAR10_DIR environment variable, else
 // ./cifar-10-batches-bin (the folder the official binary archive unpacks to).
-#if !ADVAA_HOST
-// Plain F# Interactive takes AdvAA from the built CLI (dotnet build -c Release src/AdvAA.Cli),
-// whose folder also holds TorchSharp and its native libtorch. The host binds its own assemblies.
+// AdvAA from NuGet (a feed with the packages: see the README's Install), or the working tree with
+// `dotnet build -c Release src/AdvAA.Cli` and `dotnet fsi --define:ADVAA_DEV examples/cifar.fsx`. Under `advaa run`
+// the reference is the tool's own assemblies.
+#if ADVAA_DEV
 #I "../src/AdvAA.Cli/bin/Release/net10.0"
 #r "AdvAA.Core.dll"
 #r "AdvAA.Dsl.dll"
 #r "TorchSharp.dll"
+#else
+#r "nuget: AdvAA-cpu"
 #endif
 
 open System

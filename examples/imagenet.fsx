@@ -19,13 +19,16 @@
 // rate of Goyal et al.'s linear scaling (0.1 per 256 images of the step: 0.8) after a 5-epoch
 // warm-up, ×0.1 at epochs 30, 60 and 90; the paper's 16-op search space with 10 levels, 5
 // sub-policies of 2 ops, no Cutout (ImageNet recipes do not use it).
-#if !ADVAA_HOST
-// Plain F# Interactive takes AdvAA from the built CLI (dotnet build -c Release src/AdvAA.Cli),
-// whose folder also holds TorchSharp and its native libtorch. The host binds its own assemblies.
+// AdvAA from NuGet (a feed with the packages: see the README's Install), or the working tree with
+// `dotnet build -c Release src/AdvAA.Cli` and `dotnet fsi --define:ADVAA_DEV examples/imagenet.fsx`. Under `advaa run`
+// the reference is the tool's own assemblies.
+#if ADVAA_DEV
 #I "../src/AdvAA.Cli/bin/Release/net10.0"
 #r "AdvAA.Core.dll"
 #r "AdvAA.Dsl.dll"
 #r "TorchSharp.dll"
+#else
+#r "nuget: AdvAA-cpu"
 #endif
 
 open System

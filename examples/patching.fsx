@@ -10,13 +10,16 @@
 // classifier on each image and its versions in both subgroups of its class, with the subgroup
 // consistency loss and class-conditional group DRO. Every evaluated epoch prints the robust (worst
 // group) accuracy; metrics.jsonl has each group's accuracy, the subgroup gaps and the DRO weights.
-#if !ADVAA_HOST
-// Plain F# Interactive takes AdvAA from the built CLI (dotnet build -c Release src/AdvAA.Cli),
-// whose folder also holds TorchSharp and its native libtorch. The host binds its own assemblies.
+// AdvAA from NuGet (a feed with the packages: see the README's Install), or the working tree with
+// `dotnet build -c Release src/AdvAA.Cli` and `dotnet fsi --define:ADVAA_DEV examples/patching.fsx`. Under `advaa run`
+// the reference is the tool's own assemblies.
+#if ADVAA_DEV
 #I "../src/AdvAA.Cli/bin/Release/net10.0"
 #r "AdvAA.Core.dll"
 #r "AdvAA.Dsl.dll"
 #r "TorchSharp.dll"
+#else
+#r "nuget: AdvAA-cpu"
 #endif
 
 open System.IO

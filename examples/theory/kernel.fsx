@@ -5,11 +5,16 @@
 // approximations come to the exact model, in objective and predictions, over training.
 //
 //   advaa run examples/theory/kernel.fsx [CIFAR-10 folder]      (default: the embedded sample)
-#if !ADVAA_HOST
+// AdvAA from NuGet (a feed with the packages: see the README's Install), or the working tree with
+// `dotnet build -c Release src/AdvAA.Cli` and `dotnet fsi --define:ADVAA_DEV examples/theory/kernel.fsx`. Under `advaa run`
+// the reference is the tool's own assemblies.
+#if ADVAA_DEV
 #I "../../src/AdvAA.Cli/bin/Release/net10.0"
 #r "AdvAA.Core.dll"
 #r "AdvAA.Dsl.dll"
 #r "TorchSharp.dll"
+#else
+#r "nuget: AdvAA-cpu"
 #endif
 
 open AdvAA.Core.Data

@@ -5,11 +5,16 @@
 // composition of two label-invariant transforms can lower or raise the error (one example each).
 //
 //   advaa run examples/theory/linear-model.fsx        (or dotnet fsi; plot in --out, else runs/linear-model)
-#if !ADVAA_HOST
+// AdvAA from NuGet (a feed with the packages: see the README's Install), or the working tree with
+// `dotnet build -c Release src/AdvAA.Cli` and `dotnet fsi --define:ADVAA_DEV examples/theory/linear-model.fsx`. Under `advaa run`
+// the reference is the tool's own assemblies.
+#if ADVAA_DEV
 #I "../../src/AdvAA.Cli/bin/Release/net10.0"
 #r "AdvAA.Core.dll"
 #r "AdvAA.Dsl.dll"
 #r "TorchSharp.dll"
+#else
+#r "nuget: AdvAA-cpu"
 #endif
 
 open AdvAA.Dsl

@@ -225,6 +225,103 @@ module ScriptHost =
                 |> List.fold walk seen
         walk [] fullPath
 
+    /// The packages a hosted script gets from this process: AdvAA's own and TorchSharp.
+    let private providedPackages = [ "AdvAA-cpu"; "AdvAA.Dsl"; "AdvAA.Core"; "TorchSharp"; "TorchSharp-cpu" ]
+
+    /// AdvAA's package version (Directory.Build.props, with a pre-release suffix where packed with one),
+    /// which a script's `#r "nuget: AdvAA…, VERSION"` must admit.
+    let version =
+        match typeof<Schedule>.Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>() with
+        | NonNull a -> a.InformationalVersion.Split('+')[0]
+        | Null -> string (typeof<Schedule>.Assembly.GetName().Version)
+
+    /// Whether a `#r "nuget"` version (exact, "0.1.*", "*", a minimum "0.1.0", or a range "[0.1.0, 0.2.0)") admits `version`.
+    let private admits (wanted: string) =
+        let wanted = wanted.Trim()
+        let parse (v: string) : Version option = match Version.TryParse(v.Trim()) with | true, NonNull v -> Some v | _ -> None
+        // Ranges compare the numeric part; a pre-release of it counts as that version.
+        let own = Version.Parse(version.Split('-')[0])
+        if wanted = "" || wanted = "*" || String.Equals(wanted, version, StringComparison.OrdinalIgnoreCase) then true
+        elif wanted.EndsWith "*" then version.StartsWith(wanted.TrimEnd '*')
+        elif wanted.StartsWith "[" || wanted.StartsWith "(" then
+            match wanted.Trim('[', ']', '(', ')').Split ',' with
+            | [| low; high |] ->
+                let above = match parse low with Some v -> (if wanted.StartsWith "[" then own >= v else own > v) | None -> low.Trim() = ""
+                let below = match parse high with Some v -> (if wanted.EndsWith "]" then own <= v else own < v) | None -> high.Trim() = ""
+                above && below
+            | [| exact |] -> parse exact = Some own
+            | _ -> false
+        else
+            // A bare version is NuGet's minimum version.
+            match parse wanted with
+            | Some v -> own >= v
+            | None -> false
+
+    /// `#r "nuget: …"` and `#i "nuget: …"` in a hosted script: AdvAA's packages (and TorchSharp) are this
+    /// process's own assemblies, so such a reference is checked against this version and then blanked
+    /// (every other line stays where it was); a package the host cannot provide is an error naming it.
+    /// Lines inside `#if !ADVAA_HOST` are left to `dotnet fsi`. Returns the rewritten text of each source that had one.
+    let private nugetReferences (files: string list) : Result<(string * string) list, ScriptError list> =
+        let directive = Regex("""^\s*#(r|i)\s+@?"nuget:\s*([^"]*)"\s*$""")
+        let conditional = Regex(@"^\s*#(if|else|endif)\b\s*(.*)$")
+        let results =
+            [ for file in files do
+                  let lines = try File.ReadAllLines file with :? IOException | :? UnauthorizedAccessException -> [||]
+                  // Each enclosing #if block: active under the host (ADVAA_HOST defined, no other symbol), or None where the condition is not one symbol.
+                  let active = Stack<bool option>()
+                  let evaluate (condition: string) =
+                      let symbol = Regex(@"^(!?)\s*\(?\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)?$").Match(condition.Trim())
+                      if symbol.Success then Some((symbol.Groups[2].Value = Define) <> (symbol.Groups[1].Value = "!")) else None
+                  let mutable changed = false
+                  let errors = ResizeArray<ScriptError>()
+                  let rewritten =
+                      [| for i, line in Array.indexed lines do
+                             let m = conditional.Match line
+                             if m.Success then
+                                 match m.Groups[1].Value with
+                                 | "if" -> active.Push(evaluate m.Groups[2].Value)
+                                 | "else" -> if active.Count > 0 then active.Push(active.Pop() |> Option.map not)
+                                 | _ -> if active.Count > 0 then active.Pop() |> ignore
+                                 yield line
+                             else
+                                 let d = directive.Match line
+                                 if not d.Success || active.Contains(Some false) then yield line
+                                 else
+                                     let at message =
+                                         { File = file; Line = i + 1; Column = line.IndexOf '#' + 1; Severity = ScriptSeverity.Error; Code = None; Message = message }
+                                     if d.Groups[1].Value = "r" then
+                                         let name, wanted =
+                                             match d.Groups[2].Value.Split(',', 2) with
+                                             | [| name; wanted |] -> name.Trim(), wanted.Trim()
+                                             | parts -> parts[0].Trim(), ""
+                                         match providedPackages |> List.tryFind (fun p -> String.Equals(p, name, StringComparison.OrdinalIgnoreCase)) with
+                                         | None ->
+                                             errors.Add(
+                                                 at (sprintf "#r \"nuget: %s\": advaa run provides only %s to a script (as this process's own assemblies); run a script that needs other NuGet packages with dotnet fsi, or put the reference inside #if !%s"
+                                                         name (String.concat ", " providedPackages) Define))
+                                         | Some p when p.StartsWith "AdvAA" && not (admits wanted) ->
+                                             errors.Add(
+                                                 at (sprintf "#r \"nuget: %s, %s\": this advaa is version %s; install the version the script asks for (dotnet tool update --global advaa --version <version>) or change the reference"
+                                                         name wanted version))
+                                         | Some _ -> ()
+                                     changed <- true
+                                     yield "" |]
+                  if errors.Count > 0 then Error(List.ofSeq errors)
+                  elif changed then Ok(Some(file, String.concat "\n" rewritten))
+                  else Ok None ]
+        match results |> List.collect (function Error e -> e | Ok _ -> []) with
+        | [] -> Ok(results |> List.choose (function Ok r -> r | Error _ -> None))
+        | errors -> Error errors
+
+    /// FCS reads sources through its file system: this one serves the blanked text of scripts with `#r "nuget"` lines.
+    type private RewrittenSources(texts: IReadOnlyDictionary<string, string>) =
+        inherit FSharp.Compiler.IO.DefaultFileSystem()
+
+        override _.OpenFileForReadShim(filePath: string, ?useMemoryMappedFile: bool, ?shouldShadowCopy: bool) =
+            match texts.TryGetValue(Path.GetFullPath filePath) with
+            | true, text -> new MemoryStream(Text.Encoding.UTF8.GetBytes text) :> Stream
+            | _ -> base.OpenFileForReadShim(filePath, ?useMemoryMappedFile = useMemoryMappedFile, ?shouldShadowCopy = shouldShadowCopy)
+
     /// The cache key: the toolchain, then each source's path and content hash.
     let private cacheKey (files: string list) =
         let hash (bytes: byte array) = Convert.ToHexString(SHA256.HashData bytes).ToLowerInvariant()
@@ -236,6 +333,7 @@ module ScriptHost =
     let private prelude = "[<AutoOpen>]\nmodule AdvAAScriptPrelude\nlet fsi = AdvAA.Dsl.ScriptHost.Fsi\n"
 
     let private checker = lazy (FSharp.Compiler.CodeAnalysis.FSharpChecker.Create())
+    let private compileGate = obj ()
 
     let private warningsFile = "warnings.json"
     let private assemblyFile = "script.dll"
@@ -288,14 +386,26 @@ module ScriptHost =
                yield! references ()
                preludeFile
                fullPath |]
-        let diagnostics, failure = checker.Value.Compile(args, name) |> Async.RunSynchronously
-        let reported = diagnostics |> Array.choose (ofDiagnostic path fullPath) |> List.ofArray
-        match failure with
-        | _ when reported |> List.exists (fun d -> d.Severity = ScriptSeverity.Error) -> Error reported
-        | Some e -> Error(reported @ [ problem path (sprintf "the script did not compile: %s" e.Message) ])
-        | None ->
-            writeWarnings (Path.Combine(folder, warningsFile)) reported
-            Ok reported
+        let compileWith (rewritten: (string * string) list) =
+            if rewritten.IsEmpty then checker.Value.Compile(args, name) |> Async.RunSynchronously
+            else
+                // One compilation at a time sees the rewritten sources.
+                lock compileGate (fun () ->
+                    let previous = FSharp.Compiler.IO.FileSystemAutoOpens.FileSystem
+                    FSharp.Compiler.IO.FileSystemAutoOpens.FileSystem <- RewrittenSources(readOnlyDict rewritten)
+                    try checker.Value.Compile(args, name) |> Async.RunSynchronously
+                    finally FSharp.Compiler.IO.FileSystemAutoOpens.FileSystem <- previous)
+        nugetReferences (sources fullPath)
+        |> Result.mapError (List.map (fun e -> if e.File = fullPath then { e with File = path } else e))
+        |> Result.bind (fun rewritten ->
+            let diagnostics, failure = compileWith rewritten
+            let reported = diagnostics |> Array.choose (ofDiagnostic path fullPath) |> List.ofArray
+            match failure with
+            | _ when reported |> List.exists (fun d -> d.Severity = ScriptSeverity.Error) -> Error reported
+            | Some e -> Error(reported @ [ problem path (sprintf "the script did not compile: %s" e.Message) ])
+            | None ->
+                writeWarnings (Path.Combine(folder, warningsFile)) reported
+                Ok reported)
 
     /// The compiled script for `fullPath` from the cache, compiling it into the cache on a miss:
     /// its assembly, warnings, whether it came from the cache, and the folder to delete once the

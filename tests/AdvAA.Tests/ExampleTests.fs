@@ -33,18 +33,19 @@ let tests =
             Expect.equal (epochsOf folder) [ 1 ] "one epoch"
         }
 
-        test "quickstart runs unchanged under dotnet fsi, with the same flags" {
+        test "quickstart runs unchanged under dotnet fsi against the working tree (ADVAA_DEV), with the same flags" {
             let cli = releaseCli.Force()
             Expect.isTrue (File.Exists(Path.Combine(cli, "advaa.dll"))) "the Release CLI the script's #I names"
             use dir = new TempDir()
             let folder = dir.File "run"
-            let code, out, err = runProcess repoRoot 600 "dotnet" ([ "fsi"; example "quickstart.fsx"; "--epochs"; "1"; "--out"; folder ] @ tiny)
+            let fsi = [ "fsi"; "--define:ADVAA_DEV"; example "quickstart.fsx" ]
+            let code, out, err = runProcess repoRoot 600 "dotnet" (fsi @ [ "--epochs"; "1"; "--out"; folder ] @ tiny)
             expectCode (code, out, err) 0
             containsAll out [ "epoch 1/1"; "done     quickstart: 1 epoch"; folder ]
             Expect.equal (epochsOf folder) [ 1 ] "one epoch"
             let origin = jsonAt [ "origin" ] (config folder)
             Expect.equal (text [ "program" ] origin) "dotnet fsi" "started by dotnet fsi"
-            let code, out, err = runProcess repoRoot 600 "dotnet" [ "fsi"; example "quickstart.fsx"; "--epochs"; "0" ]
+            let code, out, err = runProcess repoRoot 600 "dotnet" (fsi @ [ "--epochs"; "0" ])
             expectCode (code, out, err) AdvAA.Dsl.ExitCode.usage
             containsAll err [ "--epochs 0: expected at least 1" ]
         }

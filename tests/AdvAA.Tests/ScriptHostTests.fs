@@ -96,6 +96,29 @@ let tests =
             Expect.isFalse ScriptHost.IsHosted "not hosted after a failed evaluation"
         }
 
+        test "#r \"nuget: AdvAA…\" is the host's own assemblies; another version or another package is an error at its line" {
+            use dir = new TempDir()
+            let write (name: string) (text: string) =
+                let path = dir.File name
+                File.WriteAllText(path, text)
+                path
+            let body = "\nopen AdvAA.Dsl\nlet lr = Schedule.constant 0.25\n"
+            // The host's version and looser forms, with a feed line: the script runs, its lines where they were.
+            for reference in [ "AdvAA-cpu"; "AdvAA-cpu, " + ScriptHost.version; "advaa.dsl, *"; "AdvAA.Core, [0.0.1, 99.0.0)"; "TorchSharp-cpu, 0.107.0" ] do
+                let path = write "ok.fsx" (sprintf "#i \"nuget: /no/such/feed\"\n#r \"nuget: %s\"%sfailwith \"line 5\"\n" reference body)
+                let e = List.exactlyOne (problems (ScriptHost.evaluate<Schedule> path "lr"))
+                Expect.equal (e.Line, e.Message) (5, "line 5") (sprintf "#r \"nuget: %s\": compiled and run, line numbers kept" reference)
+            let path = write "newer.fsx" ("// a newer AdvAA\n#r \"nuget: AdvAA-cpu, 99.0.0\"" + body)
+            let e = List.exactlyOne (problems (ScriptHost.evaluateScript path))
+            Expect.equal (e.File, e.Line, e.Column) (path, 2, 1) "the reference's line"
+            containsAll e.Message [ "AdvAA-cpu, 99.0.0"; "this advaa is version " + ScriptHost.version; "dotnet tool update --global advaa" ]
+            let path = write "other.fsx" ("#r \"nuget: FSharp.Data, 6.4.0\"" + body)
+            containsAll (List.exactlyOne (problems (ScriptHost.evaluateScript path))).Message [ "FSharp.Data"; "dotnet fsi"; "#if !ADVAA_HOST" ]
+            // Inside #if !ADVAA_HOST a package is dotnet fsi's business alone.
+            let path = write "guarded.fsx" ("#if !ADVAA_HOST\n#r \"nuget: FSharp.Data, 6.4.0\"\n#endif" + body)
+            Expect.equal (Schedule.describe (ok (ScriptHost.evaluate<Schedule> path "lr"))) "0.25" "guarded: ignored"
+        }
+
         test "a missing script is an error naming it" {
             let errors = problems (ScriptHost.evaluate<int> "no/such/script.fsx" "x")
             Expect.equal (errors |> List.map ScriptError.format) [ "no/such/script.fsx: error: the script file does not exist" ] "message"

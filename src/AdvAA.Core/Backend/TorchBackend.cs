@@ -206,7 +206,7 @@ public static class TorchBackend
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new BackendException($"{wrapper} needs {ElfSymbolVersions.TorchSharpGlibcxx}, which this host's libstdc++ lacks, and it could not be patched: {e.Message}. Rebuild AdvAA (the build patches it) or make the file writable.", e);
+            throw new BackendException($"{wrapper} needs {ElfSymbolVersions.TorchSharpGlibcxx}, which this host's libstdc++ lacks, and it could not be patched: {e.Message}. Make the file writable and run again (AdvAA patches it in place, once), or rebuild from source (the build patches it).", e);
         }
     }
 
