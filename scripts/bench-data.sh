@@ -42,3 +42,11 @@ for workers in $(printf '%s\n' "$cores" 1 | sort -un); do
   t=$(grep -o "RESULT torchvision_stream_workers${workers}_images_per_s [0-9]*" "$work/tv.txt" | awk '{print $3}')
   awk -v w="$workers" -v a="$a" -v t="$t" 'BEGIN { printf "%d worker(s): advaa %d images/s, torchvision %d images/s: %.2fx\n", w, a, t, a / t }'
 done
+
+echo
+echo "memory: one process's peak RSS after an epoch over N and 10·N of these images (1 worker, decoding alone):"
+/usr/bin/python3 scripts/bench-data-torchvision.py make "$work/small" "$folder/cifar-10-batches-bin" "$(( ${STREAM_IMAGES:-3000} / 10 ))"
+for set in small set; do
+  printf '  %5d images: ' "$(find "$work/$set/train" -type f | wc -l)"
+  src/AdvAA.Cli/bin/Release/net10.0/advaa bench data --data "$work/$set" --workers 1 --steps 0 | grep -o 'peak RSS after the epoch: [0-9]* MB'
+done

@@ -173,8 +173,17 @@ let private modelsBench (args: ParseResults<ModelsArgs>) =
     printfn "  sample %.1f ms, update %.1f ms (medians)" (1000.0 * sample) (1000.0 * update)
     ExitCode.ok
 
-/// One epoch of the training loader over a streamed set: images/s of decoding alone, and with each
-/// batch fed to a training step of `model`, the share of the time the step waited for data.
+/// This process's peak resident memory so far (Linux's VmHWM), in MB; None elsewhere.
+let private peakRssMb () =
+    try
+        File.ReadLines "/proc/self/status"
+        |> Seq.tryFind (fun l -> l.StartsWith "VmHWM:")
+        |> Option.map (fun l -> int64 (l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024L)
+    with :? IOException -> None
+
+/// One epoch of the training loader over a streamed set: images/s of decoding alone and the process's
+/// peak memory after it, and with each batch fed to a training step of `model`, the share of the
+/// time the step waited for data.
 let private streamBench (args: ParseResults<StreamArgs>) =
     let side = args.GetResult(StreamArgs.Image_Size, defaultValue = 224)
     let batch = args.GetResult(StreamArgs.Batch, defaultValue = 64)
@@ -196,6 +205,11 @@ let private streamBench (args: ParseResults<StreamArgs>) =
         let alone = float images / watch.Elapsed.TotalSeconds
         printfn "  %d worker(s): decode + crop + flip %.0f images/s (%.0f per worker)" workers alone (alone / float workers)
         printfn "RESULT advaa_stream_workers%d_images_per_s %.0f" workers alone
+        match peakRssMb () with
+        | Some peak ->
+            printfn "  peak RSS after the epoch: %d MB" peak
+            printfn "RESULT advaa_stream_workers%d_peak_rss_mb %d" workers peak
+        | None -> ()
         if steps > 0 then
             use net = ModelRegistry.Create(modelName, train.Classes.Count)
             net.train()

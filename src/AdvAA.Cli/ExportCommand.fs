@@ -1,5 +1,5 @@
-/// `advaa export RUN --format pytorch --out model.pt [--epoch E]`: the trained weights as a PyTorch
-/// state dict, with a Python module beside it that defines the network.
+/// `advaa export RUN --format pytorch --out model.pt|model.safetensors [--epoch E]`: the trained weights
+/// as a PyTorch state dict or safetensors, with a Python module beside it that defines the network.
 module AdvAA.Cli.ExportCommand
 
 open Argu
@@ -16,8 +16,8 @@ type ExportArgs =
         member a.Usage =
             match a with
             | Run _ -> "the run folder."
-            | Format _ -> "pytorch (the only format, the default): torch.load reads the weights; a .py file beside them defines the network."
-            | Out _ -> "the weights file, e.g. model.pt; the Python module is written beside it with the same name ending in .py."
+            | Format _ -> "pytorch (the only format, the default): PyTorch reads the weights; a .py file beside them defines the network."
+            | Out _ -> "the weights file: model.pt (torch.save's format) or model.safetensors (safetensors); the Python module is written beside it with the same name ending in .py."
             | Epoch _ -> "the epoch to export; a run keeps its last checkpoint only (default: that one)."
             | Force -> "overwrite the weights file or the .py beside it even if an earlier advaa export did not write them."
 

@@ -122,11 +122,17 @@ let private weightsFile (path: string) (pickle: byte array) (records: (string * 
         add ("archive/data/" + key) level write
     add "archive/version" CompressionLevel.NoCompression (fun s -> s.Write("3\n"B, 0, 2))
 
-/// The small model's state dict written as torch.save writes it, with `edit` applied to its entries first.
-let private smallStateDict (path: string) (edit: (string * TorchSharp.torch.Tensor) list -> (string * TorchSharp.torch.Tensor) list) =
+/// The small model's weights written as a state dict (.pt) or safetensors, one tensor filled with `value` first.
+let private smallWeights (path: string) (tensor: string) (value: float) =
     use model = ModelRegistry.Create("small", 10)
-    let entries = [ for kv in model.state_dict() -> kv.Key, kv.Value ] |> edit
-    PyTorchStateDict.Write(path, entries |> List.map (fun (n, v) -> struct (n, v)) |> ResizeArray)
+    let target = model.state_dict()[tensor]
+    using (TorchSharp.torch.no_grad()) (fun _ -> target.fill_(value) |> ignore)
+    WeightFiles.Write(model, path, WeightFiles.IsSafetensors path)
+
+/// A safetensors file: the 8-byte header length, the header's JSON text, then `data`.
+let private safetensorsFile (path: string) (header: string) (data: byte array) =
+    let json = Text.Encoding.UTF8.GetBytes header
+    File.WriteAllBytes(path, Array.concat [ BitConverter.GetBytes(uint64 json.Length); json; data ])
 
 // ---- Child processes and their peak memory ----
 
@@ -267,15 +273,41 @@ let tests =
             pickleCase "overflow.pt" (Pickle().Dict().Tensor "conv1.weight" "0" 1L [ 1L <<< 40; 1L <<< 40 ] [ 1L; 1L ] |> fun p -> p.End().Bytes) [ "whose size overflows" ]
             // A duplicate key, and NaN weights: refused at load, naming the entry.
             let twice = dir.File "twice.pt"
-            smallStateDict twice (fun entries -> entries @ [ List.head entries ])
+            weightsFile twice (Pickle().Dict().Tensor "conv1.weight" "0" 1L [ 1L ] [ 1L ] |> fun p -> p.Tensor "conv1.weight" "0" 1L [ 1L ] [ 1L ] |> fun p -> p.End().Bytes) [ storage 1 ]
             let code, out, err = cli (train twice)
             oneMessage (code, out, err) 1
             containsAll err [ twice; "the entry 'conv1.weight' appears twice" ]
-            let nanFile = dir.File "nan.pt"
-            smallStateDict nanFile (List.map (fun (n, v) -> if n = "layers.0.0.conv2.weight" then n, v.clone().fill_(nan) else n, v))
-            let code, out, err = cli (train nanFile)
-            oneMessage (code, out, err) 1
-            containsAll err [ nanFile; "the tensor layers.0.0.conv2.weight holds 2304 NaN or infinite values" ]
+            for nanFile in [ dir.File "nan.pt"; dir.File "nan.safetensors" ] do
+                smallWeights nanFile "layers.0.0.conv2.weight" nan
+                let code, out, err = cli (train nanFile)
+                oneMessage (code, out, err) 1
+                containsAll err [ nanFile; "the tensor layers.0.0.conv2.weight holds 2304 NaN or infinite values" ]
+        }
+
+        test "safetensors: a header bomb, bytes outside the file, a shape that is not its bytes, an unknown dtype and another network are named before anything is read" {
+            use dir = new TempDir()
+            let train (init: string) = [ "train"; "--method"; "baseline"; "--epochs"; "1"; "--batch"; "32"; "--train-limit"; "64"; "--test-limit"; "20"; "--device"; "cpu"; "--out"; dir.File "never"; "--init"; init ]
+            let _, _, _, baseline = advaaPeak 120 (train (dir.File "missing.safetensors"))
+            let refused (name: string) (write: string -> unit) (parts: string list) =
+                let file = dir.File name
+                write file
+                let code, out, err, peak = advaaPeak 120 (train file)
+                oneMessage (code, out, err) 1
+                containsAll err (file :: parts)
+                withinBaseline baseline peak file
+                Expect.isFalse (Directory.Exists(dir.File "never")) "nothing written"
+            // A header length of 2^62 in a file of a few bytes.
+            refused "bomb.safetensors" (fun f -> File.WriteAllBytes(f, Array.append (BitConverter.GetBytes(1UL <<< 62)) "{}"B)) [ "its header claims 4611686018427387904 bytes" ]
+            refused "outside.safetensors" (fun f -> safetensorsFile f """{"conv1.weight": {"dtype": "F32", "shape": [1], "data_offsets": [0, 1073741824]}}""" (Array.zeroCreate 4))
+                [ "conv1.weight's bytes [0, 1073741824) are not inside the file's 4 bytes" ]
+            refused "shape.safetensors" (fun f -> safetensorsFile f """{"conv1.weight": {"dtype": "F32", "shape": [1073741824, 1073741824], "data_offsets": [0, 4]}}""" (Array.zeroCreate 4))
+                [ "conv1.weight [1073741824,1073741824] of Float32 does not take its 4 bytes" ]
+            refused "dtype.safetensors" (fun f -> safetensorsFile f """{"conv1.weight": {"dtype": "F8_E4M3", "shape": [1], "data_offsets": [0, 1]}}""" (Array.zeroCreate 1))
+                [ "'conv1.weight' has dtype F8_E4M3" ]
+            refused "json.safetensors" (fun f -> safetensorsFile f "{\"conv1.weight\": " [||]) [ "its header is not JSON" ]
+            refused "other.safetensors" (fun f ->
+                use wrn = ModelRegistry.Create("wrn-10-1", 10)
+                WeightFiles.Write(wrn, f, true)) [ "is not a state dict of small with 10 classes"; "missing"; "not in the model" ]
         }
 
         test "metadata.csv: paths outside its folder are refused without being opened; bad rows, duplicates and a trailing blank line" {

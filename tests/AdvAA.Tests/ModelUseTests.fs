@@ -179,6 +179,22 @@ let tests =
             use logits = fresh.forward(normaliser.Apply images)
             use loaded = torch.nn.functional.softmax(logits, 1L)
             Expect.isTrue (loaded.allclose(direct, 1e-5, 1e-6)) "the loaded weights give the trained model's probabilities"
+            // The same as safetensors (the Hugging Face format): its module loads it with safetensors.torch.
+            let safe = Path.Combine(dir.Path, "exported", "model.safetensors")
+            expectCode (cli [ "export"; run; "--out"; safe ]) 0
+            containsAll (File.ReadAllText(Path.ChangeExtension(safe, ".py"))) [ "WEIGHTS = \"model.safetensors\""; "from safetensors.torch import load_file" ]
+            let header = let b = File.ReadAllBytes safe in JsonNode.Parse(Text.Encoding.UTF8.GetString(b, 8, int (BitConverter.ToUInt64(b, 0)))) |> nonNull
+            let entry = nonNull header["conv1.weight"]
+            Expect.equal ((nonNull entry["dtype"]).GetValue<string>()) "F32" "a float32 tensor as F32"
+            let conv1 = model.state_dict()["conv1.weight"]
+            let shape = (nonNull entry["shape"]).AsArray()
+            Expect.equal [ for n in shape -> (nonNull n).GetValue<int64>() ] (List.ofArray conv1.shape) "its shape"
+            use fromSafe = AdvAA.Core.Models.ModelRegistry.Create("small", 10, 0.0, 6L)
+            AdvAA.Core.Models.WeightFiles.LoadInto(fromSafe, safe, "small with 10 classes")
+            fromSafe.eval()
+            use safeLogits = fromSafe.forward(normaliser.Apply images)
+            use safeLoaded = torch.nn.functional.softmax(safeLogits, 1L)
+            Expect.isTrue (safeLoaded.allclose(direct, 1e-5, 1e-6)) "the safetensors weights give the trained model's probabilities"
             let initRun = dir.File "from-init"
             expectCode (cli [ "train"; "--method"; "baseline"; "--out"; initRun; "--epochs"; "1"; "--batch"; "32"; "--train-limit"; "64"; "--test-limit"; "20"; "--device"; "cpu"; "--init"; weights ]) 0
             let config = JsonNode.Parse(File.ReadAllText(Path.Combine(initRun, RunFolder.ConfigFile))) |> nonNull
@@ -263,7 +279,7 @@ let tests =
                         if name.EndsWith "running_mean" then value.uniform_(-0.1, 0.1, generator) |> ignore
                         elif name.EndsWith "running_var" then value.uniform_(0.5, 1.5, generator) |> ignore)
                 let ours = dir.File "ours.pt"
-                AdvAA.Core.Models.PyTorchStateDict.Write(ours, [| for KeyValue(name, value) in model.state_dict() -> struct (name, value) |])
+                AdvAA.Core.Models.WeightFiles.Write(model, ours, false)
                 use generator = new torch.Generator(11UL)
                 use x = torch.randn([| 2L; 3L; 64L; 64L |], generator = generator)
                 File.WriteAllBytes(dir.File "x.f32", x.bytes.ToArray())

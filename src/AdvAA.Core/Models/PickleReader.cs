@@ -224,7 +224,8 @@ internal sealed class PickleReader(byte[] pickle, string file, Func<string, long
         object?[] a = args as object?[] ?? throw Bad($"a call of {g.Module}.{g.Name} without an argument tuple");
         switch (g.Module, g.Name)
         {
-            case ("collections", "OrderedDict") when a.Length == 0:
+            // OrderedDict() as pickle writes it, or OrderedDict(()) of an empty tuple (TorchSharp.PyBridge's writing).
+            case ("collections", "OrderedDict") when a.Length == 0 || (a.Length == 1 && a[0] is object?[] { Length: 0 }):
                 return new PickleDict();
             case ("torch._utils", "_rebuild_tensor_v2") when a.Length >= 4 && a[0] is StorageRecord storage && a[1] is long offset:
                 return View(storage, offset, Longs(a[2], "size"), Longs(a[3], "stride"));

@@ -13,40 +13,20 @@ namespace AdvAA.Core.Models;
 public sealed class ModelFileException(string message, Exception? inner = null) : Exception(message, inner);
 
 /// <summary>
-/// State dicts in the file format of <c>torch.save</c> (PyTorch ≥ 1.6): a zip archive, stored
-/// uncompressed, holding <c>archive/data.pkl</c> (a protocol-2 pickle of an OrderedDict of name →
+/// Reading state dicts in the file format of <c>torch.save</c> (PyTorch ≥ 1.6): a zip archive holding
+/// <c>…/data.pkl</c> (a pickle of an OrderedDict of name →
 /// <c>torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)</c>), one record
-/// <c>archive/data/K</c> per tensor's storage (little-endian, 64-byte aligned as PyTorch aligns
-/// them) and <c>archive/version</c>. Reading accepts what <c>torch.save(model.state_dict())</c>
-/// writes (protocols 2 to 5, legacy typed storages, parameters); nothing executes code from the file.
+/// <c>…/data/K</c> per tensor's storage and <c>…/version</c>. It accepts what
+/// <c>torch.save(model.state_dict())</c> writes (protocols 2 to 5, legacy typed storages,
+/// parameters); nothing executes code from the file, and everything is checked against the file
+/// and the model before a tensor is allocated. Ours rather than TorchSharp.PyBridge's reader, which
+/// writes our exports: measured on crafted files (README, "To and from PyTorch"), PyBridge's loads
+/// NaN weights and a deflated record read short without a word, sizes its buffers by what the file
+/// claims before checking it, and names neither the file nor the entry when shapes differ.
 /// </summary>
 public static class PyTorchStateDict
 {
     const string Archive = "archive";
-
-    /// <summary>Writes <paramref name="entries"/> (CPU or device tensors, any dtype of the storage table) to <paramref name="path"/>.</summary>
-    public static void Write(string path, IReadOnlyList<(string Name, Tensor Value)> entries)
-    {
-        using var scope = NewDisposeScope();
-        var pickle = new PickleWriter();
-        pickle.Global("collections", "OrderedDict").EmptyTuple().Reduce().Mark();
-        var records = new List<(string Name, byte[] Data)>();
-        for (int i = 0; i < entries.Count; i++)
-        {
-            (string name, Tensor value) = entries[i];
-            Tensor flat = value.detach().cpu().contiguous();
-            string key = i.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            pickle.Text(name).Global("torch._utils", "_rebuild_tensor_v2").Mark();
-            pickle.Mark().Text("storage").Global("torch", StorageName(flat.dtype, name)).Text(key).Text("cpu").Int(flat.numel()).Tuple().PersistentId();
-            pickle.Int(0).Ints(flat.shape).Ints(flat.stride()).False().Global("collections", "OrderedDict").EmptyTuple().Reduce();
-            pickle.Tuple().Reduce();
-            records.Add(($"{Archive}/data/{key}", flat.bytes.ToArray()));
-        }
-        pickle.SetItems().Stop();
-        records.Insert(0, ($"{Archive}/data.pkl", pickle.ToArray()));
-        records.Add(($"{Archive}/version", Encoding.ASCII.GetBytes("3\n")));
-        StoredZip.Write(path, records);
-    }
 
     /// <summary>The most bytes data.pkl may take: a state dict's pickle holds about 100 bytes per tensor.</summary>
     const long MaxPickleBytes = 64L << 20;
@@ -207,96 +187,5 @@ public static class PyTorchStateDict
         ("ShortStorage", ScalarType.Int16), ("CharStorage", ScalarType.Int8), ("ByteStorage", ScalarType.Byte), ("BoolStorage", ScalarType.Bool),
     ];
 
-    static string StorageName(ScalarType type, string entry) =>
-        Storages.FirstOrDefault(s => s.Type == type).Name ?? throw new ArgumentException($"{entry}: tensors of {type} have no PyTorch storage type here", nameof(type));
-
     internal static ScalarType? StorageType(string name) => Storages.FirstOrDefault(s => s.Name == name) is { Name: not null } s ? s.Type : null;
-
-    /// <summary>The opcodes of pickle protocol 2 that a state dict needs (what <c>pickle.dumps</c> writes for these values).</summary>
-    sealed class PickleWriter
-    {
-        readonly MemoryStream buffer = new();
-        readonly BinaryWriter w;
-        public PickleWriter() { w = new BinaryWriter(buffer, Encoding.UTF8); w.Write((byte)0x80); w.Write((byte)2); }
-        public PickleWriter Global(string module, string name) { w.Write((byte)'c'); w.Write(Encoding.ASCII.GetBytes($"{module}\n{name}\n")); return this; }
-        public PickleWriter Mark() { w.Write((byte)'('); return this; }
-        public PickleWriter EmptyTuple() { w.Write((byte)')'); return this; }
-        public PickleWriter Tuple() { w.Write((byte)'t'); return this; }
-        public PickleWriter Reduce() { w.Write((byte)'R'); return this; }
-        public PickleWriter PersistentId() { w.Write((byte)'Q'); return this; }
-        public PickleWriter SetItems() { w.Write((byte)'u'); return this; }
-        public PickleWriter False() { w.Write((byte)0x89); return this; }
-        public void Stop() => w.Write((byte)'.');
-        public PickleWriter Text(string s) { byte[] b = Encoding.UTF8.GetBytes(s); w.Write((byte)'X'); w.Write((uint)b.Length); w.Write(b); return this; }
-        public PickleWriter Int(long v)
-        {
-            if (v is >= int.MinValue and <= int.MaxValue) { w.Write((byte)'J'); w.Write((int)v); }
-            else { w.Write((byte)0x8a); w.Write((byte)8); w.Write(v); } // LONG1, 8 bytes little-endian two's complement
-            return this;
-        }
-        public PickleWriter Ints(long[] values) { Mark(); foreach (long v in values) Int(v); return Tuple(); }
-        public byte[] ToArray() { w.Flush(); return buffer.ToArray(); }
-    }
-
-    /// <summary>A zip archive of stored (uncompressed) records, each one's data aligned to 64 bytes through its local header's extra field, as PyTorch writes them.</summary>
-    static class StoredZip
-    {
-        const int Alignment = 64;
-
-        public static void Write(string path, IReadOnlyList<(string Name, byte[] Data)> records)
-        {
-            using var file = new FileStream(path, FileMode.Create, FileAccess.Write);
-            using var w = new BinaryWriter(file);
-            var central = new List<(byte[] Name, uint Crc, uint Size, uint Offset)>();
-            foreach (var (name, data) in records)
-            {
-                if (file.Position + data.LongLength > uint.MaxValue)
-                    throw new ModelFileException($"{path}: the weights exceed 4 GB, which this writer (no zip64) does not support");
-                byte[] nameBytes = Encoding.UTF8.GetBytes(name);
-                long dataStart = file.Position + 30 + nameBytes.Length + 4;
-                int pad = (int)((Alignment - dataStart % Alignment) % Alignment);
-                uint crc = Crc32.Of(data);
-                central.Add((nameBytes, crc, (uint)data.Length, (uint)file.Position));
-                w.Write(0x04034b50u); w.Write((ushort)20); w.Write((ushort)0); w.Write((ushort)0); // version, flags, stored
-                w.Write((ushort)0); w.Write((ushort)0x21); // time 00:00, date 1980-01-01
-                w.Write(crc); w.Write((uint)data.Length); w.Write((uint)data.Length);
-                w.Write((ushort)nameBytes.Length); w.Write((ushort)(4 + pad));
-                w.Write(nameBytes);
-                w.Write((ushort)0x4246); w.Write((ushort)pad); w.Write(new byte[pad]); // "FB": padding, as PyTorch names it
-                w.Write(data);
-            }
-            long directory = file.Position;
-            foreach (var (name, crc, size, offset) in central)
-            {
-                w.Write(0x02014b50u); w.Write((ushort)20); w.Write((ushort)20); w.Write((ushort)0); w.Write((ushort)0);
-                w.Write((ushort)0); w.Write((ushort)0x21);
-                w.Write(crc); w.Write(size); w.Write(size);
-                w.Write((ushort)name.Length); w.Write((ushort)0); w.Write((ushort)0); // extra, comment
-                w.Write((ushort)0); w.Write((ushort)0); w.Write(0u); // disk, internal and external attributes
-                w.Write(offset); w.Write(name);
-            }
-            long size0 = file.Position - directory;
-            w.Write(0x06054b50u); w.Write((ushort)0); w.Write((ushort)0);
-            w.Write((ushort)central.Count); w.Write((ushort)central.Count);
-            w.Write((uint)size0); w.Write((uint)directory); w.Write((ushort)0);
-        }
-    }
-
-    /// <summary>CRC-32 (IEEE 802.3, reflected 0xEDB88320), the zip format's checksum.</summary>
-    static class Crc32
-    {
-        static readonly uint[] Table = Enumerable.Range(0, 256).Select(n =>
-        {
-            uint c = (uint)n;
-            for (int k = 0; k < 8; k++) c = (c & 1) != 0 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            return c;
-        }).ToArray();
-
-        public static uint Of(byte[] data)
-        {
-            uint c = 0xFFFFFFFFu;
-            foreach (byte b in data) c = Table[(c ^ b) & 0xFF] ^ (c >> 8);
-            return c ^ 0xFFFFFFFFu;
-        }
-    }
 }

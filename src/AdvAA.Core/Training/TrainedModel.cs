@@ -126,7 +126,7 @@ public sealed class TrainedModel : IDisposable
                 throw new RunFolderException($"{foreign} exists and was not written by advaa export; choose another --out, or pass --force to overwrite it");
         }
         string Numbers(IEnumerable<double> values) => string.Join(", ", values.Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
-        var entries = model.state_dict().Select(kv => (kv.Key, kv.Value)).ToList();
+        bool safetensors = WeightFiles.IsSafetensors(weights);
         string python = string.Join("\n", [
             ExportMarker,
             ModelRegistry.PythonModels.TrimEnd(), "", "",
@@ -144,10 +144,13 @@ public sealed class TrainedModel : IDisposable
             "    \"\"\"The trained network in eval mode, from the weights file beside this module (or `path`).\"\"\"",
             "    import os",
             "    net = build()",
-            "    net.load_state_dict(torch.load(path or os.path.join(os.path.dirname(os.path.abspath(__file__)), WEIGHTS), map_location=\"cpu\"))",
+            "    path = path or os.path.join(os.path.dirname(os.path.abspath(__file__)), WEIGHTS)",
+            safetensors
+                ? "    from safetensors.torch import load_file  # pip install safetensors\n    net.load_state_dict(load_file(path))"
+                : "    net.load_state_dict(torch.load(path, map_location=\"cpu\", weights_only=True))",
             "    return net.eval()", ""]);
         Directory.CreateDirectory(Path.GetDirectoryName(weights)!);
-        AtomicFile.Write(weights, temp => PyTorchStateDict.Write(temp, entries));
+        AtomicFile.Write(weights, temp => WeightFiles.Write(model, temp, safetensors));
         AtomicFile.Write(module, python);
         return (weights, module);
     }

@@ -113,7 +113,7 @@ public sealed class Trainer : IDisposable
         // Read before anything is written: a file that does not fit stops the run with nothing changed
         // (a resumed run reads it too, and then takes its checkpoint's weights).
         if (config.Init is string init)
-            PyTorchStateDict.LoadInto(model, init, $"{config.Model} with {train.Classes.Count} classes");
+            WeightFiles.LoadInto(model, init, $"{config.Model} with {train.Classes.Count} classes");
         model.to(device);
         normalizer = Normalizer.FromDataset(train, config.SkipBadImages);
         skipped = config.SkipBadImages ? new SkippedImages() : null;
