@@ -4,7 +4,8 @@
 # tool into a temporary tool path and run `advaa info` and one epoch on the embedded sample, run an
 # F# script that takes AdvAA with `#r "nuget: …"` under `dotnet fsi` and under `advaa run`, and build
 # a C# console program that references the package and trains one epoch. Prints the time of each step.
-# Usage: scripts/package-check.sh   (CI runs it after the tests; NUGET_PACKAGES=EMPTY_FOLDER times a cold cache)
+# Usage: scripts/package-check.sh   (CI runs it after the tests; COLD_CACHE=1 gives the steps after
+# packing an empty NuGet cache of their own, as on a machine that never restored TorchSharp)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/advaa-package-check.XXXXXX)
@@ -35,6 +36,11 @@ step pack dotnet pack "$repo/AdvAA.sln" -c Release -o "$feed" -p:VersionSuffix="
 for package in "AdvAA.Core.$version.nupkg" "AdvAA.Dsl.$version.nupkg" "AdvAA-cpu.$version.nupkg" "advaa.$version.nupkg"; do
   [ -f "$feed/$package" ] || { echo "package check: $package was not written" >&2; ls "$feed" >&2; exit 1; }
 done
+
+if [ -n "${COLD_CACHE:-}" ]; then
+  export NUGET_PACKAGES="$work/nuget-packages"
+  mkdir -p "$NUGET_PACKAGES"
+fi
 
 # The tool, from an empty folder.
 mkdir -p "$work/empty"
