@@ -169,6 +169,24 @@ let deviceTests =
                     Expect.exists looked (fun l -> l.Contains dir.Path && l.Contains "no libtorch_cuda.so") "names the folder and why")
         }
 
+        test "a CUDA libtorch older than TorchSharp's is not taken, naming both versions; a later 2.x is" {
+            use dir = new TempDir()
+            let lib = dir.File "torch/lib"
+            Directory.CreateDirectory lib |> ignore
+            File.WriteAllText(Path.Combine(lib, "libtorch_cuda.so"), "")
+            let withVersion (version: string) =
+                File.WriteAllText(dir.File "torch/version.py", sprintf "__version__ = '%s'\n" version)
+                let looked = List<string>()
+                let mutable found = Unchecked.defaultof<NativeBackend>
+                withEnv TorchBackend.LibTorchVariable lib (fun () -> found <- TorchBackend.FindCuda looked)
+                found, List.ofSeq looked
+            let found, looked = withVersion "1.13.1+cu117"
+            Expect.isTrue (isNull (box found)) "PyTorch 1.13's libtorch is refused"
+            Expect.exists looked (fun l -> l.Contains lib && l.Contains "libtorch 1.13.1+cu117" && l.Contains "needs 2.10 or a later 2.x") "names the folder and both versions"
+            let found, _ = withVersion "2.11.0+cu130"
+            Expect.equal (nonNull found).LibTorchVersion "2.11.0+cu130" "PyTorch 2.11's is taken (verified on an H200: no undefined symbols)"
+        }
+
         test "a missing ADVAA_LIBTORCH folder is recorded" {
             withEnv TorchBackend.LibTorchVariable "/nonexistent/torch/lib" (fun () ->
                 let looked = List<string>()

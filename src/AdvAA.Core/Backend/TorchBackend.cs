@@ -278,7 +278,21 @@ public static class TorchBackend
             foreach (string line in File.ReadLines(versionFile))
                 if (line.StartsWith("__version__", StringComparison.Ordinal))
                     version = line.Split('=', 2)[1].Trim().Trim('\'', '"');
+        // TorchSharp's wrapper needs the libtorch it was built against or a later one of the same major version.
+        if (MajorMinor(version) is { } found && MajorMinor(BundledLibTorchVersion) is { } needed
+            && (found.Major != needed.Major || found.Minor < needed.Minor))
+        {
+            looked.Add($"{folder} ({source}): libtorch {version}, but TorchSharp {typeof(torch).Assembly.GetName().Version?.ToString(3)} needs {needed.Major}.{needed.Minor} or a later {needed.Major}.x (PyTorch {needed.Major}.{needed.Minor}+)");
+            return null;
+        }
         return new NativeBackend("cuda", Path.GetFullPath(folder), FindWrapper(), source, version);
+    }
+
+    /// <summary>"2.11.0+cu130" → (2, 11); null for a version that does not start with two numbers.</summary>
+    static (int Major, int Minor)? MajorMinor(string version)
+    {
+        string[] parts = version.Split('+')[0].Split('.');
+        return parts.Length >= 2 && int.TryParse(parts[0], out int major) && int.TryParse(parts[1], out int minor) ? (major, minor) : null;
     }
 
     /// <summary>Asks python3 where torch is, without importing it (fast, no CUDA start-up).</summary>
