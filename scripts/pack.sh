@@ -4,8 +4,8 @@
 # Usage: scripts/pack.sh [FOLDER] [SUFFIX]   (default artifacts/packages; SUFFIX, e.g. dev.2, makes
 # 0.1.0-dev.2: NuGet caches a version once, so a rebuilt package needs a version of its own)
 set -euo pipefail
+out=$(realpath -m "${1:-$(dirname "$0")/../artifacts/packages}")  # relative to where it is called from
 cd "$(dirname "$0")/.."
-out=$(realpath -m "${1:-artifacts/packages}")
 mkdir -p "$out"
 dotnet pack AdvAA.sln -c Release -o "$out" -v q -nologo ${2:+-p:VersionSuffix="$2"}
 ls -l "$out"
